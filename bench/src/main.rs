@@ -1,0 +1,49 @@
+//! `concierge-bench`: Concierge's benchmarks, each compared in the same run with the reference it
+//! has to beat, written as JSON and Markdown (and SVG where a curve says more than a table).
+//!
+//! - `embed`: sentences per second of the candle embedder at several batch sizes and thread counts,
+//!   for short and ~128-token texts, beside ONNX Runtime on the same model and texts
+//!   (`bench/peers/onnx_embed.py`, optional: skipped with a message when it cannot run).
+
+mod cpu_time;
+mod embed;
+mod peer;
+mod texts;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Concierge's benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "concierge-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Embedding throughput: candle against ONNX Runtime, same model, same texts, same run.
+    Embed(embed::EmbedArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Embed(args) => embed::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("concierge-bench: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Concierge's machine-learning models, on [candle](https://github.com/huggingface/candle), on the CPU.
+//!
+//! This crate owns turning text into vectors: the [`Embedder`] trait and its candle implementation,
+//! [`BertEmbedder`], which reproduces sentence-transformers' `all-MiniLM-L6-v2` (mean pooling over
+//! the attention mask, then L2 normalisation). The answer generators join it in a later step.
+//!
+//! It does not download anything: `models/fetch.sh` puts the weights in `models/weights/`, checked
+//! against `models/manifest.toml`, and [`BertEmbedder::load`] reads them from a directory.
+//!
+//! ```no_run
+//! use concierge_models::{BertEmbedder, Embedder, EmbedderConfig};
+//!
+//! let embedder = BertEmbedder::load("models/weights/all-MiniLM-L6-v2", &EmbedderConfig::default())?;
+//! let vectors = embedder.embed(&["The guest in unit 4 called twice.", "Late check-in"])?;
+//! assert_eq!(vectors.len(), 2);
+//! assert_eq!(vectors[0].len(), embedder.dim());
+//! # Ok::<(), concierge_models::ModelError>(())
+//! ```
+
+mod bert_embedder;
+mod embedder;
+mod error;
+mod model_dir;
+mod pooling;
+mod tokenize;
+
+pub use bert_embedder::BertEmbedder;
+pub use embedder::{Embedder, EmbedderConfig};
+pub use error::ModelError;
+pub use model_dir::ModelDir;
