@@ -91,21 +91,21 @@ mod tests {
             ..Default::default()
         }
         .validate()
-        .unwrap_err();
+        .expect_err("must fail");
         assert!(err.to_string().contains("threads"), "{err}");
         let err = EmbedderConfig {
             batch_size: 0,
             ..Default::default()
         }
         .validate()
-        .unwrap_err();
+        .expect_err("must fail");
         assert!(err.to_string().contains("batch_size"), "{err}");
         let err = EmbedderConfig {
             max_tokens: Some(1),
             ..Default::default()
         }
         .validate()
-        .unwrap_err();
+        .expect_err("must fail");
         assert!(err.to_string().contains("max_tokens"), "{err}");
     }
 }

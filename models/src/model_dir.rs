@@ -153,7 +153,7 @@ mod tests {
     fn a_missing_file_is_named_with_the_fetch_hint() {
         let dir = scratch("missing");
         std::fs::write(dir.join("config.json"), b"{}").expect("write");
-        let err = ModelDir::open(&dir).unwrap_err();
+        let err = ModelDir::open(&dir).expect_err("must fail");
         let text = err.to_string();
         assert!(text.contains("tokenizer.json"), "{text}");
         assert!(text.contains("models/fetch.sh"), "{text}");
@@ -181,7 +181,7 @@ mod tests {
         let err = ModelDir::open(&dir)
             .expect("open")
             .max_seq_length()
-            .unwrap_err();
+            .expect_err("must fail");
         assert!(
             err.to_string().contains("sentence_bert_config.json"),
             "{err}"

@@ -208,7 +208,7 @@ fn a_lower_configured_token_limit_is_honoured() {
 fn a_directory_without_the_model_says_how_to_fetch_it() {
     let empty = std::env::temp_dir().join(format!("concierge-no-model-{}", std::process::id()));
     std::fs::create_dir_all(&empty).expect("mkdir");
-    let err = BertEmbedder::load(&empty, &EmbedderConfig::default()).unwrap_err();
+    let err = BertEmbedder::load(&empty, &EmbedderConfig::default()).expect_err("must fail");
     assert!(matches!(err, ModelError::MissingFile { .. }), "{err:?}");
     assert!(err.to_string().contains("models/fetch.sh"));
 }

@@ -5,33 +5,20 @@
 //! standard input, one per line.
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 
 use anyhow::Context;
 use concierge_models::{BertEmbedder, Embedder, EmbedderConfig};
 use serde::Serialize;
+
+use super::model_args::ModelArgs;
 
 /// Arguments of `concierge embed`.
 #[derive(Debug, clap::Args)]
 pub struct EmbedArgs {
     /// Texts to embed; none, or `-`, reads one text per line from standard input.
     pub texts: Vec<String>,
-    /// The model directory; overrides `--models-dir`/`--embedder`.
-    #[arg(long)]
-    pub model_dir: Option<PathBuf>,
-    /// The directory holding the models (`[models] dir`).
-    #[arg(long, env = "CONCIERGE_MODELS__DIR", default_value = "models/weights")]
-    pub models_dir: PathBuf,
-    /// The embedding model's name, a directory under `--models-dir` (`[models] embedder`).
-    #[arg(
-        long,
-        env = "CONCIERGE_MODELS__EMBEDDER",
-        default_value = "all-MiniLM-L6-v2"
-    )]
-    pub embedder: String,
-    /// Threads the embedder computes on.
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
+    #[command(flatten)]
+    pub model: ModelArgs,
 }
 
 #[derive(Debug, Serialize)]
@@ -47,15 +34,11 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
     } else {
         args.texts.clone()
     };
-    let dir = args
-        .model_dir
-        .clone()
-        .unwrap_or_else(|| args.models_dir.join(&args.embedder));
     let config = EmbedderConfig {
-        threads: args.threads,
+        threads: args.model.threads,
         ..EmbedderConfig::default()
     };
-    let embedder = BertEmbedder::load(&dir, &config)?;
+    let embedder = BertEmbedder::load(args.model.dir(), &config)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let vectors = embedder.embed(&refs)?;
     let output: Vec<EmbeddedText<'_>> = texts

@@ -1,19 +1,35 @@
 //! The subcommands of `concierge`, one file each.
 
 mod embed;
+mod model_args;
+mod serve;
 
 use concierge_models::ModelError;
 
 /// What `concierge` can do.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// Run the daemon (HTTP on `--listen`) until SIGINT or SIGTERM.
+    Serve(serve::ServeArgs),
     /// Embed texts with the local model and print the vectors as JSON.
     Embed(embed::EmbedArgs),
+}
+
+impl Command {
+    /// The log level when `RUST_LOG` does not say: the daemon logs its life, one-shot commands
+    /// only their warnings.
+    pub fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Serve(_) => "info",
+            Command::Embed(_) => "warn",
+        }
+    }
 }
 
 /// Runs one subcommand to completion.
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Serve(args) => serve::run(&args),
         Command::Embed(args) => embed::run(&args),
     }
 }

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: fetches the model if it is missing, builds the binaries the
+# black-box tests start, then runs the unit, integration and doc tests.
+# Arguments go to the test runner, e.g.  ./test.sh parity
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+models/fetch.sh
+cargo build --workspace --bins
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  echo "test.sh: cargo-nextest is not installed; using cargo test" >&2
+  cargo test --workspace --no-fail-fast "$@"
+fi
+cargo test --workspace --doc

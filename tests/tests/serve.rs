@@ -1,0 +1,70 @@
+//! `concierge serve` started as a user starts it, on an ephemeral port.
+
+use concierge_tests::{Daemon, model_dir, run, temp_dir, workspace_root};
+use serde_json::Value;
+
+#[test]
+fn serve_answers_health_and_readiness_with_the_model_loaded() {
+    let dir = model_dir();
+    let daemon = Daemon::start(
+        &["--model-dir", dir.to_str().expect("utf-8")],
+        &workspace_root(),
+    );
+    let (status, body) = daemon.get("/healthz");
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("json")["status"],
+        "ok"
+    );
+    let (status, body) = daemon.get("/readyz");
+    assert_eq!(status, 200);
+    let ready: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(ready["model"], "all-MiniLM-L6-v2");
+    assert_eq!(ready["dimension"], 384);
+}
+
+#[test]
+fn an_unknown_route_is_a_json_problem_404() {
+    let daemon = Daemon::start(&[], &workspace_root());
+    let (status, body) = daemon.get("/v1/nothing-here");
+    assert_eq!(status, 404);
+    let problem: Value = serde_json::from_str(&body).expect("problem json");
+    assert_eq!(problem["status"], 404);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("/v1/nothing-here")
+    );
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly() {
+    let daemon = Daemon::start(&[], &workspace_root());
+    let status = daemon.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_api_tokens() {
+    let out = run(
+        "concierge",
+        &["serve", "--listen", "0.0.0.0:0"],
+        &workspace_root(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+}
+
+#[test]
+fn serve_without_the_model_exits_3_before_listening() {
+    let dir = temp_dir();
+    let out = run(
+        "concierge",
+        &["serve", "--listen", "127.0.0.1:0"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("models/fetch.sh"));
+    assert!(out.stdout.is_empty(), "it must not claim to listen");
+}
