@@ -6,10 +6,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 models/fetch.sh
 cargo build --workspace --bins
+# Doc tests first, so the run ends with the main runner's summary.
+cargo test --workspace --doc
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else
   echo "test.sh: cargo-nextest is not installed; using cargo test" >&2
   cargo test --workspace --no-fail-fast "$@"
 fi
-cargo test --workspace --doc

@@ -1,9 +1,10 @@
-//! `concierge-bench embed`: embedding throughput of the candle embedder beside ONNX Runtime.
+//! `concierge-bench embed`: embedding throughput of Concierge's embedder beside ONNX Runtime.
 //!
-//! For short (~12 tokens) and long (~128 tokens) texts, at each batch size and thread count, it
+//! For short (~15 tokens) and long (~128 tokens) texts, at each batch size and thread count, it
 //! embeds batch after batch for a fixed time and reports sentences per second (wall clock) and per
-//! CPU-second. ONNX Runtime then runs the same model on the same texts with the same settings
-//! (`bench/peers/onnx_embed.py`), and the table shows candle / ONNX Runtime per row.
+//! CPU-second, for each backend of `BertEmbedder` (`native`: our forward pass; `candle-bert`:
+//! candle-transformers' `BertModel`). ONNX Runtime then runs the same model on the same texts with
+//! the same settings (`bench/peers/onnx_embed.py`), and the table shows each backend / ONNX Runtime.
 //! Writes `embed.json` and `embed.md` into `--out`.
 
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use concierge_models::{BertEmbedder, Embedder, EmbedderConfig};
+use concierge_models::{Backend, BertEmbedder, Embedder, EmbedderConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -31,6 +32,9 @@ pub struct EmbedArgs {
     /// Thread counts to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub threads: Vec<usize>,
+    /// Embedder backends to measure (`native`, `candle-bert`).
+    #[arg(long, value_delimiter = ',', default_value = "native,candle-bert")]
+    pub backends: Vec<Backend>,
     /// Measuring time per row, in seconds (after one warm-up batch; at least three batches).
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
@@ -58,16 +62,18 @@ struct Row {
     mean_tokens: f64,
     batch: usize,
     threads: usize,
-    candle: Throughput,
+    /// Per backend name.
+    concierge: BTreeMap<&'static str, Throughput>,
     onnxruntime: Option<Throughput>,
-    /// candle / ONNX Runtime, sentences per second.
-    ratio: Option<f64>,
+    /// Per backend name: backend / ONNX Runtime, sentences per second.
+    ratio_to_onnxruntime: BTreeMap<&'static str, f64>,
 }
 
 #[derive(Debug, Serialize)]
 struct Report {
     model: String,
     seconds_per_row: f64,
+    backends: Vec<&'static str>,
     peer: Option<String>,
     peer_parity_min_cosine: Option<f64>,
     peer_skipped: Option<String>,
@@ -76,91 +82,83 @@ struct Report {
 
 pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.seconds > 0.0, "--seconds must be positive");
-    anyhow::ensure!(
-        !args.batch_sizes.contains(&0),
-        "--batch-sizes must be at least 1"
-    );
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let mut embedders = BTreeMap::new();
-    for &threads in &args.threads {
-        let config = EmbedderConfig {
-            threads,
-            batch_size: args.batch_sizes.iter().copied().max().unwrap_or(1),
-            max_tokens: None,
-        };
-        let embedder = BertEmbedder::load(&args.model_dir, &config)
-            .with_context(|| format!("loading the model from {}", args.model_dir.display()))?;
-        embedders.insert(threads, embedder);
+    anyhow::ensure!(!args.batch_sizes.contains(&0), "--batch-sizes must be at least 1");
+    anyhow::ensure!(!args.backends.is_empty() && !args.threads.is_empty(), "--backends and --threads need a value");
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let mut embedders = Vec::new();
+    for &backend in &args.backends {
+        for &threads in &args.threads {
+            let config = EmbedderConfig {
+                threads,
+                batch_size: args.batch_sizes.iter().copied().max().unwrap_or(1),
+                backend,
+                ..EmbedderConfig::default()
+            };
+            let embedder = BertEmbedder::load(&args.model_dir, &config)
+                .with_context(|| format!("loading the model from {}", args.model_dir.display()))?;
+            embedders.push((backend, threads, embedder));
+        }
     }
-    let first = embedders
-        .values()
-        .next()
-        .context("--threads needs at least one value")?;
+    let first = &embedders[0].2;
     let pool = 256;
     let sets: [(&'static str, Vec<String>); 2] = [
         ("short", texts::short_texts(pool)),
         ("long", texts::long_texts(first, pool, args.long_tokens)?),
     ];
     let texts_path = args.out.join("texts.json");
-    let texts_json: BTreeMap<&str, &Vec<String>> =
-        sets.iter().map(|(name, t)| (*name, t)).collect();
+    let texts_json: BTreeMap<&str, &Vec<String>> = sets.iter().map(|(name, t)| (*name, t)).collect();
     std::fs::write(&texts_path, serde_json::to_vec(&texts_json)?)?;
 
-    let total = sets.len() * args.batch_sizes.len() * args.threads.len();
+    let total = sets.len() * args.batch_sizes.len() * embedders.len();
     let bar = ProgressBar::new(total as u64).with_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    bar.set_prefix("candle");
+    bar.set_prefix("concierge");
     let mut rows = Vec::new();
     for (length, set) in &sets {
         let mean_tokens = mean_tokens(first, set)?;
         for &batch in &args.batch_sizes {
-            for (&threads, embedder) in &embedders {
-                bar.set_message(format!(
-                    "{length} texts, batch {batch}, {threads} thread(s)"
-                ));
-                let candle = measure(embedder, set, batch, Duration::from_secs_f64(args.seconds))?;
+            for &threads in &args.threads {
+                let mut concierge = BTreeMap::new();
+                for (backend, _, embedder) in embedders.iter().filter(|(_, t, _)| *t == threads) {
+                    bar.set_message(format!("{}: {length} texts, batch {batch}, {threads} thread(s)", backend.name()));
+                    let throughput = measure(embedder, set, batch, Duration::from_secs_f64(args.seconds))?;
+                    concierge.insert(backend.name(), throughput);
+                    bar.inc(1);
+                }
                 rows.push(Row {
                     length,
                     mean_tokens,
                     batch,
                     threads,
-                    candle,
+                    concierge,
                     onnxruntime: None,
-                    ratio: None,
+                    ratio_to_onnxruntime: BTreeMap::new(),
                 });
-                bar.inc(1);
             }
         }
     }
     bar.finish_and_clear();
     drop(embedders);
 
-    let peer_run = peer::run_onnx(
-        &args.python,
-        &args.model_dir,
-        &texts_path,
-        &args.batch_sizes,
-        &args.threads,
-        args.seconds,
-    );
+    let peer_run =
+        peer::run_onnx(&args.python, &args.model_dir, &texts_path, &args.batch_sizes, &args.threads, args.seconds);
     let (peer_name, parity, skipped) = match &peer_run {
         PeerRun::Ran(result) => {
             for row in &mut rows {
-                if let Some(found) = result.rows.iter().find(|r| {
-                    r.length == row.length && r.batch == row.batch && r.threads == row.threads
-                }) {
+                let found = result
+                    .rows
+                    .iter()
+                    .find(|r| r.length == row.length && r.batch == row.batch && r.threads == row.threads);
+                if let Some(found) = found {
                     row.onnxruntime = Some(found.throughput);
-                    row.ratio = Some(row.candle.sentences_per_s / found.throughput.sentences_per_s);
+                    for (name, ours) in &row.concierge {
+                        row.ratio_to_onnxruntime.insert(name, ours.sentences_per_s / found.throughput.sentences_per_s);
+                    }
                 }
             }
-            (
-                Some(result.peer.clone()),
-                Some(result.parity_min_cosine),
-                None,
-            )
+            (Some(result.peer.clone()), Some(result.parity_min_cosine), None)
         }
         PeerRun::Skipped(reason) => {
             eprintln!("ONNX Runtime peer skipped: {reason}");
@@ -168,32 +166,24 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
         }
     };
     let report = Report {
-        model: first_model_id(&args.model_dir),
+        model: model_id(&args.model_dir),
         seconds_per_row: args.seconds,
+        backends: args.backends.iter().map(|b| b.name()).collect(),
         peer: peer_name,
         peer_parity_min_cosine: parity,
         peer_skipped: skipped,
         rows,
     };
     let markdown = markdown(&report);
-    std::fs::write(
-        args.out.join("embed.json"),
-        serde_json::to_vec_pretty(&report)?,
-    )?;
+    std::fs::write(args.out.join("embed.json"), serde_json::to_vec_pretty(&report)?)?;
     std::fs::write(args.out.join("embed.md"), &markdown)?;
     println!("{markdown}");
-    eprintln!(
-        "wrote {} and {}",
-        args.out.join("embed.json").display(),
-        args.out.join("embed.md").display()
-    );
+    eprintln!("wrote {} and {}", args.out.join("embed.json").display(), args.out.join("embed.md").display());
     Ok(())
 }
 
-fn first_model_id(dir: &std::path::Path) -> String {
-    concierge_models::ModelDir::open(dir)
-        .map(|d| d.model_id())
-        .unwrap_or_else(|_| dir.display().to_string())
+fn model_id(dir: &std::path::Path) -> String {
+    concierge_models::ModelDir::open(dir).map(|d| d.model_id()).unwrap_or_else(|_| dir.display().to_string())
 }
 
 fn mean_tokens(embedder: &dyn Embedder, texts: &[String]) -> anyhow::Result<f64> {
@@ -206,18 +196,9 @@ fn mean_tokens(embedder: &dyn Embedder, texts: &[String]) -> anyhow::Result<f64>
 
 /// Embeds `batch`-sized slices of `texts` (cycling) until `duration` has passed and at least three
 /// batches ran, after one warm-up batch.
-fn measure(
-    embedder: &dyn Embedder,
-    texts: &[String],
-    batch: usize,
-    duration: Duration,
-) -> anyhow::Result<Throughput> {
+fn measure(embedder: &dyn Embedder, texts: &[String], batch: usize, duration: Duration) -> anyhow::Result<Throughput> {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let slice = |k: usize| -> Vec<&str> {
-        (0..batch)
-            .map(|i| refs[(k * batch + i) % refs.len()])
-            .collect()
-    };
+    let slice = |k: usize| -> Vec<&str> { (0..batch).map(|i| refs[(k * batch + i) % refs.len()]).collect() };
     embedder.embed(&slice(0))?;
     let cpu_start = process_cpu_time();
     let start = Instant::now();
@@ -233,52 +214,49 @@ fn measure(
         _ => f64::NAN,
     };
     let sentences = (batches * batch) as f64;
-    Ok(Throughput {
-        sentences_per_s: sentences / wall,
-        sentences_per_cpu_s: sentences / cpu,
-    })
+    Ok(Throughput { sentences_per_s: sentences / wall, sentences_per_cpu_s: sentences / cpu })
 }
 
 fn markdown(report: &Report) -> String {
     let peer = report.peer.as_deref().unwrap_or("ONNX Runtime (not run)");
     let mut md = format!(
-        "Embedding throughput, {} on candle vs {peer}, {} s per row. Sentences per second (wall clock) and per CPU-second.\n\n",
-        report.model, report.seconds_per_row
+        "Embedding throughput of {}: Concierge's embedder ({}) vs {peer}, {} s per row, same texts, same run. \
+         Sentences per second, wall clock (per CPU-second in parentheses).\n\n",
+        report.model,
+        report.backends.join(", "),
+        report.seconds_per_row
     );
     if let Some(cos) = report.peer_parity_min_cosine {
-        md.push_str(&format!(
-            "ONNX Runtime's vectors vs sentence-transformers: min cosine {cos:.6}.\n\n"
-        ));
+        md.push_str(&format!("ONNX Runtime's vectors vs sentence-transformers: min cosine {cos:.6}.\n\n"));
     }
     if let Some(reason) = &report.peer_skipped {
         md.push_str(&format!("ONNX Runtime was skipped: {reason}\n\n"));
     }
-    md.push_str("| texts | tokens | batch | threads | candle sent/s | candle sent/CPU-s | ORT sent/s | ORT sent/CPU-s | candle / ORT |\n");
-    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    let fmt = |x: f64| {
-        if x.is_finite() {
-            format!("{x:.1}")
-        } else {
-            "–".into()
-        }
+    let fmt = |t: Option<&Throughput>| {
+        t.map_or("–".to_string(), |t| format!("{:.1} ({:.1})", t.sentences_per_s, t.sentences_per_cpu_s))
     };
+    md.push_str("| texts | tokens | batch | threads |");
+    for name in &report.backends {
+        md.push_str(&format!(" {name} |"));
+    }
+    md.push_str(" ONNX Runtime |");
+    for name in &report.backends {
+        md.push_str(&format!(" {name} / ORT |"));
+    }
+    md.push_str("\n|---|---:|---:|---:|");
+    md.push_str(&"---:|".repeat(2 * report.backends.len() + 1));
+    md.push('\n');
     for row in &report.rows {
-        let (ort_s, ort_cpu) = row.onnxruntime.map_or(("–".into(), "–".into()), |t| {
-            (fmt(t.sentences_per_s), fmt(t.sentences_per_cpu_s))
-        });
-        let ratio = row.ratio.map_or("–".into(), |r| format!("{r:.2}×"));
-        md.push_str(&format!(
-            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |\n",
-            row.length,
-            row.mean_tokens,
-            row.batch,
-            row.threads,
-            fmt(row.candle.sentences_per_s),
-            fmt(row.candle.sentences_per_cpu_s),
-            ort_s,
-            ort_cpu,
-            ratio
-        ));
+        md.push_str(&format!("| {} | {:.0} | {} | {} |", row.length, row.mean_tokens, row.batch, row.threads));
+        for name in &report.backends {
+            md.push_str(&format!(" {} |", fmt(row.concierge.get(name))));
+        }
+        md.push_str(&format!(" {} |", fmt(row.onnxruntime.as_ref())));
+        for name in &report.backends {
+            let ratio = row.ratio_to_onnxruntime.get(name).map_or("–".to_string(), |r| format!("{r:.2}×"));
+            md.push_str(&format!(" {ratio} |"));
+        }
+        md.push('\n');
     }
     md
 }

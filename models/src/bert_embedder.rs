@@ -1,8 +1,9 @@
 //! [`BertEmbedder`]: a BERT sentence embedder on candle, equivalent to sentence-transformers.
 //!
 //! Loads a Hugging Face model directory (see [`ModelDir`]), tokenises with the `tokenizers` crate,
-//! sorts each call's texts by length so every batch is padded only to its own longest text, runs
-//! candle's BERT on its own thread pool, then mean-pools and L2-normalises.
+//! and runs the encoder on its own thread pool: by default our inference forward pass
+//! (`bert_forward`: packed tokens, no padding), or candle-transformers' `BertModel` on batches
+//! sorted by length and padded to their longest text, then mean pooling and L2 normalisation.
 
 use std::path::Path;
 
@@ -10,16 +11,26 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 
+use crate::bert_forward::BertForward;
 use crate::pooling::mean_pool_normalized;
 use crate::tokenize::{EmbeddingTokenizer, TokenIds};
-use crate::{Embedder, EmbedderConfig, ModelDir, ModelError};
+use crate::{Backend, Embedder, EmbedderConfig, ModelDir, ModelError};
+
+/// The most tokens one native forward pass takes (bounds its scratch memory to about 40 MB).
+const MAX_TOKENS_PER_PASS: usize = 8192;
+
+/// The encoder implementation an embedder runs.
+enum Encoder {
+    Native(BertForward),
+    Candle(BertModel),
+}
 
 /// A BERT-family sentence embedder (all-MiniLM-L6-v2 and its kin) on candle, on the CPU.
 ///
 /// Cheap to share: wrap it in an `Arc` and call [`Embedder::embed`] from any thread; the forward
 /// passes run on the embedder's own pool of [`EmbedderConfig::threads`] threads.
 pub struct BertEmbedder {
-    model: BertModel,
+    encoder: Encoder,
     tokenizer: EmbeddingTokenizer,
     pool: rayon::ThreadPool,
     device: Device,
@@ -36,6 +47,13 @@ impl std::fmt::Debug for BertEmbedder {
             .field("max_tokens", &self.tokenizer.max_tokens())
             .field("threads", &self.pool.current_num_threads())
             .field("batch_size", &self.batch_size)
+            .field(
+                "backend",
+                &match self.encoder {
+                    Encoder::Native(_) => Backend::Native,
+                    Encoder::Candle(_) => Backend::CandleBert,
+                },
+            )
             .finish_non_exhaustive()
     }
 }
@@ -64,18 +82,23 @@ impl BertEmbedder {
         let device = Device::Cpu;
         let weights_path = dir.weights_path();
         let weights = std::fs::read(&weights_path).map_err(|source| ModelError::Io {
-            path: weights_path,
+            path: weights_path.clone(),
             source,
         })?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
-        let model = BertModel::load(vb, &bert_config)?;
+        let encoder = match config.backend {
+            Backend::Native => Encoder::Native(BertForward::load(&weights, &weights_path, &bert_config)?),
+            Backend::CandleBert => {
+                let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
+                Encoder::Candle(BertModel::load(vb, &bert_config)?)
+            }
+        };
         let tokenizer = EmbeddingTokenizer::load(&dir.tokenizer_path(), max_tokens)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads)
             .thread_name(|i| format!("embed-{i}"))
             .build()?;
         let embedder = Self {
-            model,
+            encoder,
             tokenizer,
             pool,
             device,
@@ -83,18 +106,26 @@ impl BertEmbedder {
             dim: bert_config.hidden_size,
             model_id: dir.model_id(),
         };
-        tracing::info!(model = %embedder.model_id, dim = embedder.dim, max_tokens, threads = config.threads, "embedder loaded");
+        tracing::info!(
+            model = %embedder.model_id,
+            dim = embedder.dim,
+            max_tokens,
+            threads = config.threads,
+            backend = config.backend.name(),
+            "embedder loaded"
+        );
         Ok(embedder)
     }
 
-    /// One forward pass over texts already tokenised, in the order given.
-    fn embed_batch(&self, texts: &[&TokenIds]) -> Result<Vec<Vec<f32>>, ModelError> {
+    /// One forward pass of candle's `BertModel` over texts already tokenised, padded to the
+    /// longest of them, in the order given.
+    fn embed_padded(&self, model: &BertModel, texts: &[&TokenIds]) -> Result<Vec<Vec<f32>>, ModelError> {
         let batch = self.tokenizer.pad(texts);
         let shape = (batch.rows, batch.width);
         let ids = Tensor::from_vec(batch.ids, shape, &self.device)?;
         let type_ids = Tensor::from_vec(batch.type_ids, shape, &self.device)?;
         let mask = Tensor::from_vec(batch.mask, shape, &self.device)?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        let hidden = model.forward(&ids, &type_ids, Some(&mask))?;
         mean_pool_normalized(&hidden, &mask)
     }
 
@@ -103,18 +134,42 @@ impl BertEmbedder {
             .iter()
             .map(|text| self.tokenizer.encode(text))
             .collect::<Result<Vec<_>, _>>()?;
-        // Longest first: similar lengths share a batch, so padding stays small.
-        let mut order: Vec<usize> = (0..tokenized.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(tokenized[i].ids.len()));
-        let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(self.batch_size) {
-            let batch: Vec<&TokenIds> = chunk.iter().map(|&i| &tokenized[i]).collect();
-            let vectors = self.embed_batch(&batch)?;
-            for (&i, vector) in chunk.iter().zip(vectors) {
-                out[i] = vector;
+        match &self.encoder {
+            Encoder::Native(forward) => {
+                // No padding, so no sorting: consecutive texts, bounded in count and tokens.
+                let mut out = Vec::with_capacity(texts.len());
+                let mut start = 0;
+                while start < tokenized.len() {
+                    let mut end = start;
+                    let mut tokens = 0;
+                    while end < tokenized.len()
+                        && end - start < self.batch_size
+                        && (end == start || tokens + tokenized[end].ids.len() <= MAX_TOKENS_PER_PASS)
+                    {
+                        tokens += tokenized[end].ids.len();
+                        end += 1;
+                    }
+                    let batch: Vec<&TokenIds> = tokenized[start..end].iter().collect();
+                    out.extend(forward.embed(&batch)?);
+                    start = end;
+                }
+                Ok(out)
+            }
+            Encoder::Candle(model) => {
+                // Longest first: similar lengths share a batch, so padding stays small.
+                let mut order: Vec<usize> = (0..tokenized.len()).collect();
+                order.sort_by_key(|&i| std::cmp::Reverse(tokenized[i].ids.len()));
+                let mut out = vec![Vec::new(); texts.len()];
+                for chunk in order.chunks(self.batch_size) {
+                    let batch: Vec<&TokenIds> = chunk.iter().map(|&i| &tokenized[i]).collect();
+                    let vectors = self.embed_padded(model, &batch)?;
+                    for (&i, vector) in chunk.iter().zip(vectors) {
+                        out[i] = vector;
+                    }
+                }
+                Ok(out)
             }
         }
-        Ok(out)
     }
 }
 

@@ -39,6 +39,45 @@ pub struct EmbedderConfig {
     pub batch_size: usize,
     /// Overrides the model's own token limit (from `sentence_bert_config.json`), if lower.
     pub max_tokens: Option<usize>,
+    /// Which implementation of the encoder runs.
+    pub backend: Backend,
+}
+
+/// The implementation of the BERT encoder an embedder runs. Both load the same weights and
+/// compute the same vectors (the tests hold them to sentence-transformers' reference).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Backend {
+    /// Our inference forward pass on candle's `gemm`: packed tokens (no padding), fused kernels.
+    /// Several times faster; the default.
+    #[default]
+    Native,
+    /// candle-transformers' `BertModel`, on padded batches: the reference implementation.
+    CandleBert,
+}
+
+impl Backend {
+    /// The name used in configuration and reports (`native`, `candle-bert`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Native => "native",
+            Backend::CandleBert => "candle-bert",
+        }
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        match s {
+            "native" => Ok(Backend::Native),
+            "candle-bert" => Ok(Backend::CandleBert),
+            other => Err(ModelError::InvalidSetting(format!(
+                "backend {other:?} is unknown (use \"native\" or \"candle-bert\")"
+            ))),
+        }
+    }
 }
 
 impl Default for EmbedderConfig {
@@ -47,6 +86,7 @@ impl Default for EmbedderConfig {
             threads: 1,
             batch_size: 32,
             max_tokens: None,
+            backend: Backend::Native,
         }
     }
 }
@@ -76,6 +116,14 @@ impl EmbedderConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backends_parse_from_their_names() {
+        for backend in [Backend::Native, Backend::CandleBert] {
+            assert_eq!(backend.name().parse::<Backend>().expect("parse"), backend);
+        }
+        assert!("onnx".parse::<Backend>().is_err());
+    }
 
     #[test]
     fn default_config_is_valid_and_single_threaded() {

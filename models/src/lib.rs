@@ -18,6 +18,7 @@
 //! ```
 
 mod bert_embedder;
+mod bert_forward;
 mod embedder;
 mod error;
 mod model_dir;
@@ -25,6 +26,6 @@ mod pooling;
 mod tokenize;
 
 pub use bert_embedder::BertEmbedder;
-pub use embedder::{Embedder, EmbedderConfig};
+pub use embedder::{Backend, Embedder, EmbedderConfig};
 pub use error::ModelError;
 pub use model_dir::ModelDir;

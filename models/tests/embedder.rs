@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use concierge_models::{BertEmbedder, Embedder, EmbedderConfig, ModelError};
+use concierge_models::{Backend, BertEmbedder, Embedder, EmbedderConfig, ModelError};
 use serde_json::Value;
 
 fn workspace_root() -> PathBuf {
@@ -19,13 +19,21 @@ fn model_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("models/weights/all-MiniLM-L6-v2"))
 }
 
+fn load(backend: Backend) -> BertEmbedder {
+    BertEmbedder::load(model_dir(), &EmbedderConfig { backend, ..EmbedderConfig::default() })
+        .unwrap_or_else(|err| panic!("cannot load the model (run models/fetch.sh first): {err}"))
+}
+
+/// The default embedder (the native forward pass), loaded once per test binary.
 fn embedder() -> &'static BertEmbedder {
     static EMBEDDER: OnceLock<BertEmbedder> = OnceLock::new();
-    EMBEDDER.get_or_init(|| {
-        BertEmbedder::load(model_dir(), &EmbedderConfig::default()).unwrap_or_else(|err| {
-            panic!("cannot load the model (run models/fetch.sh first): {err}")
-        })
-    })
+    EMBEDDER.get_or_init(|| load(Backend::Native))
+}
+
+/// candle-transformers' `BertModel`, the reference implementation.
+fn candle_embedder() -> &'static BertEmbedder {
+    static EMBEDDER: OnceLock<BertEmbedder> = OnceLock::new();
+    EMBEDDER.get_or_init(|| load(Backend::CandleBert))
 }
 
 struct Reference {
@@ -66,28 +74,57 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb)
 }
 
-#[test]
-fn every_reference_sentence_matches_sentence_transformers() {
+fn assert_parity(embedder: &BertEmbedder) {
     let refs = references();
     assert_eq!(refs.len(), 12);
     let texts: Vec<&str> = refs.iter().map(|r| r.text.as_str()).collect();
-    let vectors = embedder().embed(&texts).expect("embed");
+    let vectors = embedder.embed(&texts).expect("embed");
     let mut failures = Vec::new();
     for (reference, vector) in refs.iter().zip(&vectors) {
         assert_eq!(vector.len(), 384);
         let cos = cosine(vector, &reference.vector);
         if cos < 0.9999 {
-            failures.push(format!(
-                "cos {cos:.6} for {:?}",
-                reference.text.chars().take(60).collect::<String>()
-            ));
+            failures.push(format!("cos {cos:.6} for {:?}", reference.text.chars().take(60).collect::<String>()));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "parity below 0.9999:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "parity below 0.9999:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn every_reference_sentence_matches_sentence_transformers() {
+    assert_parity(embedder());
+}
+
+#[test]
+fn candle_bert_backend_matches_sentence_transformers_too() {
+    assert_parity(candle_embedder());
+}
+
+#[test]
+fn native_and_candle_bert_backends_agree_on_varied_texts() {
+    let texts: Vec<String> = (0..24)
+        .map(|i| format!("Reservation {i}: the guest asked about parking. ").repeat(1 + i * 3))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let native = embedder().embed(&refs).expect("native");
+    let candle = candle_embedder().embed(&refs).expect("candle");
+    for ((a, b), text) in native.iter().zip(&candle).zip(&texts) {
+        let cos = cosine(a, b);
+        assert!(cos > 0.99999, "cos {cos} for a text of {} chars", text.len());
+    }
+}
+
+#[test]
+fn a_call_larger_than_one_pass_gives_the_same_vectors() {
+    // 40 texts of 256 tokens exceed one native pass's token budget: they are split across passes.
+    let e = BertEmbedder::load(model_dir(), &EmbedderConfig { batch_size: 64, ..Default::default() }).expect("load");
+    let texts: Vec<String> = (0..40).map(|i| format!("Unit {i} reported a leak in the bathroom. ").repeat(40)).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let together = e.embed(&refs).expect("embed");
+    for i in [0, 19, 20, 39] {
+        let alone = e.embed(&[refs[i]]).expect("embed").remove(0);
+        assert!(cosine(&alone, &together[i]) > 0.99999, "text {i}");
+    }
 }
 
 #[test]
@@ -161,7 +198,7 @@ fn one_instance_serves_many_threads_with_identical_results() {
             &EmbedderConfig {
                 threads: 2,
                 batch_size: 4,
-                max_tokens: None,
+                ..Default::default()
             },
         )
         .expect("load"),

@@ -1,0 +1,199 @@
+//! A BERT encoder forward pass written for inference: the texts of a batch are packed end to end
+//! (no padding at all), every linear layer is one `gemm` call over all the batch's tokens with
+//! pre-transposed weights (query, key and value fused), attention runs per text over that text's
+//! own tokens only (so no mask is needed), and bias + GELU, residual + LayerNorm are fused passes.
+//! Mean pooling and L2 normalisation close it.
+//!
+//! It loads the same `model.safetensors` as candle's `BertModel` and computes the same function
+//! (checked against it and against sentence-transformers in the tests); it exists because it is
+//! several times faster on a CPU.
+
+mod kernels;
+mod matmul;
+mod weights;
+
+use std::path::Path;
+
+use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
+use rayon::prelude::*;
+
+use crate::ModelError;
+use crate::pooling::normalize;
+use crate::tokenize::TokenIds;
+use kernels::{add_bias_residual_layer_norm, axpy, bias_gelu, dot, layer_norm, softmax};
+use matmul::matmul;
+use weights::{BertWeights, Dims};
+
+/// Rows per parallel block in the row-wise passes.
+const ROWS_PER_TASK: usize = 8;
+
+/// The encoder and its hyper-parameters.
+#[derive(Debug)]
+pub(crate) struct BertForward {
+    weights: BertWeights,
+    heads: usize,
+    head_dim: usize,
+    intermediate: usize,
+    eps: f32,
+}
+
+/// Runs `f(first_row, rows)` over blocks of `ROWS_PER_TASK` rows of `data` (each row `width`
+/// long), on the current rayon pool, or inline when it has one thread.
+fn for_row_blocks(data: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    let block = ROWS_PER_TASK * width;
+    if rayon::current_num_threads() <= 1 {
+        data.chunks_mut(block).enumerate().for_each(|(i, rows)| f(i * ROWS_PER_TASK, rows));
+    } else {
+        data.par_chunks_mut(block).enumerate().for_each(|(i, rows)| f(i * ROWS_PER_TASK, rows));
+    }
+}
+
+impl BertForward {
+    /// Loads the encoder from the bytes of `model.safetensors`, checked against `config`.
+    pub fn load(bytes: &[u8], path: &Path, config: &BertConfig) -> Result<Self, ModelError> {
+        let unsupported = |reason: String| ModelError::Unsupported { path: path.to_path_buf(), reason };
+        if config.hidden_act != HiddenAct::Gelu {
+            return Err(unsupported(format!("activation {:?} (only the exact GELU is implemented)", config.hidden_act)));
+        }
+        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+            return Err(unsupported("hidden_size is not a multiple of num_attention_heads".into()));
+        }
+        let dims = Dims {
+            vocab: config.vocab_size,
+            hidden: config.hidden_size,
+            intermediate: config.intermediate_size,
+            layers: config.num_hidden_layers,
+            positions: config.max_position_embeddings,
+            token_types: config.type_vocab_size,
+        };
+        Ok(Self {
+            weights: BertWeights::from_safetensors(bytes, path, dims)?,
+            heads: config.num_attention_heads,
+            head_dim: config.hidden_size / config.num_attention_heads,
+            intermediate: config.intermediate_size,
+            eps: config.layer_norm_eps as f32,
+        })
+    }
+
+    /// The pooled, normalised vector of each text, in order, computed on the current rayon pool.
+    pub fn embed(&self, texts: &[&TokenIds]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let w = &self.weights;
+        let h = w.hidden;
+        let mut spans = Vec::with_capacity(texts.len());
+        let mut m = 0;
+        for text in texts {
+            if text.ids.len() > w.positions {
+                return Err(ModelError::InvalidSetting(format!(
+                    "a text of {} tokens exceeds the model's {} positions",
+                    text.ids.len(),
+                    w.positions
+                )));
+            }
+            spans.push(m..m + text.ids.len());
+            m += text.ids.len();
+        }
+        if m == 0 {
+            return Ok(vec![vec![0.0; h]; texts.len()]);
+        }
+
+        let mut x = self.embeddings(texts, m)?;
+        let mut qkv = vec![0.0; m * 3 * h];
+        let mut ctx = vec![0.0; m * h];
+        let mut tmp = vec![0.0; m * h];
+        let mut inter = vec![0.0; m * self.intermediate];
+        // Which text each row belongs to, for attention.
+        let row_span: Vec<std::ops::Range<usize>> = spans.iter().flat_map(|s| std::iter::repeat_n(s.clone(), s.len())).collect();
+
+        for layer in &w.layers {
+            matmul(&mut qkv, &x, &layer.qkv.w, m, h, 3 * h);
+            for_row_blocks(&mut qkv, 3 * h, |_, rows| {
+                for row in rows.chunks_exact_mut(3 * h) {
+                    for (v, b) in row.iter_mut().zip(&layer.qkv.b) {
+                        *v += b;
+                    }
+                }
+            });
+            self.attention(&qkv, &mut ctx, &row_span);
+            matmul(&mut tmp, &ctx, &layer.attn_out.w, m, h, h);
+            let norm = &layer.attn_norm;
+            self.residual_norm(&mut x, &tmp, &layer.attn_out.b, &norm.gamma, &norm.beta);
+            matmul(&mut inter, &x, &layer.intermediate.w, m, h, self.intermediate);
+            for_row_blocks(&mut inter, self.intermediate, |_, rows| bias_gelu(rows, &layer.intermediate.b));
+            matmul(&mut tmp, &inter, &layer.output.w, m, self.intermediate, h);
+            let norm = &layer.output_norm;
+            self.residual_norm(&mut x, &tmp, &layer.output.b, &norm.gamma, &norm.beta);
+        }
+
+        Ok(spans
+            .iter()
+            .map(|span| {
+                let mut mean = vec![0.0f32; h];
+                for row in x[span.start * h..span.end * h].chunks_exact(h) {
+                    axpy(&mut mean, 1.0, row);
+                }
+                let n = span.len().max(1) as f32;
+                mean.iter_mut().for_each(|v| *v /= n);
+                normalize(&mut mean);
+                mean
+            })
+            .collect())
+    }
+
+    /// Word + position + token-type embeddings of every token, then LayerNorm.
+    fn embeddings(&self, texts: &[&TokenIds], m: usize) -> Result<Vec<f32>, ModelError> {
+        let w = &self.weights;
+        let h = w.hidden;
+        let mut x = vec![0.0f32; m * h];
+        let mut rows = x.chunks_exact_mut(h);
+        for text in texts {
+            for (position, (&id, &kind)) in text.ids.iter().zip(&text.type_ids).enumerate() {
+                let (id, kind) = (id as usize, kind as usize);
+                if id >= w.vocab || kind >= w.token_types {
+                    return Err(ModelError::Tokenizer(format!("token id {id} or type {kind} is outside the model's vocabulary")));
+                }
+                let Some(row) = rows.next() else { break };
+                row.copy_from_slice(&w.word[id * h..(id + 1) * h]);
+                axpy(row, 1.0, &w.position[position * h..(position + 1) * h]);
+                axpy(row, 1.0, &w.token_type[kind * h..(kind + 1) * h]);
+            }
+        }
+        let norm = &w.embed_norm;
+        for_row_blocks(&mut x, h, |_, rows| layer_norm(rows, &norm.gamma, &norm.beta, self.eps));
+        Ok(x)
+    }
+
+    /// Scaled dot-product attention of every token over the tokens of its own text, all heads;
+    /// `qkv` rows are `[q | k | v]`, `ctx` rows receive the heads side by side.
+    fn attention(&self, qkv: &[f32], ctx: &mut [f32], row_span: &[std::ops::Range<usize>]) {
+        let h = self.weights.hidden;
+        let (dh, stride) = (self.head_dim, 3 * h);
+        let scale = 1.0 / (dh as f32).sqrt();
+        for_row_blocks(ctx, h, |first, rows| {
+            let mut scores = Vec::new();
+            for (offset, out) in rows.chunks_exact_mut(h).enumerate() {
+                let i = first + offset;
+                let span = &row_span[i];
+                out.fill(0.0);
+                for head in 0..self.heads {
+                    let q = &qkv[i * stride + head * dh..][..dh];
+                    scores.clear();
+                    scores.extend(span.clone().map(|j| dot(q, &qkv[j * stride + h + head * dh..][..dh]) * scale));
+                    softmax(&mut scores);
+                    let out = &mut out[head * dh..(head + 1) * dh];
+                    for (j, p) in span.clone().zip(&scores) {
+                        axpy(out, *p, &qkv[j * stride + 2 * h + head * dh..][..dh]);
+                    }
+                }
+            }
+        });
+    }
+
+    /// `x = LayerNorm(x + y + bias)`, row blocks in parallel.
+    fn residual_norm(&self, x: &mut [f32], y: &[f32], bias: &[f32], gamma: &[f32], beta: &[f32]) {
+        let h = self.weights.hidden;
+        for_row_blocks(x, h, |first, rows| {
+            let y = &y[first * h..first * h + rows.len()];
+            add_bias_residual_layer_norm(rows, y, bias, gamma, beta, self.eps);
+        });
+    }
+}
