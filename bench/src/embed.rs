@@ -82,9 +82,16 @@ struct Report {
 
 pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.seconds > 0.0, "--seconds must be positive");
-    anyhow::ensure!(!args.batch_sizes.contains(&0), "--batch-sizes must be at least 1");
-    anyhow::ensure!(!args.backends.is_empty() && !args.threads.is_empty(), "--backends and --threads need a value");
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    anyhow::ensure!(
+        !args.batch_sizes.contains(&0),
+        "--batch-sizes must be at least 1"
+    );
+    anyhow::ensure!(
+        !args.backends.is_empty() && !args.threads.is_empty(),
+        "--backends and --threads need a value"
+    );
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let mut embedders = Vec::new();
     for &backend in &args.backends {
         for &threads in &args.threads {
@@ -106,7 +113,8 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
         ("long", texts::long_texts(first, pool, args.long_tokens)?),
     ];
     let texts_path = args.out.join("texts.json");
-    let texts_json: BTreeMap<&str, &Vec<String>> = sets.iter().map(|(name, t)| (*name, t)).collect();
+    let texts_json: BTreeMap<&str, &Vec<String>> =
+        sets.iter().map(|(name, t)| (*name, t)).collect();
     std::fs::write(&texts_path, serde_json::to_vec(&texts_json)?)?;
 
     let total = sets.len() * args.batch_sizes.len() * embedders.len();
@@ -122,8 +130,12 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
             for &threads in &args.threads {
                 let mut concierge = BTreeMap::new();
                 for (backend, _, embedder) in embedders.iter().filter(|(_, t, _)| *t == threads) {
-                    bar.set_message(format!("{}: {length} texts, batch {batch}, {threads} thread(s)", backend.name()));
-                    let throughput = measure(embedder, set, batch, Duration::from_secs_f64(args.seconds))?;
+                    bar.set_message(format!(
+                        "{}: {length} texts, batch {batch}, {threads} thread(s)",
+                        backend.name()
+                    ));
+                    let throughput =
+                        measure(embedder, set, batch, Duration::from_secs_f64(args.seconds))?;
                     concierge.insert(backend.name(), throughput);
                     bar.inc(1);
                 }
@@ -142,23 +154,35 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     drop(embedders);
 
-    let peer_run =
-        peer::run_onnx(&args.python, &args.model_dir, &texts_path, &args.batch_sizes, &args.threads, args.seconds);
+    let peer_run = peer::run_onnx(
+        &args.python,
+        &args.model_dir,
+        &texts_path,
+        &args.batch_sizes,
+        &args.threads,
+        args.seconds,
+    );
     let (peer_name, parity, skipped) = match &peer_run {
         PeerRun::Ran(result) => {
             for row in &mut rows {
-                let found = result
-                    .rows
-                    .iter()
-                    .find(|r| r.length == row.length && r.batch == row.batch && r.threads == row.threads);
+                let found = result.rows.iter().find(|r| {
+                    r.length == row.length && r.batch == row.batch && r.threads == row.threads
+                });
                 if let Some(found) = found {
                     row.onnxruntime = Some(found.throughput);
                     for (name, ours) in &row.concierge {
-                        row.ratio_to_onnxruntime.insert(name, ours.sentences_per_s / found.throughput.sentences_per_s);
+                        row.ratio_to_onnxruntime.insert(
+                            name,
+                            ours.sentences_per_s / found.throughput.sentences_per_s,
+                        );
                     }
                 }
             }
-            (Some(result.peer.clone()), Some(result.parity_min_cosine), None)
+            (
+                Some(result.peer.clone()),
+                Some(result.parity_min_cosine),
+                None,
+            )
         }
         PeerRun::Skipped(reason) => {
             eprintln!("ONNX Runtime peer skipped: {reason}");
@@ -175,15 +199,24 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
         rows,
     };
     let markdown = markdown(&report);
-    std::fs::write(args.out.join("embed.json"), serde_json::to_vec_pretty(&report)?)?;
+    std::fs::write(
+        args.out.join("embed.json"),
+        serde_json::to_vec_pretty(&report)?,
+    )?;
     std::fs::write(args.out.join("embed.md"), &markdown)?;
     println!("{markdown}");
-    eprintln!("wrote {} and {}", args.out.join("embed.json").display(), args.out.join("embed.md").display());
+    eprintln!(
+        "wrote {} and {}",
+        args.out.join("embed.json").display(),
+        args.out.join("embed.md").display()
+    );
     Ok(())
 }
 
 fn model_id(dir: &std::path::Path) -> String {
-    concierge_models::ModelDir::open(dir).map(|d| d.model_id()).unwrap_or_else(|_| dir.display().to_string())
+    concierge_models::ModelDir::open(dir)
+        .map(|d| d.model_id())
+        .unwrap_or_else(|_| dir.display().to_string())
 }
 
 fn mean_tokens(embedder: &dyn Embedder, texts: &[String]) -> anyhow::Result<f64> {
@@ -196,9 +229,18 @@ fn mean_tokens(embedder: &dyn Embedder, texts: &[String]) -> anyhow::Result<f64>
 
 /// Embeds `batch`-sized slices of `texts` (cycling) until `duration` has passed and at least three
 /// batches ran, after one warm-up batch.
-fn measure(embedder: &dyn Embedder, texts: &[String], batch: usize, duration: Duration) -> anyhow::Result<Throughput> {
+fn measure(
+    embedder: &dyn Embedder,
+    texts: &[String],
+    batch: usize,
+    duration: Duration,
+) -> anyhow::Result<Throughput> {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let slice = |k: usize| -> Vec<&str> { (0..batch).map(|i| refs[(k * batch + i) % refs.len()]).collect() };
+    let slice = |k: usize| -> Vec<&str> {
+        (0..batch)
+            .map(|i| refs[(k * batch + i) % refs.len()])
+            .collect()
+    };
     embedder.embed(&slice(0))?;
     let cpu_start = process_cpu_time();
     let start = Instant::now();
@@ -214,7 +256,10 @@ fn measure(embedder: &dyn Embedder, texts: &[String], batch: usize, duration: Du
         _ => f64::NAN,
     };
     let sentences = (batches * batch) as f64;
-    Ok(Throughput { sentences_per_s: sentences / wall, sentences_per_cpu_s: sentences / cpu })
+    Ok(Throughput {
+        sentences_per_s: sentences / wall,
+        sentences_per_cpu_s: sentences / cpu,
+    })
 }
 
 fn markdown(report: &Report) -> String {
@@ -227,13 +272,17 @@ fn markdown(report: &Report) -> String {
         report.seconds_per_row
     );
     if let Some(cos) = report.peer_parity_min_cosine {
-        md.push_str(&format!("ONNX Runtime's vectors vs sentence-transformers: min cosine {cos:.6}.\n\n"));
+        md.push_str(&format!(
+            "ONNX Runtime's vectors vs sentence-transformers: min cosine {cos:.6}.\n\n"
+        ));
     }
     if let Some(reason) = &report.peer_skipped {
         md.push_str(&format!("ONNX Runtime was skipped: {reason}\n\n"));
     }
     let fmt = |t: Option<&Throughput>| {
-        t.map_or("–".to_string(), |t| format!("{:.1} ({:.1})", t.sentences_per_s, t.sentences_per_cpu_s))
+        t.map_or("–".to_string(), |t| {
+            format!("{:.1} ({:.1})", t.sentences_per_s, t.sentences_per_cpu_s)
+        })
     };
     md.push_str("| texts | tokens | batch | threads |");
     for name in &report.backends {
@@ -247,13 +296,19 @@ fn markdown(report: &Report) -> String {
     md.push_str(&"---:|".repeat(2 * report.backends.len() + 1));
     md.push('\n');
     for row in &report.rows {
-        md.push_str(&format!("| {} | {:.0} | {} | {} |", row.length, row.mean_tokens, row.batch, row.threads));
+        md.push_str(&format!(
+            "| {} | {:.0} | {} | {} |",
+            row.length, row.mean_tokens, row.batch, row.threads
+        ));
         for name in &report.backends {
             md.push_str(&format!(" {} |", fmt(row.concierge.get(name))));
         }
         md.push_str(&format!(" {} |", fmt(row.onnxruntime.as_ref())));
         for name in &report.backends {
-            let ratio = row.ratio_to_onnxruntime.get(name).map_or("–".to_string(), |r| format!("{r:.2}×"));
+            let ratio = row
+                .ratio_to_onnxruntime
+                .get(name)
+                .map_or("–".to_string(), |r| format!("{r:.2}×"));
             md.push_str(&format!(" {ratio} |"));
         }
         md.push('\n');

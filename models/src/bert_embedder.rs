@@ -86,7 +86,9 @@ impl BertEmbedder {
             source,
         })?;
         let encoder = match config.backend {
-            Backend::Native => Encoder::Native(BertForward::load(&weights, &weights_path, &bert_config)?),
+            Backend::Native => {
+                Encoder::Native(BertForward::load(&weights, &weights_path, &bert_config)?)
+            }
             Backend::CandleBert => {
                 let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
                 Encoder::Candle(BertModel::load(vb, &bert_config)?)
@@ -119,7 +121,11 @@ impl BertEmbedder {
 
     /// One forward pass of candle's `BertModel` over texts already tokenised, padded to the
     /// longest of them, in the order given.
-    fn embed_padded(&self, model: &BertModel, texts: &[&TokenIds]) -> Result<Vec<Vec<f32>>, ModelError> {
+    fn embed_padded(
+        &self,
+        model: &BertModel,
+        texts: &[&TokenIds],
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         let batch = self.tokenizer.pad(texts);
         let shape = (batch.rows, batch.width);
         let ids = Tensor::from_vec(batch.ids, shape, &self.device)?;
@@ -144,7 +150,8 @@ impl BertEmbedder {
                     let mut tokens = 0;
                     while end < tokenized.len()
                         && end - start < self.batch_size
-                        && (end == start || tokens + tokenized[end].ids.len() <= MAX_TOKENS_PER_PASS)
+                        && (end == start
+                            || tokens + tokenized[end].ids.len() <= MAX_TOKENS_PER_PASS)
                     {
                         tokens += tokenized[end].ids.len();
                         end += 1;

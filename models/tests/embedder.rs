@@ -20,8 +20,14 @@ fn model_dir() -> PathBuf {
 }
 
 fn load(backend: Backend) -> BertEmbedder {
-    BertEmbedder::load(model_dir(), &EmbedderConfig { backend, ..EmbedderConfig::default() })
-        .unwrap_or_else(|err| panic!("cannot load the model (run models/fetch.sh first): {err}"))
+    BertEmbedder::load(
+        model_dir(),
+        &EmbedderConfig {
+            backend,
+            ..EmbedderConfig::default()
+        },
+    )
+    .unwrap_or_else(|err| panic!("cannot load the model (run models/fetch.sh first): {err}"))
 }
 
 /// The default embedder (the native forward pass), loaded once per test binary.
@@ -84,10 +90,17 @@ fn assert_parity(embedder: &BertEmbedder) {
         assert_eq!(vector.len(), 384);
         let cos = cosine(vector, &reference.vector);
         if cos < 0.9999 {
-            failures.push(format!("cos {cos:.6} for {:?}", reference.text.chars().take(60).collect::<String>()));
+            failures.push(format!(
+                "cos {cos:.6} for {:?}",
+                reference.text.chars().take(60).collect::<String>()
+            ));
         }
     }
-    assert!(failures.is_empty(), "parity below 0.9999:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "parity below 0.9999:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -110,15 +123,28 @@ fn native_and_candle_bert_backends_agree_on_varied_texts() {
     let candle = candle_embedder().embed(&refs).expect("candle");
     for ((a, b), text) in native.iter().zip(&candle).zip(&texts) {
         let cos = cosine(a, b);
-        assert!(cos > 0.99999, "cos {cos} for a text of {} chars", text.len());
+        assert!(
+            cos > 0.99999,
+            "cos {cos} for a text of {} chars",
+            text.len()
+        );
     }
 }
 
 #[test]
 fn a_call_larger_than_one_pass_gives_the_same_vectors() {
     // 40 texts of 256 tokens exceed one native pass's token budget: they are split across passes.
-    let e = BertEmbedder::load(model_dir(), &EmbedderConfig { batch_size: 64, ..Default::default() }).expect("load");
-    let texts: Vec<String> = (0..40).map(|i| format!("Unit {i} reported a leak in the bathroom. ").repeat(40)).collect();
+    let e = BertEmbedder::load(
+        model_dir(),
+        &EmbedderConfig {
+            batch_size: 64,
+            ..Default::default()
+        },
+    )
+    .expect("load");
+    let texts: Vec<String> = (0..40)
+        .map(|i| format!("Unit {i} reported a leak in the bathroom. ").repeat(40))
+        .collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let together = e.embed(&refs).expect("embed");
     for i in [0, 19, 20, 39] {

@@ -21,7 +21,14 @@ pub fn bias_gelu(x: &mut [f32], bias: &[f32]) {
 /// `x = LayerNorm(x + y + bias)` row by row, in place (`y` is the sub-layer's output, `x` the
 /// residual stream), with the layer's `gamma`, `beta` and `eps`.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-pub fn add_bias_residual_layer_norm(x: &mut [f32], y: &[f32], bias: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+pub fn add_bias_residual_layer_norm(
+    x: &mut [f32],
+    y: &[f32],
+    bias: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
     let width = gamma.len();
     for (xr, yr) in x.chunks_exact_mut(width).zip(y.chunks_exact(width)) {
         for ((xv, yv), b) in xr.iter_mut().zip(yr).zip(bias) {
@@ -86,21 +93,6 @@ pub fn softmax(x: &mut [f32]) {
     for v in x.iter_mut() {
         *v *= inv;
     }
-}
-
-/// `Σ a[i]·b[i]` in eight lanes.
-#[inline(always)]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
 }
 
 /// `out += w · v`.
@@ -203,7 +195,10 @@ mod tests {
     #[test]
     fn gelu_matches_the_exact_formula() {
         let mut x: Vec<f32> = (0..64).map(|i| -8.0 + i as f32 * 0.25).collect();
-        let want: Vec<f64> = x.iter().map(|&v| 0.5 * f64::from(v) * (1.0 + erf64(f64::from(v) / 2f64.sqrt()))).collect();
+        let want: Vec<f64> = x
+            .iter()
+            .map(|&v| 0.5 * f64::from(v) * (1.0 + erf64(f64::from(v) / 2f64.sqrt())))
+            .collect();
         bias_gelu(&mut x, &[0.0; 8]);
         for (got, want) in x.iter().zip(want) {
             assert!((f64::from(*got) - want).abs() < 2e-6, "{got} vs {want}");
@@ -218,8 +213,15 @@ mod tests {
         layer_norm(&mut x, &gamma, &beta, 1e-12);
         for row in x.chunks(12) {
             let mean = row.iter().map(|v| (v - 1.0) / 2.0).sum::<f32>() / 12.0;
-            let var = row.iter().map(|v| ((v - 1.0) / 2.0 - mean).powi(2)).sum::<f32>() / 12.0;
-            assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4, "mean {mean} var {var}");
+            let var = row
+                .iter()
+                .map(|v| ((v - 1.0) / 2.0 - mean).powi(2))
+                .sum::<f32>()
+                / 12.0;
+            assert!(
+                mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4,
+                "mean {mean} var {var}"
+            );
         }
     }
 
@@ -248,10 +250,8 @@ mod tests {
     }
 
     #[test]
-    fn dot_and_axpy_handle_lengths_that_are_not_multiples_of_eight() {
+    fn axpy_handles_lengths_that_are_not_multiples_of_eight() {
         let a: Vec<f32> = (0..13).map(|i| i as f32).collect();
-        let b = vec![2.0f32; 13];
-        assert_eq!(dot(&a, &b), 156.0);
         let mut out = vec![1.0f32; 13];
         axpy(&mut out, 0.5, &a);
         assert_eq!(out[12], 7.0);

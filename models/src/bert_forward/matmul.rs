@@ -1,66 +1,166 @@
 //! Matrix products on the `gemm` crate (candle's own matrix library), behind a safe interface.
 //!
-//! `gemm` takes raw pointers and strides; this module is the only place that calls it, and it
-//! checks every length first. Row blocks of the output are spread over the current rayon pool
-//! (the embedder's), each block one single-threaded `gemm` call, so threads never oversubscribe.
-//! `gemm` picks its kernel (AVX-512, AVX2+FMA, SSE) at run time.
+//! `gemm` takes raw pointers and strides. This module is the only place that calls it: strided
+//! views ([`MatRef`], [`MatMut`]) check at construction that every element they describe lies in
+//! their slice, so [`gemm_into`] cannot read or write out of bounds. [`matmul`] spreads row blocks
+//! of a product over the current rayon pool (the embedder's), each block one single-threaded
+//! `gemm` call, so threads never oversubscribe. `gemm` picks its kernel (AVX-512, AVX2+FMA, SSE)
+//! at run time.
 
 use rayon::prelude::*;
 
 /// Rows per parallel block: enough that a block is a worthwhile `gemm` call.
 const MIN_ROWS_PER_BLOCK: usize = 16;
 
-/// `out[m×n] = a[m×k] · w[k×n]`, all row-major; the rows of `out` are split over the current
-/// rayon pool's threads.
-pub fn matmul(out: &mut [f32], a: &[f32], w: &[f32], m: usize, k: usize, n: usize) {
-    assert_eq!(a.len(), m * k, "lhs is not {m}×{k}");
-    assert_eq!(w.len(), k * n, "rhs is not {k}×{n}");
-    assert_eq!(out.len(), m * n, "out is not {m}×{n}");
-    let threads = rayon::current_num_threads();
-    if threads <= 1 || m < 2 * MIN_ROWS_PER_BLOCK {
-        matmul_block(out, a, w, m, k, n);
-        return;
-    }
-    let rows = m.div_ceil(threads).max(MIN_ROWS_PER_BLOCK);
-    out.par_chunks_mut(rows * n).zip(a.par_chunks(rows * k)).for_each(|(out, a)| {
-        matmul_block(out, a, w, a.len() / k, k, n);
-    });
+/// Whether a `rows × cols` matrix with strides `rs`, `cs` fits in `len` elements.
+fn fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
+    rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
 }
 
-/// One single-threaded `gemm` call.
+/// A read-only strided view of a matrix: element `(i, j)` is `data[i·rs + j·cs]`.
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A strided view; panics if it does not fit in `data`.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        assert!(
+            fits(data.len(), rows, cols, rs, cs),
+            "a {rows}×{cols} view (strides {rs}, {cs}) does not fit in {}",
+            data.len()
+        );
+        Self {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
+    /// A dense row-major view.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert_eq!(data.len(), rows * cols, "not a {rows}×{cols} matrix");
+        Self::new(data, rows, cols, cols, 1)
+    }
+}
+
+/// A writable strided view of a matrix.
+#[derive(Debug)]
+pub struct MatMut<'a> {
+    data: &'a mut [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> MatMut<'a> {
+    /// A strided view; panics if it does not fit in `data`.
+    pub fn new(data: &'a mut [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        assert!(
+            fits(data.len(), rows, cols, rs, cs),
+            "a {rows}×{cols} view (strides {rs}, {cs}) does not fit in {}",
+            data.len()
+        );
+        Self {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
+    /// A dense row-major view.
+    pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
+        assert_eq!(data.len(), rows * cols, "not a {rows}×{cols} matrix");
+        Self::new(data, rows, cols, cols, 1)
+    }
+}
+
+/// `dst = scale · a · b` on the calling thread. Panics if the shapes do not agree.
 #[allow(unsafe_code)]
-fn matmul_block(out: &mut [f32], a: &[f32], w: &[f32], m: usize, k: usize, n: usize) {
-    assert!(a.len() >= m * k && w.len() >= k * n && out.len() >= m * n);
-    if m == 0 || n == 0 {
+pub fn gemm_into(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, scale: f32) {
+    assert!(
+        a.cols == b.rows && dst.rows == a.rows && dst.cols == b.cols,
+        "shapes do not agree"
+    );
+    if dst.rows == 0 || dst.cols == 0 {
         return;
     }
-    let (k_i, n_i) = (k as isize, n as isize);
-    // SAFETY: the asserts above guarantee that every element gemm reads (a: m×k with row stride
-    // k, w: k×n with row stride n) and writes (out: m×n with row stride n) is inside the slices;
-    // `out` is borrowed mutably and does not alias `a` or `w`.
+    if a.cols == 0 {
+        for i in 0..dst.rows {
+            for j in 0..dst.cols {
+                dst.data[i * dst.rs + j * dst.cs] = 0.0;
+            }
+        }
+        return;
+    }
+    let s = |x: usize| x as isize;
+    // SAFETY: `MatRef::new`/`MatMut::new` checked that every element of each view lies inside its
+    // slice, and the shapes agree (asserted above), so gemm only touches elements of those views.
+    // `dst` is borrowed mutably, so it does not alias `a` or `b`. The destination strides are
+    // those of a view whose elements are distinct (row-major or column-blocks of one).
     unsafe {
         gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n_i,
+            dst.rows,
+            dst.cols,
+            a.cols,
+            dst.data.as_mut_ptr(),
+            s(dst.cs),
+            s(dst.rs),
             false,
-            a.as_ptr(),
-            1,
-            k_i,
-            w.as_ptr(),
-            1,
-            n_i,
+            a.data.as_ptr(),
+            s(a.cs),
+            s(a.rs),
+            b.data.as_ptr(),
+            s(b.cs),
+            s(b.rs),
             0.0,
-            1.0,
+            scale,
             false,
             false,
             false,
             gemm::Parallelism::None,
         );
     }
+}
+
+/// `out[m×n] = a[m×k] · w[k×n]`, all row-major; the rows of `out` are split over the current
+/// rayon pool's threads.
+pub fn matmul(out: &mut [f32], a: &[f32], w: &[f32], m: usize, k: usize, n: usize) {
+    let w = MatRef::row_major(w, k, n);
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || m < 2 * MIN_ROWS_PER_BLOCK {
+        gemm_into(
+            MatMut::row_major(out, m, n),
+            MatRef::row_major(a, m, k),
+            w,
+            1.0,
+        );
+        return;
+    }
+    assert_eq!(a.len(), m * k, "lhs is not {m}×{k}");
+    assert_eq!(out.len(), m * n, "out is not {m}×{n}");
+    let rows = m.div_ceil(threads).max(MIN_ROWS_PER_BLOCK);
+    out.par_chunks_mut(rows * n)
+        .zip(a.par_chunks(rows * k))
+        .for_each(|(out, a)| {
+            let r = a.len() / k;
+            gemm_into(
+                MatMut::row_major(out, r, n),
+                MatRef::row_major(a, r, k),
+                w,
+                1.0,
+            );
+        });
 }
 
 #[cfg(test)]
@@ -81,10 +181,15 @@ mod tests {
     fn matches_the_naive_product_single_and_multi_threaded() {
         let (m, k, n) = (70, 33, 19);
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
-        let w: Vec<f32> = (0..k * n).map(|i| ((i * 3) % 13) as f32 * 0.5 - 3.0).collect();
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 3) % 13) as f32 * 0.5 - 3.0)
+            .collect();
         let want = naive(&a, &w, m, k, n);
         for threads in [1, 2, 3] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("pool");
             let mut out = vec![f32::NAN; m * n];
             pool.install(|| matmul(&mut out, &a, &w, m, k, n));
             assert_eq!(out, want, "{threads} threads");
@@ -92,7 +197,26 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "lhs is not")]
+    fn strided_views_multiply_a_transposed_column_block() {
+        // a: 2×3 row-major inside a wider buffer (row stride 5); b = a's own block transposed.
+        let buf = [1.0, 2.0, 3.0, 9.0, 9.0, 4.0, 5.0, 6.0, 9.0, 9.0];
+        let a = MatRef::new(&buf, 2, 3, 5, 1);
+        let at = MatRef::new(&buf, 3, 2, 1, 5);
+        let mut out = vec![0.0; 2 * 4];
+        // Write into the first two columns of a 2×4 row-major matrix.
+        gemm_into(MatMut::new(&mut out, 2, 2, 4, 1), a, at, 0.5);
+        assert_eq!(out, vec![7.0, 16.0, 0.0, 0.0, 16.0, 38.5, 0.0, 0.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "does not fit")]
+    fn a_view_past_the_end_of_its_slice_is_refused() {
+        let data = [0.0f32; 10];
+        let _ = MatRef::new(&data, 3, 4, 4, 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "not a 2×2 matrix")]
     fn a_wrong_length_panics_instead_of_reading_out_of_bounds() {
         let mut out = vec![0.0; 4];
         matmul(&mut out, &[1.0; 3], &[1.0; 4], 2, 2, 2);

@@ -20,12 +20,15 @@ use rayon::prelude::*;
 use crate::ModelError;
 use crate::pooling::normalize;
 use crate::tokenize::TokenIds;
-use kernels::{add_bias_residual_layer_norm, axpy, bias_gelu, dot, layer_norm, softmax};
-use matmul::matmul;
+use kernels::{add_bias_residual_layer_norm, axpy, bias_gelu, layer_norm, softmax};
+use matmul::{MatMut, MatRef, gemm_into, matmul};
 use weights::{BertWeights, Dims};
 
 /// Rows per parallel block in the row-wise passes.
 const ROWS_PER_TASK: usize = 8;
+
+/// Query rows per parallel block of attention.
+const QUERY_ROWS_PER_TASK: usize = 32;
 
 /// The encoder and its hyper-parameters.
 #[derive(Debug)]
@@ -42,21 +45,33 @@ pub(crate) struct BertForward {
 fn for_row_blocks(data: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
     let block = ROWS_PER_TASK * width;
     if rayon::current_num_threads() <= 1 {
-        data.chunks_mut(block).enumerate().for_each(|(i, rows)| f(i * ROWS_PER_TASK, rows));
+        data.chunks_mut(block)
+            .enumerate()
+            .for_each(|(i, rows)| f(i * ROWS_PER_TASK, rows));
     } else {
-        data.par_chunks_mut(block).enumerate().for_each(|(i, rows)| f(i * ROWS_PER_TASK, rows));
+        data.par_chunks_mut(block)
+            .enumerate()
+            .for_each(|(i, rows)| f(i * ROWS_PER_TASK, rows));
     }
 }
 
 impl BertForward {
     /// Loads the encoder from the bytes of `model.safetensors`, checked against `config`.
     pub fn load(bytes: &[u8], path: &Path, config: &BertConfig) -> Result<Self, ModelError> {
-        let unsupported = |reason: String| ModelError::Unsupported { path: path.to_path_buf(), reason };
+        let unsupported = |reason: String| ModelError::Unsupported {
+            path: path.to_path_buf(),
+            reason,
+        };
         if config.hidden_act != HiddenAct::Gelu {
-            return Err(unsupported(format!("activation {:?} (only the exact GELU is implemented)", config.hidden_act)));
+            return Err(unsupported(format!(
+                "activation {:?} (only the exact GELU is implemented)",
+                config.hidden_act
+            )));
         }
         if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
-            return Err(unsupported("hidden_size is not a multiple of num_attention_heads".into()));
+            return Err(unsupported(
+                "hidden_size is not a multiple of num_attention_heads".into(),
+            ));
         }
         let dims = Dims {
             vocab: config.vocab_size,
@@ -101,8 +116,6 @@ impl BertForward {
         let mut ctx = vec![0.0; m * h];
         let mut tmp = vec![0.0; m * h];
         let mut inter = vec![0.0; m * self.intermediate];
-        // Which text each row belongs to, for attention.
-        let row_span: Vec<std::ops::Range<usize>> = spans.iter().flat_map(|s| std::iter::repeat_n(s.clone(), s.len())).collect();
 
         for layer in &w.layers {
             matmul(&mut qkv, &x, &layer.qkv.w, m, h, 3 * h);
@@ -113,12 +126,21 @@ impl BertForward {
                     }
                 }
             });
-            self.attention(&qkv, &mut ctx, &row_span);
+            self.attention(&qkv, &mut ctx, &spans);
             matmul(&mut tmp, &ctx, &layer.attn_out.w, m, h, h);
             let norm = &layer.attn_norm;
             self.residual_norm(&mut x, &tmp, &layer.attn_out.b, &norm.gamma, &norm.beta);
-            matmul(&mut inter, &x, &layer.intermediate.w, m, h, self.intermediate);
-            for_row_blocks(&mut inter, self.intermediate, |_, rows| bias_gelu(rows, &layer.intermediate.b));
+            matmul(
+                &mut inter,
+                &x,
+                &layer.intermediate.w,
+                m,
+                h,
+                self.intermediate,
+            );
+            for_row_blocks(&mut inter, self.intermediate, |_, rows| {
+                bias_gelu(rows, &layer.intermediate.b)
+            });
             matmul(&mut tmp, &inter, &layer.output.w, m, self.intermediate, h);
             let norm = &layer.output_norm;
             self.residual_norm(&mut x, &tmp, &layer.output.b, &norm.gamma, &norm.beta);
@@ -149,7 +171,9 @@ impl BertForward {
             for (position, (&id, &kind)) in text.ids.iter().zip(&text.type_ids).enumerate() {
                 let (id, kind) = (id as usize, kind as usize);
                 if id >= w.vocab || kind >= w.token_types {
-                    return Err(ModelError::Tokenizer(format!("token id {id} or type {kind} is outside the model's vocabulary")));
+                    return Err(ModelError::Tokenizer(format!(
+                        "token id {id} or type {kind} is outside the model's vocabulary"
+                    )));
                 }
                 let Some(row) = rows.next() else { break };
                 row.copy_from_slice(&w.word[id * h..(id + 1) * h]);
@@ -158,34 +182,76 @@ impl BertForward {
             }
         }
         let norm = &w.embed_norm;
-        for_row_blocks(&mut x, h, |_, rows| layer_norm(rows, &norm.gamma, &norm.beta, self.eps));
+        for_row_blocks(&mut x, h, |_, rows| {
+            layer_norm(rows, &norm.gamma, &norm.beta, self.eps)
+        });
         Ok(x)
     }
 
     /// Scaled dot-product attention of every token over the tokens of its own text, all heads;
-    /// `qkv` rows are `[q | k | v]`, `ctx` rows receive the heads side by side.
-    fn attention(&self, qkv: &[f32], ctx: &mut [f32], row_span: &[std::ops::Range<usize>]) {
+    /// `qkv` rows are `[q | k | v]`, `ctx` rows receive the heads side by side. The work is split
+    /// into blocks of query rows that stay within one text; per block and head it is two `gemm`
+    /// calls on strided views of `qkv` (scores = Q·Kᵀ/√d, then context = softmax(scores)·V).
+    fn attention(&self, qkv: &[f32], ctx: &mut [f32], spans: &[std::ops::Range<usize>]) {
+        let h = self.weights.hidden;
+        let mut blocks = Vec::new();
+        let mut rest = ctx;
+        for span in spans {
+            let mut start = span.start;
+            while start < span.end {
+                let rows = QUERY_ROWS_PER_TASK.min(span.end - start);
+                let (block, tail) = std::mem::take(&mut rest).split_at_mut(rows * h);
+                blocks.push((span.clone(), start, block));
+                rest = tail;
+                start += rows;
+            }
+        }
+        let run = |(span, first, out): (std::ops::Range<usize>, usize, &mut [f32])| {
+            self.attend(qkv, &span, first, out);
+        };
+        if rayon::current_num_threads() <= 1 {
+            blocks.into_iter().for_each(run);
+        } else {
+            blocks.into_par_iter().for_each(run);
+        }
+    }
+
+    /// Attention of the query rows `first..first + out.len() / hidden` of the text `span`.
+    fn attend(&self, qkv: &[f32], span: &std::ops::Range<usize>, first: usize, out: &mut [f32]) {
         let h = self.weights.hidden;
         let (dh, stride) = (self.head_dim, 3 * h);
+        let rows = out.len() / h;
+        let keys = span.len();
         let scale = 1.0 / (dh as f32).sqrt();
-        for_row_blocks(ctx, h, |first, rows| {
-            let mut scores = Vec::new();
-            for (offset, out) in rows.chunks_exact_mut(h).enumerate() {
-                let i = first + offset;
-                let span = &row_span[i];
-                out.fill(0.0);
-                for head in 0..self.heads {
-                    let q = &qkv[i * stride + head * dh..][..dh];
-                    scores.clear();
-                    scores.extend(span.clone().map(|j| dot(q, &qkv[j * stride + h + head * dh..][..dh]) * scale));
-                    softmax(&mut scores);
-                    let out = &mut out[head * dh..(head + 1) * dh];
-                    for (j, p) in span.clone().zip(&scores) {
-                        axpy(out, *p, &qkv[j * stride + 2 * h + head * dh..][..dh]);
-                    }
-                }
+        let mut scores = vec![0.0f32; rows * keys];
+        for head in 0..self.heads {
+            let q = MatRef::new(&qkv[first * stride + head * dh..], rows, dh, stride, 1);
+            let k_t = MatRef::new(
+                &qkv[span.start * stride + h + head * dh..],
+                dh,
+                keys,
+                1,
+                stride,
+            );
+            gemm_into(MatMut::row_major(&mut scores, rows, keys), q, k_t, scale);
+            for row in scores.chunks_exact_mut(keys) {
+                softmax(row);
             }
-        });
+            let v = MatRef::new(
+                &qkv[span.start * stride + 2 * h + head * dh..],
+                keys,
+                dh,
+                stride,
+                1,
+            );
+            let probs = MatRef::row_major(&scores, rows, keys);
+            gemm_into(
+                MatMut::new(&mut out[head * dh..], rows, dh, h, 1),
+                probs,
+                v,
+                1.0,
+            );
+        }
     }
 
     /// `x = LayerNorm(x + y + bias)`, row blocks in parallel.

@@ -61,25 +61,45 @@ struct Tensors<'a> {
 impl Tensors<'_> {
     fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError> {
         let full = format!("{}{name}", self.prefix);
-        let tensor = self.map.get(&full).ok_or_else(|| self.unsupported(format!("tensor {full} is missing")))?;
+        let tensor = self
+            .map
+            .get(&full)
+            .ok_or_else(|| self.unsupported(format!("tensor {full} is missing")))?;
         if tensor.dims() != shape {
-            return Err(self.unsupported(format!("tensor {full} has shape {:?}, expected {shape:?}", tensor.dims())));
+            return Err(self.unsupported(format!(
+                "tensor {full} has shape {:?}, expected {shape:?}",
+                tensor.dims()
+            )));
         }
-        Ok(tensor.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+        Ok(tensor
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?)
     }
 
     /// A PyTorch linear layer (`weight` is `[out, in]`), transposed to `[in, out]`.
     fn linear(&self, name: &str, k: usize, n: usize) -> Result<Linear, ModelError> {
         let w = self.get(&format!("{name}.weight"), &[n, k])?;
-        Ok(Linear { w: transpose(&w, n, k), b: self.get(&format!("{name}.bias"), &[n])?, k, n })
+        Ok(Linear {
+            w: transpose(&w, n, k),
+            b: self.get(&format!("{name}.bias"), &[n])?,
+            k,
+            n,
+        })
     }
 
     fn norm(&self, name: &str, width: usize) -> Result<Norm, ModelError> {
-        Ok(Norm { gamma: self.get(&format!("{name}.weight"), &[width])?, beta: self.get(&format!("{name}.bias"), &[width])? })
+        Ok(Norm {
+            gamma: self.get(&format!("{name}.weight"), &[width])?,
+            beta: self.get(&format!("{name}.bias"), &[width])?,
+        })
     }
 
     fn unsupported(&self, reason: String) -> ModelError {
-        ModelError::Unsupported { path: self.path.to_path_buf(), reason }
+        ModelError::Unsupported {
+            path: self.path.to_path_buf(),
+            reason,
+        }
     }
 }
 
@@ -109,7 +129,12 @@ impl BertWeights {
     /// Reads the weights from the bytes of a safetensors file (`path` is for error messages).
     pub fn from_safetensors(bytes: &[u8], path: &Path, dims: Dims) -> Result<Self, ModelError> {
         let map = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?;
-        let prefix = if map.contains_key("embeddings.word_embeddings.weight") { "" } else { "bert." }.to_string();
+        let prefix = if map.contains_key("embeddings.word_embeddings.weight") {
+            ""
+        } else {
+            "bert."
+        }
+        .to_string();
         let t = Tensors { map, prefix, path };
         let h = dims.hidden;
         let layers = (0..dims.layers)
@@ -122,7 +147,11 @@ impl BertWeights {
                     qkv: fuse_columns(&[q, k, v]),
                     attn_out: t.linear(&format!("{p}.attention.output.dense"), h, h)?,
                     attn_norm: t.norm(&format!("{p}.attention.output.LayerNorm"), h)?,
-                    intermediate: t.linear(&format!("{p}.intermediate.dense"), h, dims.intermediate)?,
+                    intermediate: t.linear(
+                        &format!("{p}.intermediate.dense"),
+                        h,
+                        dims.intermediate,
+                    )?,
                     output: t.linear(&format!("{p}.output.dense"), dims.intermediate, h)?,
                     output_norm: t.norm(&format!("{p}.output.LayerNorm"), h)?,
                 })
@@ -130,8 +159,14 @@ impl BertWeights {
             .collect::<Result<Vec<_>, ModelError>>()?;
         Ok(Self {
             word: t.get("embeddings.word_embeddings.weight", &[dims.vocab, h])?,
-            position: t.get("embeddings.position_embeddings.weight", &[dims.positions, h])?,
-            token_type: t.get("embeddings.token_type_embeddings.weight", &[dims.token_types, h])?,
+            position: t.get(
+                "embeddings.position_embeddings.weight",
+                &[dims.positions, h],
+            )?,
+            token_type: t.get(
+                "embeddings.token_type_embeddings.weight",
+                &[dims.token_types, h],
+            )?,
             embed_norm: t.norm("embeddings.LayerNorm", h)?,
             layers,
             hidden: h,
@@ -162,13 +197,26 @@ mod tests {
 
     #[test]
     fn transpose_swaps_rows_and_columns() {
-        assert_eq!(transpose(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3), vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+        assert_eq!(
+            transpose(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3),
+            vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
+        );
     }
 
     #[test]
     fn fused_columns_keep_each_part_in_its_own_columns() {
-        let a = Linear { w: vec![1.0, 2.0], b: vec![10.0], k: 2, n: 1 };
-        let b = Linear { w: vec![3.0, 4.0, 5.0, 6.0], b: vec![20.0, 30.0], k: 2, n: 2 };
+        let a = Linear {
+            w: vec![1.0, 2.0],
+            b: vec![10.0],
+            k: 2,
+            n: 1,
+        };
+        let b = Linear {
+            w: vec![3.0, 4.0, 5.0, 6.0],
+            b: vec![20.0, 30.0],
+            k: 2,
+            n: 2,
+        };
         let fused = fuse_columns(&[a, b]);
         assert_eq!((fused.k, fused.n), (2, 3));
         assert_eq!(fused.w, vec![1.0, 3.0, 4.0, 2.0, 5.0, 6.0]);
