@@ -44,7 +44,8 @@ pub(crate) struct BertForward {
 /// long), on the current rayon pool, or inline when it has one thread.
 fn for_row_blocks(data: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
     let block = ROWS_PER_TASK * width;
-    if rayon::current_num_threads() <= 1 {
+    // Waking another thread costs more than a few rows of element-wise work.
+    if rayon::current_num_threads() <= 1 || data.len() < 4 * block {
         data.chunks_mut(block)
             .enumerate()
             .for_each(|(i, rows)| f(i * ROWS_PER_TASK, rows));
@@ -209,7 +210,7 @@ impl BertForward {
         let run = |(span, first, out): (std::ops::Range<usize>, usize, &mut [f32])| {
             self.attend(qkv, &span, first, out);
         };
-        if rayon::current_num_threads() <= 1 {
+        if rayon::current_num_threads() <= 1 || blocks.len() < 2 {
             blocks.into_iter().for_each(run);
         } else {
             blocks.into_par_iter().for_each(run);
