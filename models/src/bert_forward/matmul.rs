@@ -154,14 +154,26 @@ pub fn matmul(out: &mut [f32], a: &[f32], w: &[f32], m: usize, k: usize, n: usiz
     let threads = rayon::current_num_threads();
     if m >= SMALL_M || k == 0 {
         if threads <= 1 || m < 2 * MIN_ROWS_PER_BLOCK {
-            gemm_into(MatMut::row_major(out, m, n), MatRef::row_major(a, m, k), wv, 1.0);
+            gemm_into(
+                MatMut::row_major(out, m, n),
+                MatRef::row_major(a, m, k),
+                wv,
+                1.0,
+            );
             return;
         }
         let rows = m.div_ceil(threads).max(MIN_ROWS_PER_BLOCK);
-        out.par_chunks_mut(rows * n).zip(a.par_chunks(rows * k)).for_each(|(out, a)| {
-            let r = a.len() / k;
-            gemm_into(MatMut::row_major(out, r, n), MatRef::row_major(a, r, k), wv, 1.0);
-        });
+        out.par_chunks_mut(rows * n)
+            .zip(a.par_chunks(rows * k))
+            .for_each(|(out, a)| {
+                let r = a.len() / k;
+                gemm_into(
+                    MatMut::row_major(out, r, n),
+                    MatRef::row_major(a, r, k),
+                    wv,
+                    1.0,
+                );
+            });
         return;
     }
     let nb = (COLUMN_BLOCK_BYTES / (4 * k)).max(16) / 16 * 16;
@@ -176,11 +188,19 @@ pub fn matmul(out: &mut [f32], a: &[f32], w: &[f32], m: usize, k: usize, n: usiz
     }
     // Each thread fills whole column blocks of a block-major scratch, then they are put in place.
     let mut scratch = vec![0.0f32; m * n.div_ceil(nb) * nb];
-    scratch.par_chunks_mut(m * nb).enumerate().for_each(|(block, dst)| {
-        let start = block * nb;
-        let cols = nb.min(n - start);
-        gemm_into(MatMut::row_major(&mut dst[..m * cols], m, cols), av, MatRef::new(&w[start..], k, cols, n, 1), 1.0);
-    });
+    scratch
+        .par_chunks_mut(m * nb)
+        .enumerate()
+        .for_each(|(block, dst)| {
+            let start = block * nb;
+            let cols = nb.min(n - start);
+            gemm_into(
+                MatMut::row_major(&mut dst[..m * cols], m, cols),
+                av,
+                MatRef::new(&w[start..], k, cols, n, 1),
+                1.0,
+            );
+        });
     for (block, src) in scratch.chunks(m * nb).enumerate() {
         let start = block * nb;
         let cols = nb.min(n.saturating_sub(start));
