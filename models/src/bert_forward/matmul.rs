@@ -133,84 +133,34 @@ pub fn gemm_into(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, scale: f32) {
     }
 }
 
-/// Below this many rows a product is split by columns instead of rows (see [`matmul`]).
-const SMALL_M: usize = 64;
-
-/// Bytes of weights one column block may hold, so it stays in the L2 cache while every row of a
-/// small product passes over it.
-const COLUMN_BLOCK_BYTES: usize = 96 * 1024;
-
-/// `out[m×n] = a[m×k] · w[k×n]`, all row-major, on the current rayon pool.
-///
-/// Large products (many tokens) are split into row blocks, one `gemm` call each. Small products
-/// (a short text, a batch of one) are split into column blocks of `w` small enough to stay in
-/// cache: `gemm` would otherwise stream all of `w` from memory once per few rows, and a batch of
-/// one spends its time waiting for the weights. The column blocks also give a small product work
-/// for every thread.
+/// `out[m×n] = a[m×k] · w[k×n]`, all row-major, on the current rayon pool: row blocks, one
+/// `gemm` call each. (Products of few rows go through `packed` instead.)
 pub fn matmul(out: &mut [f32], a: &[f32], w: &[f32], m: usize, k: usize, n: usize) {
     let wv = MatRef::row_major(w, k, n);
     assert_eq!(a.len(), m * k, "lhs is not {m}×{k}");
     assert_eq!(out.len(), m * n, "out is not {m}×{n}");
     let threads = rayon::current_num_threads();
-    if m >= SMALL_M || k == 0 {
-        if threads <= 1 || m < 2 * MIN_ROWS_PER_BLOCK {
+    if threads <= 1 || m < 2 * MIN_ROWS_PER_BLOCK || k == 0 {
+        gemm_into(
+            MatMut::row_major(out, m, n),
+            MatRef::row_major(a, m, k),
+            wv,
+            1.0,
+        );
+        return;
+    }
+    let rows = m.div_ceil(threads).max(MIN_ROWS_PER_BLOCK);
+    out.par_chunks_mut(rows * n)
+        .zip(a.par_chunks(rows * k))
+        .for_each(|(out, a)| {
+            let r = a.len() / k;
             gemm_into(
-                MatMut::row_major(out, m, n),
-                MatRef::row_major(a, m, k),
+                MatMut::row_major(out, r, n),
+                MatRef::row_major(a, r, k),
                 wv,
                 1.0,
             );
-            return;
-        }
-        let rows = m.div_ceil(threads).max(MIN_ROWS_PER_BLOCK);
-        out.par_chunks_mut(rows * n)
-            .zip(a.par_chunks(rows * k))
-            .for_each(|(out, a)| {
-                let r = a.len() / k;
-                gemm_into(
-                    MatMut::row_major(out, r, n),
-                    MatRef::row_major(a, r, k),
-                    wv,
-                    1.0,
-                );
-            });
-        return;
-    }
-    let nb = (COLUMN_BLOCK_BYTES / (4 * k)).max(16) / 16 * 16;
-    let av = MatRef::row_major(a, m, k);
-    if threads <= 1 {
-        for start in (0..n).step_by(nb) {
-            let cols = nb.min(n - start);
-            let dst = MatMut::new(&mut out[start..], m, cols, n, 1);
-            gemm_into(dst, av, MatRef::new(&w[start..], k, cols, n, 1), 1.0);
-        }
-        return;
-    }
-    // Each thread fills whole column blocks of a block-major scratch, then they are put in place.
-    let mut scratch = vec![0.0f32; m * n.div_ceil(nb) * nb];
-    scratch
-        .par_chunks_mut(m * nb)
-        .enumerate()
-        .for_each(|(block, dst)| {
-            let start = block * nb;
-            let cols = nb.min(n - start);
-            gemm_into(
-                MatMut::row_major(&mut dst[..m * cols], m, cols),
-                av,
-                MatRef::new(&w[start..], k, cols, n, 1),
-                1.0,
-            );
         });
-    for (block, src) in scratch.chunks(m * nb).enumerate() {
-        let start = block * nb;
-        let cols = nb.min(n.saturating_sub(start));
-        if cols == 0 {
-            break;
-        }
-        for (row, src_row) in src[..m * cols].chunks_exact(cols).enumerate() {
-            out[row * n + start..row * n + start + cols].copy_from_slice(src_row);
-        }
-    }
 }
 
 #[cfg(test)]

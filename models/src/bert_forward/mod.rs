@@ -10,6 +10,7 @@
 
 mod kernels;
 mod matmul;
+mod packed;
 mod weights;
 
 use std::path::Path;
@@ -22,10 +23,23 @@ use crate::pooling::normalize;
 use crate::tokenize::TokenIds;
 use kernels::{add_bias_residual_layer_norm, axpy, bias_gelu, layer_norm, softmax};
 use matmul::{MatMut, MatRef, gemm_into, matmul};
-use weights::{BertWeights, Dims};
+use weights::{BertWeights, Dims, Linear};
 
 /// Rows per parallel block in the row-wise passes.
 const ROWS_PER_TASK: usize = 8;
+
+/// Below this many tokens a linear layer runs on the packed weights (see `packed`), above it on
+/// `gemm`.
+const SMALL_PRODUCT_ROWS: usize = 64;
+
+/// `out = x · layer.w` (bias not added) for `m` rows of `x`.
+fn linear(out: &mut [f32], x: &[f32], layer: &Linear, m: usize) {
+    if m < SMALL_PRODUCT_ROWS {
+        layer.packed.matmul(out, x, m);
+    } else {
+        matmul(out, x, &layer.w, m, layer.k, layer.n);
+    }
+}
 
 /// Query rows per parallel block of attention.
 const QUERY_ROWS_PER_TASK: usize = 32;
@@ -123,7 +137,7 @@ impl BertForward {
         let mut inter = vec![0.0; m * self.intermediate];
 
         for layer in &w.layers {
-            matmul(&mut qkv, &x, &layer.qkv.w, m, h, 3 * h);
+            linear(&mut qkv, &x, &layer.qkv, m);
             for_row_blocks(&mut qkv, 3 * h, |_, rows| {
                 for row in rows.chunks_exact_mut(3 * h) {
                     for (v, b) in row.iter_mut().zip(&layer.qkv.b) {
@@ -132,21 +146,14 @@ impl BertForward {
                 }
             });
             self.attention(&qkv, &mut ctx, &spans);
-            matmul(&mut tmp, &ctx, &layer.attn_out.w, m, h, h);
+            linear(&mut tmp, &ctx, &layer.attn_out, m);
             let norm = &layer.attn_norm;
             self.residual_norm(&mut x, &tmp, &layer.attn_out.b, &norm.gamma, &norm.beta);
-            matmul(
-                &mut inter,
-                &x,
-                &layer.intermediate.w,
-                m,
-                h,
-                self.intermediate,
-            );
+            linear(&mut inter, &x, &layer.intermediate, m);
             for_row_blocks(&mut inter, self.intermediate, |_, rows| {
                 bias_gelu(rows, &layer.intermediate.b)
             });
-            matmul(&mut tmp, &inter, &layer.output.w, m, self.intermediate, h);
+            linear(&mut tmp, &inter, &layer.output, m);
             let norm = &layer.output_norm;
             self.residual_norm(&mut x, &tmp, &layer.output.b, &norm.gamma, &norm.beta);
         }

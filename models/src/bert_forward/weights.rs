@@ -8,15 +8,25 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
+use super::packed::PackedWeights;
 use crate::ModelError;
 
-/// A linear layer: `y = x · w + b` with `w` as `[k, n]` row-major.
+/// A linear layer: `y = x · w + b` with `w` as `[k, n]` row-major, and packed in column panels for
+/// products of few rows.
 #[derive(Debug)]
 pub struct Linear {
     pub w: Vec<f32>,
+    pub packed: PackedWeights,
     pub b: Vec<f32>,
     pub k: usize,
     pub n: usize,
+}
+
+impl Linear {
+    fn new(w: Vec<f32>, b: Vec<f32>, k: usize, n: usize) -> Self {
+        let packed = PackedWeights::pack(&w, k, n);
+        Self { w, packed, b, k, n }
+    }
 }
 
 /// LayerNorm's scale and shift.
@@ -80,12 +90,12 @@ impl Tensors<'_> {
     /// A PyTorch linear layer (`weight` is `[out, in]`), transposed to `[in, out]`.
     fn linear(&self, name: &str, k: usize, n: usize) -> Result<Linear, ModelError> {
         let w = self.get(&format!("{name}.weight"), &[n, k])?;
-        Ok(Linear {
-            w: transpose(&w, n, k),
-            b: self.get(&format!("{name}.bias"), &[n])?,
+        Ok(Linear::new(
+            transpose(&w, n, k),
+            self.get(&format!("{name}.bias"), &[n])?,
             k,
             n,
-        })
+        ))
     }
 
     fn norm(&self, name: &str, width: usize) -> Result<Norm, ModelError> {
@@ -188,7 +198,7 @@ fn fuse_columns(parts: &[Linear]) -> Linear {
         }
     }
     let b = parts.iter().flat_map(|p| p.b.iter().copied()).collect();
-    Linear { w, b, k, n }
+    Linear::new(w, b, k, n)
 }
 
 #[cfg(test)]
@@ -205,18 +215,8 @@ mod tests {
 
     #[test]
     fn fused_columns_keep_each_part_in_its_own_columns() {
-        let a = Linear {
-            w: vec![1.0, 2.0],
-            b: vec![10.0],
-            k: 2,
-            n: 1,
-        };
-        let b = Linear {
-            w: vec![3.0, 4.0, 5.0, 6.0],
-            b: vec![20.0, 30.0],
-            k: 2,
-            n: 2,
-        };
+        let a = Linear::new(vec![1.0, 2.0], vec![10.0], 2, 1);
+        let b = Linear::new(vec![3.0, 4.0, 5.0, 6.0], vec![20.0, 30.0], 2, 2);
         let fused = fuse_columns(&[a, b]);
         assert_eq!((fused.k, fused.n), (2, 3));
         assert_eq!(fused.w, vec![1.0, 3.0, 4.0, 2.0, 5.0, 6.0]);
