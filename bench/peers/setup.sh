@@ -8,6 +8,6 @@ venv="$here/../.venv"
 python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 # ONNX Runtime and what builds and feeds its model: onnx (the graph), numpy, tokenizers (the same
-# tokenizer.json as candle).
+# tokenizer.json as candle), sympy (ONNX Runtime's transformer optimizer needs it to fuse).
 "$venv/bin/python" -m pip install --quiet -r "$here/requirements.txt"
 echo "peers installed in $venv"
