@@ -90,12 +90,17 @@ impl Daemon {
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    pub fn terminate(self) -> std::process::ExitStatus {
+        self.stop_with("TERM")
+    }
+
+    /// Sends `signal` (a name `kill` knows: `TERM`, `INT`, ...) and waits for the exit status.
+    pub fn stop_with(mut self, signal: &str) -> std::process::ExitStatus {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
+        assert!(status.success(), "kill -{signal} failed");
         self.child.wait().expect("wait for concierge")
     }
 

@@ -46,6 +46,13 @@ fn sigterm_stops_the_daemon_cleanly() {
 }
 
 #[test]
+fn sigint_stops_the_daemon_cleanly_too() {
+    let daemon = Daemon::start(&[], &workspace_root());
+    let status = daemon.stop_with("INT");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
 fn serve_refuses_a_public_address_without_api_tokens() {
     let out = run(
         "concierge",
