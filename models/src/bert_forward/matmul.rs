@@ -12,36 +12,39 @@ use rayon::prelude::*;
 /// Rows per parallel block: enough that a block is a worthwhile `gemm` call.
 const MIN_ROWS_PER_BLOCK: usize = 16;
 
-/// Whether a `rows × cols` matrix with strides `rs`, `cs` fits in `len` elements.
-fn fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
-    rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
-}
-
-/// A read-only strided view of a matrix: element `(i, j)` is `data[i·rs + j·cs]`.
+/// The shape and strides of a view: element `(i, j)` is at `i·rs + j·cs`.
 #[derive(Debug, Clone, Copy)]
-pub struct MatRef<'a> {
-    data: &'a [f32],
+struct Layout {
     rows: usize,
     cols: usize,
     rs: usize,
     cs: usize,
 }
 
+impl Layout {
+    /// Panics unless every element lies within `len` elements.
+    fn checked(rows: usize, cols: usize, rs: usize, cs: usize, len: usize) -> Self {
+        let fits = rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len;
+        assert!(
+            fits,
+            "a {rows}×{cols} view (strides {rs}, {cs}) does not fit in {len}"
+        );
+        Self { rows, cols, rs, cs }
+    }
+}
+
+/// A read-only strided view of a matrix: element `(i, j)` is `data[i·rs + j·cs]`.
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a> {
+    data: &'a [f32],
+    layout: Layout,
+}
+
 impl<'a> MatRef<'a> {
     /// A strided view; panics if it does not fit in `data`.
     pub fn new(data: &'a [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
-        assert!(
-            fits(data.len(), rows, cols, rs, cs),
-            "a {rows}×{cols} view (strides {rs}, {cs}) does not fit in {}",
-            data.len()
-        );
-        Self {
-            data,
-            rows,
-            cols,
-            rs,
-            cs,
-        }
+        let layout = Layout::checked(rows, cols, rs, cs, data.len());
+        Self { data, layout }
     }
 
     /// A dense row-major view.
@@ -55,27 +58,14 @@ impl<'a> MatRef<'a> {
 #[derive(Debug)]
 pub struct MatMut<'a> {
     data: &'a mut [f32],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
+    layout: Layout,
 }
 
 impl<'a> MatMut<'a> {
     /// A strided view; panics if it does not fit in `data`.
     pub fn new(data: &'a mut [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
-        assert!(
-            fits(data.len(), rows, cols, rs, cs),
-            "a {rows}×{cols} view (strides {rs}, {cs}) does not fit in {}",
-            data.len()
-        );
-        Self {
-            data,
-            rows,
-            cols,
-            rs,
-            cs,
-        }
+        let layout = Layout::checked(rows, cols, rs, cs, data.len());
+        Self { data, layout }
     }
 
     /// A dense row-major view.
@@ -88,17 +78,18 @@ impl<'a> MatMut<'a> {
 /// `dst = scale · a · b` on the calling thread. Panics if the shapes do not agree.
 #[allow(unsafe_code)]
 pub fn gemm_into(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, scale: f32) {
+    let (d, l, r) = (dst.layout, a.layout, b.layout);
     assert!(
-        a.cols == b.rows && dst.rows == a.rows && dst.cols == b.cols,
+        l.cols == r.rows && d.rows == l.rows && d.cols == r.cols,
         "shapes do not agree"
     );
-    if dst.rows == 0 || dst.cols == 0 {
+    if d.rows == 0 || d.cols == 0 {
         return;
     }
-    if a.cols == 0 {
-        for i in 0..dst.rows {
-            for j in 0..dst.cols {
-                dst.data[i * dst.rs + j * dst.cs] = 0.0;
+    if l.cols == 0 {
+        for i in 0..d.rows {
+            for j in 0..d.cols {
+                dst.data[i * d.rs + j * d.cs] = 0.0;
             }
         }
         return;
@@ -110,19 +101,19 @@ pub fn gemm_into(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, scale: f32) {
     // those of a view whose elements are distinct (row-major or column-blocks of one).
     unsafe {
         gemm::gemm(
-            dst.rows,
-            dst.cols,
-            a.cols,
+            d.rows,
+            d.cols,
+            l.cols,
             dst.data.as_mut_ptr(),
-            s(dst.cs),
-            s(dst.rs),
+            s(d.cs),
+            s(d.rs),
             false,
             a.data.as_ptr(),
-            s(a.cs),
-            s(a.rs),
+            s(l.cs),
+            s(l.rs),
             b.data.as_ptr(),
-            s(b.cs),
-            s(b.rs),
+            s(r.cs),
+            s(r.rs),
             0.0,
             scale,
             false,
