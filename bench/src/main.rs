@@ -29,7 +29,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    limit_candle_elementwise_threads();
+    // SAFETY: first thing in `main`, before any other thread exists.
+    #[allow(unsafe_code)]
+    unsafe {
+        concierge_models::confine_candle_elementwise_threads()
+    };
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -46,16 +50,5 @@ fn main() -> ExitCode {
             eprintln!("concierge-bench: error: {err:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// candle runs large element-wise operations on a global pool of its own, sized by
-/// `CANDLE_NUM_THREADS` (default: every core). Unless set, keep that work on the embedder's own
-/// threads, so a "1 thread" row really uses one core (as the daemon does).
-#[allow(unsafe_code)]
-fn limit_candle_elementwise_threads() {
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        // SAFETY: called first thing in `main`, before any other thread exists.
-        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
     }
 }

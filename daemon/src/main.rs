@@ -20,7 +20,11 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    limit_candle_elementwise_threads();
+    // SAFETY: first thing in `main`, before any other thread exists.
+    #[allow(unsafe_code)]
+    unsafe {
+        concierge_models::confine_candle_elementwise_threads()
+    };
     let cli = Cli::parse();
     init_logging(cli.command.default_log_level());
     match commands::run(cli.command) {
@@ -29,18 +33,6 @@ fn main() -> ExitCode {
             eprintln!("concierge: error: {err:#}");
             ExitCode::from(commands::exit_code(&err))
         }
-    }
-}
-
-/// candle runs large element-wise operations on a global pool of its own, sized by
-/// `CANDLE_NUM_THREADS` (default: every core), beside the embedder's pool. Unless the operator set
-/// it, keep that work on the embedder's threads so `--threads` is the whole story.
-#[allow(unsafe_code)]
-fn limit_candle_elementwise_threads() {
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        // SAFETY: called first thing in `main`, before any other thread exists, so nothing can
-        // read the environment concurrently.
-        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
     }
 }
 

@@ -19,6 +19,7 @@
 
 mod bert_embedder;
 mod bert_forward;
+mod candle_threads;
 mod embedder;
 mod error;
 mod model_dir;
@@ -26,6 +27,7 @@ mod pooling;
 mod tokenize;
 
 pub use bert_embedder::BertEmbedder;
+pub use candle_threads::confine_candle_elementwise_threads;
 pub use embedder::{Backend, Embedder, EmbedderConfig};
 pub use error::ModelError;
 pub use model_dir::ModelDir;

