@@ -1,7 +1,64 @@
-//! Concierge's retrieval engine (synchronous): documents, the durable RocksDB store and its change
-//! log, chunking, the HNSW and BM25 indexes, hybrid search, and the Qdrant and Firestore sync
-//! clients, as `ARCHITECTURE.md` describes.
+//! Concierge's retrieval engine: every acknowledged document is durable in RocksDB, searchable
+//! within about a second, and found by meaning (HNSW over sentence embeddings) and by keyword
+//! (tantivy BM25), fused into one ranking.
 //!
-//! It is being built in this order (see the issue tracker): the foundation (this workspace and the
-//! embedder in `concierge-models`) comes first, the engine next. Until then this crate exports
-//! nothing, so nothing can depend on a part that does not exist yet.
+//! What it does: canonical [`Document`]s with out-of-order-safe upserts and deletes; one synced
+//! write batch per [`Engine::ingest`] call (documents, change-log entries, idempotency key);
+//! a change log with durable consumer cursors; chunking; dense and keyword indexes derived from
+//! the store, snapshotted, replayed and rebuilt without re-embedding; hybrid search with
+//! filters inside both legs and RRF/DBSF fusion; consistent checkpoints for backups.
+//!
+//! What it does not do: HTTP, webhooks, async (the daemon wraps this synchronous API), or
+//! talk to Qdrant/Firestore (separate consumers of the change log).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use concierge_engine::{Document, Engine, EngineConfig, IngestRequest, SearchRequest};
+//! use concierge_models::{BertEmbedder, EmbedderConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let embedder = Arc::new(BertEmbedder::load("models/weights/all-MiniLM-L6-v2", &EmbedderConfig::default())?);
+//! let engine = Engine::open(EngineConfig::new("./data"), embedder)?;
+//! let doc = Document::new("guesty:reservation:42", "Reservation 42", "Late check-in, door code HMXK4Q.", 1_700_000_000_000)?;
+//! let receipt = engine.ingest(IngestRequest::upsert(doc))?;
+//! let found = engine.search(&SearchRequest::new("HMXK4Q").min_seq(receipt.seq))?;
+//! assert_eq!(found.hits[0].document.id, "guesty:reservation:42");
+//! engine.close()?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod changelog;
+mod chunk_store;
+mod chunking;
+mod config;
+mod dense;
+mod dense_snapshot;
+mod distance;
+mod document;
+mod engine;
+mod error;
+mod filter;
+mod fusion;
+mod indexer;
+mod ingest;
+mod keyword;
+mod search;
+mod shared;
+mod store;
+
+pub use changelog::{ChangeEntry, ChangeKind, DeadLetter};
+pub use chunking::ChunkingConfig;
+pub use config::EngineConfig;
+pub use dense::{DenseStats, HnswParams};
+pub use document::{Document, DocumentId, Operation, Outcome};
+pub use engine::{ConsumerLag, Engine, EngineStatus, IndexStatus};
+pub use error::{Error, InvalidInput, Result};
+pub use filter::{Filter, TimeRange};
+pub use fusion::{Fusion, FusionMethod, LegRank};
+pub use indexer::CheckpointInfo;
+pub use ingest::{IngestReceipt, IngestRequest, MAX_IDEMPOTENCY_KEY_BYTES, MAX_OPERATIONS};
+pub use keyword::Snippet;
+pub use search::{HitChunk, MAX_K, SearchHit, SearchMode, SearchRequest, SearchResponse};
+pub use shared::IndexState;
+pub use store::FORMAT_VERSION;

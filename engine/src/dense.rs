@@ -1,0 +1,706 @@
+//! The dense (vector) index on hnsw_rs, and what hnsw_rs lacks: updates and deletes (slots and
+//! tombstones filtered at search time), filters that re-check every hit and fall back to an
+//! exact scan when they are selective, and crash-safe snapshots (see `snapshot_files`).
+//!
+//! hnsw_rs has no delete, and inserting an id twice adds a second point. So every insertion gets
+//! a fresh *slot* (the hnsw_rs `DataId`); a slot is live while the chunk map points at it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use hnsw_rs::prelude::Hnsw;
+use serde::{Deserialize, Serialize};
+
+use crate::distance::{UnitCosine, dot};
+use crate::error::{Error, Result};
+use crate::filter::{DocAttrs, Filter};
+
+/// HNSW construction and search parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HnswParams {
+    /// Links per node (hnsw_rs `max_nb_connection`), 4..=128.
+    pub m: usize,
+    /// Candidate list size while building.
+    pub ef_construction: usize,
+    /// Candidate list size while searching (raised to the number of results asked for).
+    pub ef_search: usize,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams {
+            m: 16,
+            ef_construction: 200,
+            ef_search: 64,
+        }
+    }
+}
+
+impl HnswParams {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if !(4..=128).contains(&self.m) {
+            return Err(format!("hnsw m must be within 4..=128, got {}", self.m));
+        }
+        if self.ef_construction < self.m || self.ef_construction > 4096 {
+            return Err(format!(
+                "hnsw ef_construction must be within m..=4096, got {}",
+                self.ef_construction
+            ));
+        }
+        if self.ef_search == 0 || self.ef_search > 4096 {
+            return Err(format!(
+                "hnsw ef_search must be within 1..=4096, got {}",
+                self.ef_search
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One chunk to index: id, owning document and its vector.
+#[derive(Debug, Clone)]
+pub(crate) struct DenseItem {
+    pub chunk_id: u64,
+    pub vector: Vec<f32>,
+}
+
+/// A chunk found by the dense leg.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DenseHit {
+    pub chunk_id: u64,
+    pub doc_id: Arc<str>,
+    /// Cosine similarity to the query.
+    pub score: f32,
+}
+
+#[derive(Debug, Clone)]
+struct Live {
+    slot: usize,
+    doc: Arc<str>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct DocEntry {
+    pub attrs: DocAttrs,
+    pub chunks: Vec<u64>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Maps {
+    /// slot (hnsw_rs DataId) -> chunk id.
+    pub slots: Vec<u64>,
+    live: HashMap<u64, Live>,
+    pub docs: HashMap<Arc<str>, DocEntry>,
+    /// Highest change-log sequence applied.
+    pub seq: u64,
+}
+
+impl Maps {
+    fn is_live(&self, slot: usize) -> Option<&Arc<str>> {
+        let chunk = self.slots.get(slot)?;
+        let live = self.live.get(chunk)?;
+        (live.slot == slot).then_some(&live.doc)
+    }
+}
+
+/// The dense index. Searches and the (single) indexer thread run concurrently: the graph is
+/// internally locked, the maps are behind a `RwLock` held briefly by writers.
+pub(crate) struct DenseIndex {
+    hnsw: Hnsw<'static, f32, UnitCosine>,
+    dim: usize,
+    params: HnswParams,
+    maps: RwLock<Maps>,
+}
+
+impl std::fmt::Debug for DenseIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DenseIndex")
+            .field("dim", &self.dim)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Numbers an operator (and the rebuild trigger) looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DenseStats {
+    /// Live chunks.
+    pub live: usize,
+    /// Points in the graph that are no longer live.
+    pub tombstones: usize,
+    /// Change-log sequence the index includes.
+    pub seq: u64,
+}
+
+const MAX_LAYER: usize = 16;
+
+impl DenseIndex {
+    pub fn new(dim: usize, params: HnswParams, capacity: usize) -> Self {
+        let hnsw = Hnsw::new(
+            params.m,
+            capacity.max(1024),
+            MAX_LAYER,
+            params.ef_construction,
+            UnitCosine,
+        );
+        DenseIndex {
+            hnsw,
+            dim,
+            params,
+            maps: RwLock::new(Maps::default()),
+        }
+    }
+
+    pub(crate) fn from_parts(
+        hnsw: Hnsw<'static, f32, UnitCosine>,
+        dim: usize,
+        params: HnswParams,
+        maps: Maps,
+    ) -> Self {
+        DenseIndex {
+            hnsw,
+            dim,
+            params,
+            maps: RwLock::new(maps),
+        }
+    }
+
+    pub(crate) fn hnsw(&self) -> &Hnsw<'static, f32, UnitCosine> {
+        &self.hnsw
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn params(&self) -> HnswParams {
+        self.params
+    }
+
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Maps> {
+        self.maps
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Maps> {
+        self.maps
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn stats(&self) -> DenseStats {
+        let m = self.read();
+        DenseStats {
+            live: m.live.len(),
+            tombstones: m.slots.len() - m.live.len(),
+            seq: m.seq,
+        }
+    }
+
+    /// Fraction of graph points that are tombstones.
+    pub fn tombstone_ratio(&self) -> f64 {
+        let m = self.read();
+        if m.slots.is_empty() {
+            0.0
+        } else {
+            (m.slots.len() - m.live.len()) as f64 / m.slots.len() as f64
+        }
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.read().seq
+    }
+
+    pub fn set_seq(&self, seq: u64) {
+        let mut m = self.write();
+        m.seq = m.seq.max(seq);
+    }
+
+    /// Makes the index hold exactly `chunks` for `doc_id` (or nothing when `None`): chunks that
+    /// are already live stay, others are tombstoned or inserted. Idempotent.
+    pub fn apply(&self, doc_id: &str, state: Option<(DocAttrs, Vec<DenseItem>)>) -> Result<()> {
+        if let Some((_, items)) = &state
+            && let Some(bad) = items.iter().find(|i| i.vector.len() != self.dim)
+        {
+            return Err(Error::Dense(format!(
+                "chunk {} has {} dimensions, the index has {}",
+                bad.chunk_id,
+                bad.vector.len(),
+                self.dim
+            )));
+        }
+        let doc: Arc<str> = Arc::from(doc_id);
+        // Phase 1 (brief write lock): tombstone what goes, reserve slots for what comes.
+        let to_insert: Vec<(usize, usize)> = {
+            let mut m = self.write();
+            let keep: HashSet<u64> = state
+                .as_ref()
+                .map(|(_, items)| items.iter().map(|i| i.chunk_id).collect())
+                .unwrap_or_default();
+            if let Some(old) = m.docs.remove(&doc) {
+                for chunk in old.chunks {
+                    if !keep.contains(&chunk) {
+                        m.live.remove(&chunk);
+                    }
+                }
+            }
+            let Some((_, items)) = &state else {
+                return Ok(());
+            };
+            let mut out = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                if m.live.contains_key(&item.chunk_id) {
+                    continue;
+                }
+                let slot = m.slots.len();
+                m.slots.push(item.chunk_id);
+                out.push((slot, i));
+            }
+            out
+        };
+        // Phase 2 (no lock of ours): insert into the graph; searches go on.
+        let Some((attrs, items)) = state else {
+            return Ok(());
+        };
+        for (slot, i) in &to_insert {
+            self.hnsw.insert_slice((&items[*i].vector, *slot));
+        }
+        // Phase 3 (brief write lock): the new chunks become live.
+        {
+            let mut m = self.write();
+            for (slot, i) in &to_insert {
+                m.live.insert(
+                    items[*i].chunk_id,
+                    Live {
+                        slot: *slot,
+                        doc: doc.clone(),
+                    },
+                );
+            }
+            m.docs.insert(
+                doc,
+                DocEntry {
+                    attrs,
+                    chunks: items.iter().map(|i| i.chunk_id).collect(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Bulk insert for rebuilds (parallel on the global rayon pool); `items` must be new chunks.
+    pub fn bulk_insert(&self, docs: Vec<(Arc<str>, DocAttrs, Vec<DenseItem>)>) {
+        let mut batch: Vec<(Vec<f32>, usize)> = Vec::new();
+        {
+            let mut m = self.write();
+            for (doc, attrs, items) in docs {
+                let mut chunks = Vec::with_capacity(items.len());
+                for item in items {
+                    if m.live.contains_key(&item.chunk_id) {
+                        continue;
+                    }
+                    let slot = m.slots.len();
+                    m.slots.push(item.chunk_id);
+                    m.live.insert(
+                        item.chunk_id,
+                        Live {
+                            slot,
+                            doc: doc.clone(),
+                        },
+                    );
+                    chunks.push(item.chunk_id);
+                    batch.push((item.vector, slot));
+                }
+                m.docs.insert(doc, DocEntry { attrs, chunks });
+            }
+        }
+        let refs: Vec<(&[f32], usize)> = batch.iter().map(|(v, s)| (v.as_slice(), *s)).collect();
+        self.hnsw.parallel_insert_slice(&refs);
+    }
+
+    /// The `k` best documents (each with its best chunk) for a unit-norm `query`.
+    /// `fetch_vectors` reads stored vectors for the exact scan of selective filters.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: &Filter,
+        meta_terms: &[String],
+        fetch_vectors: &dyn Fn(&[u64]) -> Result<Vec<Option<Vec<f32>>>>,
+    ) -> Result<Vec<DenseHit>> {
+        if query.len() != self.dim {
+            return Err(Error::Dense(format!(
+                "query has {} dimensions, the index has {}",
+                query.len(),
+                self.dim
+            )));
+        }
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let m = self.read();
+        if m.live.is_empty() {
+            return Ok(Vec::new());
+        }
+        if filter.is_empty() {
+            // Over-fetch to survive tombstones and several chunks of one document.
+            let mut fetch = (k * 3 + 10).min(m.live.len() + (m.slots.len() - m.live.len()));
+            loop {
+                let found = self.hnsw.search(query, fetch, ef.max(fetch));
+                let hits = collapse(
+                    found
+                        .iter()
+                        .filter_map(|n| m.is_live(n.d_id).map(|doc| (n, doc))),
+                    &m,
+                    k,
+                );
+                if hits.len() >= k.min(m.docs.len()) || fetch >= m.slots.len() {
+                    return Ok(hits);
+                }
+                fetch = (fetch * 4).min(m.slots.len());
+            }
+        }
+        // Filtered: how many chunks can match at all?
+        let mut matching_docs = 0usize;
+        let mut matching_chunks = 0usize;
+        for entry in m.docs.values() {
+            if filter.matches(&entry.attrs, meta_terms) {
+                matching_docs += 1;
+                matching_chunks += entry.chunks.len();
+            }
+        }
+        if matching_docs == 0 {
+            return Ok(Vec::new());
+        }
+        let exact_threshold = 2_000usize.max(m.live.len() / 20);
+        if matching_chunks > exact_threshold && matching_docs > k {
+            let passes = |slot: &usize| {
+                m.is_live(*slot)
+                    .and_then(|doc| m.docs.get(doc))
+                    .is_some_and(|e| filter.matches(&e.attrs, meta_terms))
+            };
+            let fetch = k * 3 + 10;
+            let found = self
+                .hnsw
+                .search_filter(query, fetch, ef.max(fetch), Some(&passes));
+            // hnsw_rs can return points that do not pass its filter: check again.
+            let hits = collapse(
+                found
+                    .iter()
+                    .filter(|n| passes(&n.d_id))
+                    .filter_map(|n| m.is_live(n.d_id).map(|doc| (n, doc))),
+                &m,
+                k,
+            );
+            if hits.len() >= k {
+                return Ok(hits);
+            }
+        }
+        // Exact scan over the matching chunks.
+        let mut candidates: Vec<(u64, Arc<str>)> = Vec::with_capacity(matching_chunks);
+        for (doc, entry) in &m.docs {
+            if filter.matches(&entry.attrs, meta_terms) {
+                candidates.extend(entry.chunks.iter().map(|c| (*c, doc.clone())));
+            }
+        }
+        drop(m);
+        let ids: Vec<u64> = candidates.iter().map(|(c, _)| *c).collect();
+        let vectors = fetch_vectors(&ids)?;
+        let mut scored: Vec<DenseHit> = candidates
+            .into_iter()
+            .zip(vectors)
+            .filter_map(|((chunk_id, doc_id), v)| {
+                v.map(|v| DenseHit {
+                    chunk_id,
+                    doc_id,
+                    score: dot(query, &v),
+                })
+            })
+            .collect();
+        scored.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let mut seen = HashSet::new();
+        scored.retain(|h| seen.insert(h.doc_id.clone()));
+        scored.truncate(k);
+        Ok(scored)
+    }
+
+    /// Everything the snapshot needs besides the graph.
+    pub(crate) fn export_maps(&self) -> MapsSnapshot {
+        let m = self.read();
+        MapsSnapshot {
+            seq: m.seq,
+            dim: self.dim,
+            params: self.params,
+            slots: m.slots.clone(),
+            docs: m
+                .docs
+                .iter()
+                .map(|(id, e)| SnapshotDoc {
+                    id: id.to_string(),
+                    source: e.attrs.source.clone(),
+                    kind: e.attrs.kind.clone(),
+                    updated_at: e.attrs.updated_at,
+                    meta_terms: e.attrs.meta_terms.clone(),
+                    chunks: e
+                        .chunks
+                        .iter()
+                        .map(|c| (*c, m.live.get(c).map(|l| l.slot).unwrap_or(usize::MAX)))
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The maps as written next to the hnsw_rs dump.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct MapsSnapshot {
+    pub seq: u64,
+    pub dim: usize,
+    pub params: HnswParams,
+    pub slots: Vec<u64>,
+    pub docs: Vec<SnapshotDoc>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SnapshotDoc {
+    pub id: String,
+    pub source: String,
+    pub kind: String,
+    pub updated_at: i64,
+    pub meta_terms: Vec<String>,
+    /// (chunk id, slot)
+    pub chunks: Vec<(u64, usize)>,
+}
+
+impl MapsSnapshot {
+    pub(crate) fn into_maps(self, graph_points: usize) -> Result<Maps> {
+        let mut maps = Maps {
+            slots: self.slots,
+            seq: self.seq,
+            ..Maps::default()
+        };
+        if maps.slots.len() != graph_points {
+            return Err(Error::Dense(format!(
+                "snapshot maps list {} slots but the graph has {} points",
+                maps.slots.len(),
+                graph_points
+            )));
+        }
+        for d in self.docs {
+            let doc: Arc<str> = Arc::from(d.id.as_str());
+            let mut chunks = Vec::with_capacity(d.chunks.len());
+            for (chunk, slot) in d.chunks {
+                if maps.slots.get(slot) != Some(&chunk) {
+                    return Err(Error::Dense(format!(
+                        "snapshot maps chunk {chunk} to slot {slot}, which holds another chunk"
+                    )));
+                }
+                maps.live.insert(
+                    chunk,
+                    Live {
+                        slot,
+                        doc: doc.clone(),
+                    },
+                );
+                chunks.push(chunk);
+            }
+            let attrs = DocAttrs {
+                source: d.source,
+                kind: d.kind,
+                updated_at: d.updated_at,
+                meta_terms: d.meta_terms,
+            };
+            maps.docs.insert(doc, DocEntry { attrs, chunks });
+        }
+        Ok(maps)
+    }
+}
+
+/// Best chunk per document, in score order, at most `k` documents.
+fn collapse<'a>(
+    found: impl Iterator<Item = (&'a hnsw_rs::prelude::Neighbour, &'a Arc<str>)>,
+    m: &Maps,
+    k: usize,
+) -> Vec<DenseHit> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (n, doc) in found {
+        if out.len() >= k {
+            break;
+        }
+        if seen.insert(doc.clone()) {
+            let Some(chunk_id) = m.slots.get(n.d_id) else {
+                continue;
+            };
+            out.push(DenseHit {
+                chunk_id: *chunk_id,
+                doc_id: doc.clone(),
+                score: 1.0 - n.distance,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(seed: u64, dim: usize) -> Vec<f32> {
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let v: Vec<f32> = (0..dim)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+            })
+            .collect();
+        let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+        v.into_iter().map(|a| a / n).collect()
+    }
+
+    fn attrs(kind: &str) -> DocAttrs {
+        DocAttrs {
+            source: "t".into(),
+            kind: kind.into(),
+            updated_at: 0,
+            meta_terms: vec![],
+        }
+    }
+
+    fn no_vectors(_: &[u64]) -> Result<Vec<Option<Vec<f32>>>> {
+        Ok(vec![])
+    }
+
+    #[test]
+    fn an_updated_document_is_found_by_its_new_vector_only_and_a_deleted_one_never() {
+        let idx = DenseIndex::new(16, HnswParams::default(), 100);
+        for i in 0..50u64 {
+            idx.apply(
+                &format!("t:a:{i}"),
+                Some((
+                    attrs("a"),
+                    vec![DenseItem {
+                        chunk_id: i,
+                        vector: unit(i, 16),
+                    }],
+                )),
+            )
+            .expect("applies");
+        }
+        // Doc 7 gets doc 1000's vector under a new chunk id; doc 8 is deleted.
+        idx.apply(
+            "t:a:7",
+            Some((
+                attrs("a"),
+                vec![DenseItem {
+                    chunk_id: 1000,
+                    vector: unit(1000, 16),
+                }],
+            )),
+        )
+        .expect("applies");
+        idx.apply("t:a:8", None).expect("applies");
+        let hits = idx
+            .search(&unit(1000, 16), 1, 64, &Filter::default(), &[], &no_vectors)
+            .expect("searches");
+        assert_eq!(&*hits[0].doc_id, "t:a:7");
+        let old = idx
+            .search(&unit(7, 16), 5, 64, &Filter::default(), &[], &no_vectors)
+            .expect("searches");
+        assert!(
+            old.iter().all(|h| h.chunk_id != 7),
+            "tombstoned chunk returned"
+        );
+        let all = idx
+            .search(&unit(8, 16), 60, 64, &Filter::default(), &[], &no_vectors)
+            .expect("searches");
+        assert!(all.iter().all(|h| &*h.doc_id != "t:a:8"));
+        assert_eq!(all.len(), 49);
+        assert_eq!(idx.stats().tombstones, 2);
+    }
+
+    #[test]
+    fn reapplying_the_same_chunks_inserts_nothing() {
+        let idx = DenseIndex::new(8, HnswParams::default(), 10);
+        let state = || {
+            Some((
+                attrs("a"),
+                vec![DenseItem {
+                    chunk_id: 1,
+                    vector: unit(1, 8),
+                }],
+            ))
+        };
+        idx.apply("t:a:1", state()).expect("applies");
+        idx.apply("t:a:1", state()).expect("applies");
+        assert_eq!(
+            idx.stats(),
+            DenseStats {
+                live: 1,
+                tombstones: 0,
+                seq: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_selective_filter_is_answered_by_an_exact_scan() {
+        let idx = DenseIndex::new(8, HnswParams::default(), 100);
+        let mut store = HashMap::new();
+        for i in 0..100u64 {
+            let kind = if i % 50 == 0 { "rare" } else { "common" };
+            store.insert(i, unit(i, 8));
+            idx.apply(
+                &format!("t:{kind}:{i}"),
+                Some((
+                    attrs(kind),
+                    vec![DenseItem {
+                        chunk_id: i,
+                        vector: unit(i, 8),
+                    }],
+                )),
+            )
+            .expect("applies");
+        }
+        let fetch = |ids: &[u64]| Ok(ids.iter().map(|i| store.get(i).cloned()).collect());
+        let filter = Filter {
+            kind: vec!["rare".into()],
+            ..Filter::default()
+        };
+        let hits = idx
+            .search(&unit(3, 8), 10, 64, &filter, &[], &fetch)
+            .expect("searches");
+        let mut ids: Vec<&str> = hits.iter().map(|h| &*h.doc_id).collect();
+        ids.sort();
+        assert_eq!(ids, ["t:rare:0", "t:rare:50"]);
+    }
+
+    #[test]
+    fn bad_dimensions_are_errors_not_panics() {
+        let idx = DenseIndex::new(8, HnswParams::default(), 10);
+        assert!(
+            idx.apply(
+                "t:a:1",
+                Some((
+                    attrs("a"),
+                    vec![DenseItem {
+                        chunk_id: 1,
+                        vector: vec![0.0; 3]
+                    }]
+                ))
+            )
+            .is_err()
+        );
+        assert!(
+            idx.search(&[1.0], 1, 10, &Filter::default(), &[], &no_vectors)
+                .is_err()
+        );
+    }
+}

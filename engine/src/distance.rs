@@ -1,0 +1,59 @@
+//! The distance the dense index uses: cosine distance of unit vectors computed as `1 - dot`,
+//! clamped to `[0, 2]`. hnsw_rs asserts distances are non-negative, and `1 - dot` of two unit
+//! vectors can come out at `-1e-7` by rounding (the `DistDot` panic, DESIGN.md §4).
+
+use hnsw_rs::prelude::Distance;
+
+/// `1 - a·b`, clamped to `[0, 2]`, for L2-normalised vectors.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct UnitCosine;
+
+impl Distance<f32> for UnitCosine {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        (1.0 - dot(a, b)).clamp(0.0, 2.0)
+    }
+}
+
+/// Dot product, vectorised for the CPU it runs on (8 independent accumulators).
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for i in 0..8 {
+            acc[i] = x[i].mul_add(y[i], acc[i]);
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        sum += x * y;
+    }
+    sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_unit_vectors_are_at_distance_zero_never_negative() {
+        let v: Vec<f32> = (0..384).map(|i| ((i * 7919) % 101) as f32 - 50.0).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let u: Vec<f32> = v.iter().map(|x| x / norm).collect();
+        let d = UnitCosine.eval(&u, &u);
+        assert!((0.0..1e-5).contains(&d), "{d}");
+        let neg: Vec<f32> = u.iter().map(|x| -x).collect();
+        assert!((UnitCosine.eval(&u, &neg) - 2.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn dot_matches_the_plain_sum_on_odd_lengths() {
+        let a: Vec<f32> = (0..21).map(|i| i as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..21).map(|i| 1.0 - i as f32 * 0.1).collect();
+        let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - plain).abs() < 1e-4);
+    }
+}

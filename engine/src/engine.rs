@@ -1,0 +1,338 @@
+//! [`Engine`]: opens the store and the indexes (loading snapshots, scheduling rebuilds), runs
+//! the indexer thread, and is the synchronous API the daemon and the tools call.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Sender, channel};
+use std::thread::JoinHandle;
+
+use concierge_models::Embedder;
+use serde::Serialize;
+
+use crate::changelog::{self, DeadLetter, Sequencer};
+use crate::chunking::ChunkingConfig;
+use crate::config::EngineConfig;
+use crate::dense::{DenseIndex, DenseStats};
+use crate::dense_snapshot;
+use crate::document::Document;
+use crate::error::{Error, Result};
+use crate::indexer::{CheckpointInfo, INDEXER, Indexer, Request};
+use crate::ingest::{self, IngestReceipt, IngestRequest};
+use crate::keyword::KeywordIndex;
+use crate::search::{self, SearchRequest, SearchResponse};
+use crate::shared::{IndexState, Shared};
+use crate::store::{ModelStamp, Store, cf, meta_key};
+
+/// The retrieval engine of one node.
+pub struct Engine {
+    shared: Arc<Shared>,
+    requests: Sender<Request>,
+    indexer: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("data_dir", &self.shared.config.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A consumer's position in the change log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsumerLag {
+    /// The consumer.
+    pub name: String,
+    /// Its durable cursor.
+    pub cursor: u64,
+    /// Entries it has not yet made durable.
+    pub lag: u64,
+}
+
+/// The state of one index.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IndexStatus {
+    /// Ready or rebuilding.
+    pub state: IndexState,
+    /// Change-log sequence searches see.
+    pub seq: Option<u64>,
+    /// Chunks searchable.
+    pub chunks: Option<u64>,
+    /// Dense only: points that are tombstones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tombstones: Option<u64>,
+}
+
+/// What an operator looks at.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EngineStatus {
+    /// Every change up to here is durable.
+    pub durable_seq: u64,
+    /// Dense index.
+    pub dense: IndexStatus,
+    /// Keyword index.
+    pub keyword: IndexStatus,
+    /// Change-log consumers.
+    pub consumers: Vec<ConsumerLag>,
+    /// Entries given up on.
+    pub dead_letters: usize,
+    /// Why writes are refused, if they are.
+    pub poisoned: Option<String>,
+    /// The indexer's last error, cleared once it makes progress again.
+    pub last_error: Option<String>,
+}
+
+impl Engine {
+    /// Opens (or creates) the engine in `config.data_dir`. Indexes that are missing, corrupt or
+    /// older than the change log are rebuilt in the background from stored vectors; searches
+    /// use the other leg meanwhile. Open never waits for a rebuild.
+    pub fn open(config: EngineConfig, embedder: Arc<dyn Embedder>) -> Result<Engine> {
+        config.validate()?;
+        let stamp = ModelStamp {
+            id: embedder.model_id().to_owned(),
+            dim: embedder.dim(),
+        };
+        let store = Store::open(&config.store_dir(), &stamp)?;
+        let last = changelog::last_seq(&store)?;
+        let trimmed = store
+            .get_u64(cf::META, meta_key::TRIMMED_THROUGH)?
+            .unwrap_or(0);
+        let chunking = config
+            .chunking
+            .unwrap_or_else(|| ChunkingConfig::for_max_tokens(embedder.max_tokens()));
+        let shared = Arc::new(Shared::new(
+            store,
+            Sequencer::new(last),
+            embedder,
+            config,
+            chunking,
+        ));
+        let (tx, rx) = channel();
+
+        let mut dense_dumped = 0;
+        let mut dense_rebuild = None;
+        match dense_snapshot::load(&shared.config.dense_dir()) {
+            Ok(Some(index)) if index.seq() >= trimmed => {
+                dense_dumped = index.seq();
+                shared.set_dense(Some(Arc::new(index)));
+            }
+            Ok(Some(index)) => {
+                dense_rebuild = Some(format!(
+                    "the snapshot (seq {}) is older than the change log (trimmed through {trimmed})",
+                    index.seq()
+                ))
+            }
+            Ok(None) if trimmed == 0 => shared.set_dense(Some(Arc::new(DenseIndex::new(
+                shared.embedder.dim(),
+                shared.config.hnsw,
+                1024,
+            )))),
+            Ok(None) => dense_rebuild = Some("no snapshot".to_owned()),
+            Err(e) => {
+                tracing::warn!(error = %e, "the dense snapshot cannot be loaded");
+                dense_rebuild = Some(format!("the snapshot cannot be loaded: {e}"));
+            }
+        }
+        let mut keyword_rebuild = None;
+        match KeywordIndex::open(&shared.config.keyword_dir()) {
+            Ok(index) if index.committed_seq() >= trimmed => {
+                shared.set_keyword(Some(Arc::new(index)))
+            }
+            Ok(index) => {
+                keyword_rebuild = Some(format!(
+                    "the index (seq {}) is older than the change log (trimmed through {trimmed})",
+                    index.committed_seq()
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the keyword index cannot be opened");
+                keyword_rebuild = Some(format!("the index cannot be opened: {e}"));
+            }
+        }
+
+        let mut indexer = Indexer::new(shared.clone(), rx, dense_dumped)?;
+        if let Some(reason) = dense_rebuild {
+            indexer.rebuild_dense(&reason);
+        }
+        if let Some(reason) = keyword_rebuild {
+            indexer.rebuild_keyword(&reason);
+        }
+        let handle = std::thread::Builder::new()
+            .name("concierge-indexer".to_owned())
+            .spawn(move || indexer.run())
+            .map_err(|e| Error::io("starting the indexer thread", e))?;
+        Ok(Engine {
+            shared,
+            requests: tx,
+            indexer: Some(handle),
+        })
+    }
+
+    /// Writes the request's changes durably (one synced batch) and returns once they are safe.
+    pub fn ingest(&self, request: IngestRequest) -> Result<IngestReceipt> {
+        ingest::ingest(&self.shared, request)
+    }
+
+    /// The stored document (`None` if unknown or deleted).
+    pub fn get(&self, id: &str) -> Result<Option<Document>> {
+        crate::document::DocumentId::parse(id)?;
+        Ok(self
+            .shared
+            .store
+            .get_doc(id)?
+            .filter(|s| !s.deleted)
+            .map(|s| s.doc))
+    }
+
+    /// Dense, keyword or hybrid search.
+    pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
+        search::search(&self.shared, request)
+    }
+
+    /// Every change up to this sequence is durable.
+    pub fn durable_seq(&self) -> u64 {
+        self.shared.sequencer.durable()
+    }
+
+    /// Lag, index states and dead letters.
+    pub fn status(&self) -> Result<EngineStatus> {
+        let durable = self.durable_seq();
+        let dense = match self.shared.dense() {
+            Some(d) => {
+                let DenseStats {
+                    live,
+                    tombstones,
+                    seq,
+                } = d.stats();
+                IndexStatus {
+                    state: self.shared.state(true),
+                    seq: Some(seq),
+                    chunks: Some(live as u64),
+                    tombstones: Some(tombstones as u64),
+                }
+            }
+            None => IndexStatus {
+                state: self.shared.state(true),
+                seq: None,
+                chunks: None,
+                tombstones: None,
+            },
+        };
+        let keyword = match self.shared.keyword() {
+            Some(k) => IndexStatus {
+                state: self.shared.state(false),
+                seq: Some(k.committed_seq()),
+                chunks: Some(k.num_chunks()),
+                tombstones: None,
+            },
+            None => IndexStatus {
+                state: self.shared.state(false),
+                seq: None,
+                chunks: None,
+                tombstones: None,
+            },
+        };
+        let consumers = changelog::cursors(&self.shared.store)?
+            .into_iter()
+            .map(|(name, cursor)| ConsumerLag {
+                lag: durable.saturating_sub(cursor),
+                name,
+                cursor,
+            })
+            .collect();
+        let poisoned = match self.shared.store.check_poison() {
+            Err(Error::Poisoned { cause }) => Some(cause),
+            Ok(()) | Err(_) => None,
+        };
+        let last_error = self.shared.last_error.lock().ok().and_then(|e| e.clone());
+        Ok(EngineStatus {
+            durable_seq: durable,
+            dense,
+            keyword,
+            consumers,
+            dead_letters: changelog::deadletters(&self.shared.store)?.len(),
+            poisoned,
+            last_error,
+        })
+    }
+
+    /// Entries consumers gave up on.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        changelog::deadletters(&self.shared.store)
+    }
+
+    /// Writes a consistent copy (store checkpoint + index snapshots) into `dir`, which must not
+    /// exist or be empty. Opening the copy as a data directory gives the same search results.
+    pub fn checkpoint(&self, dir: &Path) -> Result<CheckpointInfo> {
+        let (tx, rx) = channel();
+        self.requests
+            .send(Request::Checkpoint(dir.to_owned(), tx))
+            .map_err(|_| Error::Closed)?;
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Rebuilds both indexes from the store (no re-embedding); returns when they are live.
+    pub fn reindex(&self) -> Result<()> {
+        let (tx, rx) = channel();
+        self.requests
+            .send(Request::Rebuild(tx))
+            .map_err(|_| Error::Closed)?;
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Marks the store failed: writes are refused until the engine is reopened. For callers that
+    /// detect lost durability outside RocksDB (and for tests).
+    pub fn poison(&self, cause: &str) {
+        self.shared.store.poison(cause);
+    }
+
+    /// Refuses writes? Returns the cause.
+    pub fn poisoned(&self) -> Option<String> {
+        match self.shared.store.check_poison() {
+            Err(Error::Poisoned { cause }) => Some(cause),
+            Ok(()) | Err(_) => None,
+        }
+    }
+
+    /// Where the engine keeps its data.
+    pub fn data_dir(&self) -> PathBuf {
+        self.shared.config.data_dir.clone()
+    }
+
+    /// RocksDB's statistics (for metrics and the group-commit test).
+    pub fn store_statistics(&self) -> Option<String> {
+        self.shared.store.statistics()
+    }
+
+    /// The indexer's consumer name (its cursor appears in [`Engine::status`]).
+    pub fn indexer_name() -> &'static str {
+        INDEXER
+    }
+
+    /// Stops the indexer after committing the keyword index and snapshotting the dense one.
+    pub fn close(mut self) -> Result<()> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        self.shared
+            .stop
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.shared.sequencer.wake_all();
+        self.shared.notify_progress();
+        if let Some(handle) = self.indexer.take() {
+            handle
+                .join()
+                .map_err(|_| Error::Dense("the indexer thread panicked".to_owned()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            tracing::error!(error = %e, "closing the engine");
+        }
+    }
+}
