@@ -106,10 +106,11 @@ pub(crate) fn chunk_text(store: &Store, chunk_id: u64) -> Result<Option<ChunkRec
     let Some(back) = store.get(cf::CHUNKS, &id_key(chunk_id))? else {
         return Ok(None);
     };
-    let split = back
-        .iter()
-        .rposition(|b| *b == 0)
-        .ok_or_else(|| Error::corrupt("chunk back-reference", "no separator"))?;
+    // `<doc id>\0<ordinal: 4 bytes>`: the ordinal's bytes may be zero, so split from the end.
+    if back.len() < 6 || back[back.len() - 5] != 0 {
+        return Err(Error::corrupt("chunk back-reference", "malformed"));
+    }
+    let split = back.len() - 5;
     let doc_id = std::str::from_utf8(&back[..split])
         .map_err(|e| Error::corrupt("chunk back-reference", e))?;
     let ordinal: [u8; 4] = back[split + 1..]
@@ -154,10 +155,11 @@ pub(crate) fn scan_all(
         if key.first() != Some(&b'd') {
             break;
         }
-        let split = key
-            .iter()
-            .rposition(|b| *b == 0)
-            .ok_or_else(|| Error::corrupt("chunk key", "no separator"))?;
+        // `d<doc id>\0<ordinal: 4 bytes>`.
+        if key.len() < 7 || key[key.len() - 5] != 0 {
+            return Err(Error::corrupt("chunk key", "malformed"));
+        }
+        let split = key.len() - 5;
         let doc_id =
             std::str::from_utf8(&key[1..split]).map_err(|e| Error::corrupt("chunk key", e))?;
         let record: ChunkRecord = decode_json("chunk record", &value)?;
@@ -184,4 +186,33 @@ pub(crate) fn scan_all(
         emit(id, chunks)?;
     }
     Ok(seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ModelStamp;
+
+    #[test]
+    fn chunks_round_trip_by_document_and_by_id_whatever_bytes_their_ordinals_have() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &ModelStamp { id: "m".into(), dim: 2 }).expect("opens");
+        let records: Vec<ChunkRecord> = [0u32, 1, 256].iter().map(|o| ChunkRecord { id: 100 + u64::from(*o), ordinal: *o, text: format!("chunk {o}") }).collect();
+        let mut batch = WriteBatch::default();
+        let new: Vec<(ChunkRecord, &[f32])> = records.iter().map(|r| (r.clone(), &[0.6f32, 0.8][..])).collect();
+        replace(&store, &mut batch, "a:b:1", &[], &new).expect("batch");
+        store.write(batch).expect("write");
+        assert_eq!(chunks_of(&store, "a:b:1").expect("chunks"), records);
+        for r in &records {
+            assert_eq!(chunk_text(&store, r.id).expect("lookup").as_ref(), Some(r));
+        }
+        assert_eq!(vectors(&store, &[100, 999], 2).expect("vectors"), vec![Some(vec![0.6, 0.8]), None]);
+        // Replacing drops chunks that are gone, with their vectors.
+        let mut batch = WriteBatch::default();
+        replace(&store, &mut batch, "a:b:1", &records, &new[..1]).expect("batch");
+        store.write(batch).expect("write");
+        assert_eq!(chunks_of(&store, "a:b:1").expect("chunks"), records[..1]);
+        assert_eq!(vectors(&store, &[101], 2).expect("vectors"), vec![None]);
+        assert!(chunk_text(&store, 101).expect("lookup").is_none());
+    }
 }

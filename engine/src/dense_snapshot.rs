@@ -6,7 +6,9 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(test)]
+use std::path::PathBuf;
 
 use hnsw_rs::prelude::{AnnT, HnswIo};
 use serde::{Deserialize, Serialize};

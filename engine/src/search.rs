@@ -170,42 +170,38 @@ pub struct SearchResponse {
 pub(crate) fn search(shared: &Shared, req: &SearchRequest) -> Result<SearchResponse> {
     let started = Instant::now();
     let meta_terms = req.validate()?;
-    let dense = matches!(req.mode, SearchMode::Hybrid | SearchMode::Dense)
-        .then(|| shared.dense())
-        .flatten();
-    let keyword = matches!(req.mode, SearchMode::Hybrid | SearchMode::Keyword)
-        .then(|| shared.keyword())
-        .flatten();
-    let mut degraded = Vec::new();
-    if matches!(req.mode, SearchMode::Hybrid | SearchMode::Dense) && dense.is_none() {
-        degraded.push("dense".to_owned());
-    }
-    if matches!(req.mode, SearchMode::Hybrid | SearchMode::Keyword) && keyword.is_none() {
-        degraded.push("keyword".to_owned());
-    }
-
+    let wants_dense = matches!(req.mode, SearchMode::Hybrid | SearchMode::Dense);
+    let wants_keyword = matches!(req.mode, SearchMode::Hybrid | SearchMode::Keyword);
+    // The legs are looked up afresh while waiting: a rebuild may swap an index in meanwhile.
+    let legs = || {
+        (
+            wants_dense.then(|| shared.dense()).flatten(),
+            wants_keyword.then(|| shared.keyword()).flatten(),
+        )
+    };
     if let Some(min_seq) = req.min_seq {
         let reached = || {
-            dense.as_ref().is_none_or(|d| d.seq() >= min_seq)
-                && keyword
-                    .as_ref()
-                    .is_none_or(|k| k.committed_seq() >= min_seq)
+            let (d, k) = legs();
+            d.is_none_or(|d| d.seq() >= min_seq) && k.is_none_or(|k| k.committed_seq() >= min_seq)
         };
         let timeout = shared.config.min_seq_timeout;
         if !shared.wait_progress(Instant::now() + timeout, &reached) {
-            let at = dense
-                .as_ref()
-                .map(|d| d.seq())
-                .into_iter()
-                .chain(keyword.as_ref().map(|k| k.committed_seq()))
-                .min()
-                .unwrap_or(0);
+            let (d, k) = legs();
+            let at = d.map(|d| d.seq()).into_iter().chain(k.map(|k| k.committed_seq())).min().unwrap_or(0);
             return Err(Error::NotYetIndexed {
                 wanted: min_seq,
                 reached: at,
                 waited_ms: timeout.as_millis() as u64,
             });
         }
+    }
+    let (dense, keyword) = legs();
+    let mut degraded = Vec::new();
+    if wants_dense && dense.is_none() {
+        degraded.push("dense".to_owned());
+    }
+    if wants_keyword && keyword.is_none() {
+        degraded.push("keyword".to_owned());
     }
 
     let leg_k = (req.k * 3).clamp(30, 300);
