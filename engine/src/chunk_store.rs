@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::store::{Store, StoredDoc, cf, decode_json, decode_vector, encode_vector, put_json};
 
+/// A document's chunks with their vectors, as a rebuild reads them.
+pub(crate) type ChunksWithVectors = Vec<(ChunkRecord, Vec<f32>)>;
+
 /// A stored chunk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ChunkRecord {
@@ -124,7 +127,7 @@ pub(crate) fn chunk_text(store: &Store, chunk_id: u64) -> Result<Option<ChunkRec
 pub(crate) fn scan_all(
     store: &Store,
     dim: usize,
-    each: &mut dyn FnMut(StoredDoc, Vec<(ChunkRecord, Vec<f32>)>) -> Result<()>,
+    each: &mut dyn FnMut(StoredDoc, ChunksWithVectors) -> Result<()>,
 ) -> Result<u64> {
     let snapshot = store.db().snapshot();
     let seq = match snapshot.get_cf(&store.cf(cf::META), crate::store::meta_key::CHUNKS_SEQ)? {
@@ -146,7 +149,7 @@ pub(crate) fn scan_all(
             None => Ok(()),
         }
     };
-    let mut current: Option<(String, Vec<(ChunkRecord, Vec<f32>)>)> = None;
+    let mut current: Option<(String, ChunksWithVectors)> = None;
     for item in snapshot.iterator_cf(
         &store.cf(cf::CHUNKS),
         IteratorMode::From(b"d", Direction::Forward),
@@ -196,17 +199,37 @@ mod tests {
     #[test]
     fn chunks_round_trip_by_document_and_by_id_whatever_bytes_their_ordinals_have() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), &ModelStamp { id: "m".into(), dim: 2 }).expect("opens");
-        let records: Vec<ChunkRecord> = [0u32, 1, 256].iter().map(|o| ChunkRecord { id: 100 + u64::from(*o), ordinal: *o, text: format!("chunk {o}") }).collect();
+        let store = Store::open(
+            dir.path(),
+            &ModelStamp {
+                id: "m".into(),
+                dim: 2,
+            },
+        )
+        .expect("opens");
+        let records: Vec<ChunkRecord> = [0u32, 1, 256]
+            .iter()
+            .map(|o| ChunkRecord {
+                id: 100 + u64::from(*o),
+                ordinal: *o,
+                text: format!("chunk {o}"),
+            })
+            .collect();
         let mut batch = WriteBatch::default();
-        let new: Vec<(ChunkRecord, &[f32])> = records.iter().map(|r| (r.clone(), &[0.6f32, 0.8][..])).collect();
+        let new: Vec<(ChunkRecord, &[f32])> = records
+            .iter()
+            .map(|r| (r.clone(), &[0.6f32, 0.8][..]))
+            .collect();
         replace(&store, &mut batch, "a:b:1", &[], &new).expect("batch");
         store.write(batch).expect("write");
         assert_eq!(chunks_of(&store, "a:b:1").expect("chunks"), records);
         for r in &records {
             assert_eq!(chunk_text(&store, r.id).expect("lookup").as_ref(), Some(r));
         }
-        assert_eq!(vectors(&store, &[100, 999], 2).expect("vectors"), vec![Some(vec![0.6, 0.8]), None]);
+        assert_eq!(
+            vectors(&store, &[100, 999], 2).expect("vectors"),
+            vec![Some(vec![0.6, 0.8]), None]
+        );
         // Replacing drops chunks that are gone, with their vectors.
         let mut batch = WriteBatch::default();
         replace(&store, &mut batch, "a:b:1", &records, &new[..1]).expect("batch");

@@ -57,6 +57,9 @@ impl HnswParams {
     }
 }
 
+/// Reads stored vectors by chunk id (None where missing), for exact scans.
+pub(crate) type VectorFetch<'a> = dyn Fn(&[u64]) -> Result<Vec<Option<Vec<f32>>>> + 'a;
+
 /// One chunk to index: id, owning document and its vector.
 #[derive(Debug, Clone)]
 pub(crate) struct DenseItem {
@@ -328,7 +331,7 @@ impl DenseIndex {
         ef: usize,
         filter: &Filter,
         meta_terms: &[String],
-        fetch_vectors: &dyn Fn(&[u64]) -> Result<Vec<Option<Vec<f32>>>>,
+        fetch_vectors: &VectorFetch<'_>,
     ) -> Result<Vec<DenseHit>> {
         if query.len() != self.dim {
             return Err(Error::Dense(format!(

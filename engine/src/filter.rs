@@ -105,18 +105,17 @@ impl Filter {
 
     /// Does a document with these attributes pass? `meta_terms` is [`Filter::metadata_terms`].
     pub(crate) fn matches(&self, attrs: &DocAttrs, meta_terms: &[String]) -> bool {
-        if !self.source.is_empty() && !self.source.iter().any(|s| *s == attrs.source) {
+        if !self.source.is_empty() && !self.source.contains(&attrs.source) {
             return false;
         }
-        if !self.kind.is_empty() && !self.kind.iter().any(|k| *k == attrs.kind) {
+        if !self.kind.is_empty() && !self.kind.contains(&attrs.kind) {
             return false;
         }
-        if let Some(range) = self.updated_at {
-            if range.gte.is_some_and(|gte| attrs.updated_at < gte)
-                || range.lt.is_some_and(|lt| attrs.updated_at >= lt)
-            {
-                return false;
-            }
+        if let Some(range) = self.updated_at
+            && (range.gte.is_some_and(|gte| attrs.updated_at < gte)
+                || range.lt.is_some_and(|lt| attrs.updated_at >= lt))
+        {
+            return false;
         }
         meta_terms
             .iter()

@@ -348,18 +348,15 @@ impl Indexer {
     pub fn run(mut self) {
         while !self.shared.stopping() {
             if let Err(e) = self.step() {
-                match e {
-                    Error::Closed => break,
-                    Error::Poisoned { .. } => {
-                        self.shared.record_error(Some(e.to_string()));
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                    other => {
-                        tracing::warn!(error = %other, "indexer step failed");
-                        self.shared.record_error(Some(other.to_string()));
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
+                if matches!(e, Error::Closed) {
+                    break;
                 }
+                // Poisoned: writes wait for a restart; anything else: retried after a pause.
+                if !matches!(e, Error::Poisoned { .. }) {
+                    tracing::warn!(error = %e, "indexer step failed");
+                }
+                self.shared.record_error(Some(e.to_string()));
+                std::thread::sleep(Duration::from_millis(200));
             }
         }
         if let Err(e) = self.persist(true) {

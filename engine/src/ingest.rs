@@ -99,7 +99,13 @@ pub(crate) fn ingest(shared: &Shared, request: IngestRequest) -> Result<IngestRe
                 field,
                 reason: format!("operation {i}: {reason}"),
             },
-            other => other,
+            InvalidInput::DocumentId { id, reason } => InvalidInput::Field {
+                field: "id",
+                reason: format!(
+                    "operation {i}: {id:?} is not of the form source:kind:external_id ({reason})"
+                ),
+            },
+            other @ InvalidInput::Search(_) => other,
         })?;
     }
     if let Some(key) = &request.idempotency_key

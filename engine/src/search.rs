@@ -187,7 +187,12 @@ pub(crate) fn search(shared: &Shared, req: &SearchRequest) -> Result<SearchRespo
         let timeout = shared.config.min_seq_timeout;
         if !shared.wait_progress(Instant::now() + timeout, &reached) {
             let (d, k) = legs();
-            let at = d.map(|d| d.seq()).into_iter().chain(k.map(|k| k.committed_seq())).min().unwrap_or(0);
+            let at = d
+                .map(|d| d.seq())
+                .into_iter()
+                .chain(k.map(|k| k.committed_seq()))
+                .min()
+                .unwrap_or(0);
             return Err(Error::NotYetIndexed {
                 wanted: min_seq,
                 reached: at,

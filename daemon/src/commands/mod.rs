@@ -1,6 +1,7 @@
 //! The subcommands of `concierge`, one file each.
 
 mod embed;
+mod ingest;
 mod model_args;
 mod serve;
 
@@ -13,6 +14,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Embed texts with the local model and print the vectors as JSON.
     Embed(embed::EmbedArgs),
+    /// Load documents (JSON lines) into the data directory; prints a receipt per stored document.
+    Ingest(ingest::IngestArgs),
 }
 
 impl Command {
@@ -21,7 +24,7 @@ impl Command {
     pub fn default_log_level(&self) -> &'static str {
         match self {
             Command::Serve(_) => "info",
-            Command::Embed(_) => "warn",
+            Command::Embed(_) | Command::Ingest(_) => "warn",
         }
     }
 }
@@ -31,6 +34,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve::run(&args),
         Command::Embed(args) => embed::run(&args),
+        Command::Ingest(args) => ingest::run(&args),
     }
 }
 

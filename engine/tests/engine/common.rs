@@ -19,7 +19,11 @@ pub fn real_embedder() -> Arc<BertEmbedder> {
     EMBEDDER
         .get_or_init(|| {
             let dir = model_dir();
-            assert!(dir.join("model.safetensors").is_file(), "the model is missing: run models/fetch.sh ({})", dir.display());
+            assert!(
+                dir.join("model.safetensors").is_file(),
+                "the model is missing: run models/fetch.sh ({})",
+                dir.display()
+            );
             Arc::new(BertEmbedder::load(&dir, &EmbedderConfig::default()).expect("the model loads"))
         })
         .clone()
@@ -35,7 +39,11 @@ pub struct CountingEmbedder {
 
 impl CountingEmbedder {
     pub fn new(fail_on: Option<&'static str>) -> Arc<Self> {
-        Arc::new(CountingEmbedder { inner: real_embedder(), texts: AtomicUsize::new(0), fail_on })
+        Arc::new(CountingEmbedder {
+            inner: real_embedder(),
+            texts: AtomicUsize::new(0),
+            fail_on,
+        })
     }
 
     pub fn embedded(&self) -> usize {
@@ -48,7 +56,10 @@ impl Embedder for CountingEmbedder {
         if let Some(marker) = self.fail_on
             && texts.iter().any(|t| t.contains(marker))
         {
-            return Err(ModelError::Unsupported { path: PathBuf::from("(test)"), reason: format!("refusing text with {marker}") });
+            return Err(ModelError::Unsupported {
+                path: PathBuf::from("(test)"),
+                reason: format!("refusing text with {marker}"),
+            });
         }
         self.texts.fetch_add(texts.len(), Ordering::SeqCst);
         self.inner.embed(texts)
@@ -92,7 +103,11 @@ pub fn wait_indexed(engine: &Engine) {
     loop {
         let s = engine.status().expect("status");
         let want = engine.durable_seq();
-        if s.dense.state == IndexState::Ready && s.keyword.state == IndexState::Ready && s.dense.seq.is_some_and(|q| q >= want) && s.keyword.seq.is_some_and(|q| q >= want) {
+        if s.dense.state == IndexState::Ready
+            && s.keyword.state == IndexState::Ready
+            && s.dense.seq.is_some_and(|q| q >= want)
+            && s.keyword.seq.is_some_and(|q| q >= want)
+        {
             return;
         }
         assert!(Instant::now() < deadline, "indexes did not catch up: {s:?}");

@@ -16,10 +16,35 @@ fn an_entry_that_keeps_failing_is_dead_lettered_and_indexing_continues() {
     c.retry_cap = Duration::from_millis(20);
     let embedder = CountingEmbedder::new(Some("POISON-PILL"));
     let engine = Engine::open(c, embedder).expect("opens");
-    put(&engine, doc("aircall:call:1", "", "The parking garage gate is stuck.", 1));
-    put(&engine, doc("aircall:call:2", "", "This transcript contains a POISON-PILL the embedder refuses.", 1));
-    let last = put(&engine, doc("aircall:call:3", "", "The garden sprinklers start at six.", 1));
-    let found = engine.search(&SearchRequest::new("sprinklers").mode(SearchMode::Keyword).min_seq(last)).expect("search");
+    put(
+        &engine,
+        doc("aircall:call:1", "", "The parking garage gate is stuck.", 1),
+    );
+    put(
+        &engine,
+        doc(
+            "aircall:call:2",
+            "",
+            "This transcript contains a POISON-PILL the embedder refuses.",
+            1,
+        ),
+    );
+    let last = put(
+        &engine,
+        doc(
+            "aircall:call:3",
+            "",
+            "The garden sprinklers start at six.",
+            1,
+        ),
+    );
+    let found = engine
+        .search(
+            &SearchRequest::new("sprinklers")
+                .mode(SearchMode::Keyword)
+                .min_seq(last),
+        )
+        .expect("search");
     assert_eq!(found.hits[0].document.id, "aircall:call:3");
     let deadline = Instant::now() + Duration::from_secs(30);
     let letters = loop {
@@ -32,9 +57,20 @@ fn an_entry_that_keeps_failing_is_dead_lettered_and_indexing_continues() {
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0].entry.id, "aircall:call:2");
     assert_eq!(letters[0].attempts, 3);
-    assert!(letters[0].error.contains("POISON-PILL"), "{}", letters[0].error);
+    assert!(
+        letters[0].error.contains("POISON-PILL"),
+        "{}",
+        letters[0].error
+    );
     assert_eq!(engine.status().expect("status").dead_letters, 1);
     // The document itself is stored; only its indexing was given up on.
     assert!(engine.get("aircall:call:2").expect("get").is_some());
-    assert!(engine.search(&SearchRequest::new("parking garage gate").mode(SearchMode::Keyword)).expect("search").hits.iter().any(|h| h.document.id == "aircall:call:1"));
+    assert!(
+        engine
+            .search(&SearchRequest::new("parking garage gate").mode(SearchMode::Keyword))
+            .expect("search")
+            .hits
+            .iter()
+            .any(|h| h.document.id == "aircall:call:1")
+    );
 }

@@ -14,22 +14,40 @@ fn everything_acknowledged_is_there_after_drop_and_reopen() {
     {
         let engine = open(dir.path());
         for (i, s) in SENTENCES.iter().enumerate() {
-            seqs.push(put(&engine, doc(&format!("aircall:call:{i}"), "", s, 1_000 + i as i64)));
+            seqs.push(put(
+                &engine,
+                doc(&format!("aircall:call:{i}"), "", s, 1_000 + i as i64),
+            ));
         }
         // Dropped without close(): the indexer stops, but nothing else is flushed by us.
     }
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "sequences increase: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "sequences increase: {seqs:?}"
+    );
     let engine = open(dir.path());
     for (i, s) in SENTENCES.iter().enumerate() {
-        let got = engine.get(&format!("aircall:call:{i}")).expect("get").expect("present");
+        let got = engine
+            .get(&format!("aircall:call:{i}"))
+            .expect("get")
+            .expect("present");
         assert_eq!(got.text, *s);
         assert_eq!(got.version, 1);
     }
     assert_eq!(engine.durable_seq(), *seqs.last().expect("some"));
-    let next = put(&engine, doc("aircall:call:new", "", "A new call after restart.", 5));
-    assert_eq!(next, seqs.last().expect("some") + 1, "sequences continue after a restart");
+    let next = put(
+        &engine,
+        doc("aircall:call:new", "", "A new call after restart.", 5),
+    );
+    assert_eq!(
+        next,
+        seqs.last().expect("some") + 1,
+        "sequences continue after a restart"
+    );
     wait_indexed(&engine);
-    let hits = engine.search(&SearchRequest::new("lockbox code front door").mode(SearchMode::Keyword)).expect("search");
+    let hits = engine
+        .search(&SearchRequest::new("lockbox code front door").mode(SearchMode::Keyword))
+        .expect("search");
     assert_eq!(hits.hits[0].document.id, "aircall:call:1");
 }
 
@@ -38,27 +56,70 @@ fn an_older_upsert_changes_nothing_and_a_redelivery_is_unchanged() {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = open(dir.path());
     let id = "guesty:reservation:r1";
-    let newer = engine.ingest(IngestRequest::upsert(doc(id, "R1", "Two guests, arriving late.", 2_000))).expect("ingest");
-    assert!(matches!(newer.outcomes[0], Outcome::Applied { version: 1, .. }));
-    let older = engine.ingest(IngestRequest::upsert(doc(id, "R1", "One guest.", 1_000))).expect("ingest");
+    let newer = engine
+        .ingest(IngestRequest::upsert(doc(
+            id,
+            "R1",
+            "Two guests, arriving late.",
+            2_000,
+        )))
+        .expect("ingest");
+    assert!(matches!(
+        newer.outcomes[0],
+        Outcome::Applied { version: 1, .. }
+    ));
+    let older = engine
+        .ingest(IngestRequest::upsert(doc(id, "R1", "One guest.", 1_000)))
+        .expect("ingest");
     assert_eq!(older.outcomes, [Outcome::Stale]);
-    assert_eq!(older.seq, newer.seq, "a stale write points at the stored change");
-    let again = engine.ingest(IngestRequest::upsert(doc(id, "R1", "Two guests, arriving late.", 2_000))).expect("ingest");
+    assert_eq!(
+        older.seq, newer.seq,
+        "a stale write points at the stored change"
+    );
+    let again = engine
+        .ingest(IngestRequest::upsert(doc(
+            id,
+            "R1",
+            "Two guests, arriving late.",
+            2_000,
+        )))
+        .expect("ingest");
     assert_eq!(again.outcomes, [Outcome::Unchanged]);
     let got = engine.get(id).expect("get").expect("present");
-    assert_eq!((got.text.as_str(), got.version), ("Two guests, arriving late.", 1));
+    assert_eq!(
+        (got.text.as_str(), got.version),
+        ("Two guests, arriving late.", 1)
+    );
 
     // A delete newer than the document removes it; an upsert older than the delete does not
     // bring it back.
-    let del = engine.ingest(IngestRequest::delete(id, 3_000)).expect("delete");
-    assert!(matches!(del.outcomes[0], Outcome::Applied { version: 2, .. }));
+    let del = engine
+        .ingest(IngestRequest::delete(id, 3_000))
+        .expect("delete");
+    assert!(matches!(
+        del.outcomes[0],
+        Outcome::Applied { version: 2, .. }
+    ));
     assert!(engine.get(id).expect("get").is_none());
-    let late = engine.ingest(IngestRequest::upsert(doc(id, "R1", "Resurrected?", 2_500))).expect("ingest");
+    let late = engine
+        .ingest(IngestRequest::upsert(doc(id, "R1", "Resurrected?", 2_500)))
+        .expect("ingest");
     assert_eq!(late.outcomes, [Outcome::Stale]);
     assert!(engine.get(id).expect("get").is_none());
-    let revived = engine.ingest(IngestRequest::upsert(doc(id, "R1", "Rebooked.", 4_000))).expect("ingest");
-    assert!(matches!(revived.outcomes[0], Outcome::Applied { version: 3, .. }));
-    let hits = engine.search(&SearchRequest::new("rebooked").mode(SearchMode::Keyword).min_seq(revived.seq)).expect("search");
+    let revived = engine
+        .ingest(IngestRequest::upsert(doc(id, "R1", "Rebooked.", 4_000)))
+        .expect("ingest");
+    assert!(matches!(
+        revived.outcomes[0],
+        Outcome::Applied { version: 3, .. }
+    ));
+    let hits = engine
+        .search(
+            &SearchRequest::new("rebooked")
+                .mode(SearchMode::Keyword)
+                .min_seq(revived.seq),
+        )
+        .expect("search");
     assert_eq!(hits.hits.len(), 1);
     assert_eq!(hits.hits[0].document.version, 3);
 }
@@ -68,13 +129,35 @@ fn an_idempotency_key_makes_a_redelivered_call_a_no_op_even_after_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let first = {
         let engine = open(dir.path());
-        engine.ingest(IngestRequest::upsert(doc("aircall:call:9", "", "Caller asked about parking.", 10)).with_idempotency_key("evt-1")).expect("ingest")
+        engine
+            .ingest(
+                IngestRequest::upsert(doc("aircall:call:9", "", "Caller asked about parking.", 10))
+                    .with_idempotency_key("evt-1"),
+            )
+            .expect("ingest")
     };
     let engine = open(dir.path());
-    let second = engine.ingest(IngestRequest::upsert(doc("aircall:call:9", "", "A different body under the same event id.", 20)).with_idempotency_key("evt-1")).expect("ingest");
+    let second = engine
+        .ingest(
+            IngestRequest::upsert(doc(
+                "aircall:call:9",
+                "",
+                "A different body under the same event id.",
+                20,
+            ))
+            .with_idempotency_key("evt-1"),
+        )
+        .expect("ingest");
     assert!(second.duplicate);
     assert_eq!((second.seq, &second.outcomes), (first.seq, &first.outcomes));
-    assert_eq!(engine.get("aircall:call:9").expect("get").expect("present").text, "Caller asked about parking.");
+    assert_eq!(
+        engine
+            .get("aircall:call:9")
+            .expect("get")
+            .expect("present")
+            .text,
+        "Caller asked about parking."
+    );
 }
 
 #[test]
@@ -84,13 +167,25 @@ fn a_batch_is_all_or_nothing_and_invalid_input_is_refused_without_writing() {
     let mut bad = doc("aircall:call:2", "", "ok", 1);
     bad.source = "guesty".into();
     let err = engine
-        .ingest(IngestRequest { operations: vec![Operation::Upsert(doc("aircall:call:1", "", "fine", 1)), Operation::Upsert(bad)], idempotency_key: None })
+        .ingest(IngestRequest {
+            operations: vec![
+                Operation::Upsert(doc("aircall:call:1", "", "fine", 1)),
+                Operation::Upsert(bad),
+            ],
+            idempotency_key: None,
+        })
         .expect_err("refused");
     assert!(matches!(err, Error::InvalidInput(_)), "{err}");
     assert!(err.to_string().contains("operation 1"), "{err}");
-    assert!(engine.get("aircall:call:1").expect("get").is_none(), "nothing of a refused batch is written");
+    assert!(
+        engine.get("aircall:call:1").expect("get").is_none(),
+        "nothing of a refused batch is written"
+    );
     assert_eq!(engine.durable_seq(), 0);
-    assert!(matches!(engine.get("not-an-id"), Err(Error::InvalidInput(_))));
+    assert!(matches!(
+        engine.get("not-an-id"),
+        Err(Error::InvalidInput(_))
+    ));
 }
 
 #[test]
@@ -100,11 +195,26 @@ fn a_poisoned_store_refuses_writes_keeps_serving_reads_and_recovers_on_reopen() 
         let engine = open(dir.path());
         put(&engine, doc("aircall:call:1", "", SENTENCES[0], 1));
         engine.poison("fsync failed: EIO");
-        let err = engine.ingest(IngestRequest::upsert(doc("aircall:call:2", "", SENTENCES[1], 1))).expect_err("refused");
+        let err = engine
+            .ingest(IngestRequest::upsert(doc(
+                "aircall:call:2",
+                "",
+                SENTENCES[1],
+                1,
+            )))
+            .expect_err("refused");
         assert!(matches!(err, Error::Poisoned { .. }), "{err}");
         assert!(err.to_string().contains("EIO"));
-        assert_eq!(engine.status().expect("status").poisoned.as_deref(), Some("fsync failed: EIO"));
-        assert!(engine.get("aircall:call:1").expect("reads still work").is_some());
+        assert_eq!(
+            engine.status().expect("status").poisoned.as_deref(),
+            Some("fsync failed: EIO")
+        );
+        assert!(
+            engine
+                .get("aircall:call:1")
+                .expect("reads still work")
+                .is_some()
+        );
     }
     let engine = open(dir.path());
     assert!(engine.poisoned().is_none());
@@ -126,7 +236,11 @@ fn concurrent_writers_share_fsyncs_through_group_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = Arc::new(open(dir.path()));
     let before = engine.store_statistics().expect("statistics enabled");
-    let (synced0, self0, other0) = (stat(&before, "rocksdb.wal.synced"), stat(&before, "rocksdb.write.self"), stat(&before, "rocksdb.write.other"));
+    let (synced0, self0, other0) = (
+        stat(&before, "rocksdb.wal.synced"),
+        stat(&before, "rocksdb.write.self"),
+        stat(&before, "rocksdb.write.other"),
+    );
     let threads = 8;
     let per_thread = 40;
     std::thread::scope(|s| {
@@ -134,16 +248,26 @@ fn concurrent_writers_share_fsyncs_through_group_commit() {
             let engine = engine.clone();
             s.spawn(move || {
                 for i in 0..per_thread {
-                    put(&engine, doc(&format!("aircall:call:{t}-{i}"), "", "Concurrent write.", 1));
+                    put(
+                        &engine,
+                        doc(&format!("aircall:call:{t}-{i}"), "", "Concurrent write.", 1),
+                    );
                 }
             });
         }
     });
     let after = engine.store_statistics().expect("statistics");
     let synced = stat(&after, "rocksdb.wal.synced") - synced0;
-    let writes = (stat(&after, "rocksdb.write.self") - self0) + (stat(&after, "rocksdb.write.other") - other0);
+    let writes = (stat(&after, "rocksdb.write.self") - self0)
+        + (stat(&after, "rocksdb.write.other") - other0);
     assert!(writes >= (threads * per_thread) as u64, "{writes} writes");
-    assert!(synced < writes, "every write paid its own fsync: {synced} syncs for {writes} writes");
-    assert!(stat(&after, "rocksdb.write.other") > other0, "no write was ever committed by another writer's group");
+    assert!(
+        synced < writes,
+        "every write paid its own fsync: {synced} syncs for {writes} writes"
+    );
+    assert!(
+        stat(&after, "rocksdb.write.other") > other0,
+        "no write was ever committed by another writer's group"
+    );
     assert_eq!(engine.durable_seq(), (threads * per_thread) as u64);
 }

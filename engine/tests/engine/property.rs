@@ -12,9 +12,46 @@ use proptest::prelude::*;
 use super::common::{config, doc, real_embedder};
 
 const WORDS: &[&str] = &[
-    "guest", "door", "code", "towels", "boiler", "parking", "garage", "wifi", "password", "checkout", "late", "early", "pool", "heating",
-    "broken", "window", "kitchen", "cleaning", "invoice", "refund", "airport", "pickup", "noise", "party", "balcony", "keys", "lockbox", "pets",
-    "dog", "baby", "cot", "linen", "shower", "leak", "elevator", "stairs", "terrace", "breakfast", "coffee", "machine",
+    "guest",
+    "door",
+    "code",
+    "towels",
+    "boiler",
+    "parking",
+    "garage",
+    "wifi",
+    "password",
+    "checkout",
+    "late",
+    "early",
+    "pool",
+    "heating",
+    "broken",
+    "window",
+    "kitchen",
+    "cleaning",
+    "invoice",
+    "refund",
+    "airport",
+    "pickup",
+    "noise",
+    "party",
+    "balcony",
+    "keys",
+    "lockbox",
+    "pets",
+    "dog",
+    "baby",
+    "cot",
+    "linen",
+    "shower",
+    "leak",
+    "elevator",
+    "stairs",
+    "terrace",
+    "breakfast",
+    "coffee",
+    "machine",
 ];
 const KINDS: &[&str] = &["call", "sms", "note"];
 
@@ -34,7 +71,11 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn text(words: &[u8]) -> String {
-    words.iter().map(|w| WORDS[*w as usize]).collect::<Vec<_>>().join(" ")
+    words
+        .iter()
+        .map(|w| WORDS[*w as usize])
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 struct Model {
@@ -65,14 +106,18 @@ fn run(engine: &Engine, ops: &[Op], model: &mut Model) -> Result<(), TestCaseErr
                 let id = format!("aircall:{kind_name}:{id}");
                 // One id per (kind, n): a document never changes kind.
                 let t = text(words);
-                engine.ingest(IngestRequest::upsert(doc(&id, "", &t, model.clock))).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                engine
+                    .ingest(IngestRequest::upsert(doc(&id, "", &t, model.clock)))
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 model.live.insert(id, (t, *kind as usize));
             }
             Op::Delete { id } => {
                 for kind_name in KINDS {
                     let id = format!("aircall:{kind_name}:{id}");
                     if model.live.remove(&id).is_some() {
-                        engine.ingest(IngestRequest::delete(&id, model.clock)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        engine
+                            .ingest(IngestRequest::delete(&id, model.clock))
+                            .map_err(|e| TestCaseError::fail(e.to_string()))?;
                     }
                 }
             }
@@ -83,10 +128,24 @@ fn run(engine: &Engine, ops: &[Op], model: &mut Model) -> Result<(), TestCaseErr
                 if let Some(k) = kind {
                     filter.kind = vec![KINDS[*k as usize].to_owned()];
                 }
-                let req = SearchRequest::new(&q).k(10).mode(SearchMode::Dense).filter(filter).min_seq(engine.durable_seq());
-                let got: Vec<String> = engine.search(&req).map_err(|e| TestCaseError::fail(e.to_string()))?.hits.into_iter().map(|h| h.document.id).collect();
-                let candidates: Vec<(String, String)> =
-                    model.live.iter().filter(|(_, (_, k))| kind.is_none_or(|want| *k == want as usize)).map(|(id, (t, _))| (id.clone(), t.clone())).collect();
+                let req = SearchRequest::new(&q)
+                    .k(10)
+                    .mode(SearchMode::Dense)
+                    .filter(filter)
+                    .min_seq(engine.durable_seq());
+                let got: Vec<String> = engine
+                    .search(&req)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?
+                    .hits
+                    .into_iter()
+                    .map(|h| h.document.id)
+                    .collect();
+                let candidates: Vec<(String, String)> = model
+                    .live
+                    .iter()
+                    .filter(|(_, (_, k))| kind.is_none_or(|want| *k == want as usize))
+                    .map(|(id, (t, _))| (id.clone(), t.clone()))
+                    .collect();
                 let mut exact: Vec<(f32, String)> = candidates
                     .into_iter()
                     .map(|(id, t)| {
@@ -96,16 +155,26 @@ fn run(engine: &Engine, ops: &[Op], model: &mut Model) -> Result<(), TestCaseErr
                     .collect();
                 exact.sort_by(|a, b| b.0.total_cmp(&a.0));
                 for id in &got {
-                    prop_assert!(model.live.contains_key(id), "deleted document {id} returned");
+                    prop_assert!(
+                        model.live.contains_key(id),
+                        "deleted document {id} returned"
+                    );
                     let k = model.live[id].1;
-                    prop_assert!(kind.is_none_or(|want| want as usize == k), "filtered-out document {id} returned");
+                    prop_assert!(
+                        kind.is_none_or(|want| want as usize == k),
+                        "filtered-out document {id} returned"
+                    );
                 }
                 if exact.len() < 10 {
                     let mut want: Vec<String> = exact.iter().map(|(_, id)| id.clone()).collect();
                     want.sort();
                     let mut got_sorted = got.clone();
                     got_sorted.sort();
-                    prop_assert_eq!(got_sorted, want, "fewer matches than k must return exactly them");
+                    prop_assert_eq!(
+                        got_sorted,
+                        want,
+                        "fewer matches than k must return exactly them"
+                    );
                 }
                 let top: Vec<&String> = exact.iter().take(10).map(|(_, id)| id).collect();
                 model.found += got.iter().filter(|id| top.contains(id)).count();
@@ -118,11 +187,22 @@ fn run(engine: &Engine, ops: &[Op], model: &mut Model) -> Result<(), TestCaseErr
 
 #[test]
 fn dense_search_agrees_with_brute_force_over_random_upserts_deletes_and_filters() {
-    let model = std::cell::RefCell::new(Model { live: HashMap::new(), vectors: HashMap::new(), clock: 0, found: 0, expected: 0 });
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 6, failure_persistence: None, ..ProptestConfig::default() });
+    let model = std::cell::RefCell::new(Model {
+        live: HashMap::new(),
+        vectors: HashMap::new(),
+        clock: 0,
+        found: 0,
+        expected: 0,
+    });
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 6,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
     let result = runner.run(&prop::collection::vec(op(), 40..160), |ops| {
         let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let engine = Engine::open(config(dir.path()), real_embedder()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let engine = Engine::open(config(dir.path()), real_embedder())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let mut model = model.borrow_mut();
         model.live.clear();
         run(&engine, &ops, &mut model)
@@ -131,7 +211,15 @@ fn dense_search_agrees_with_brute_force_over_random_upserts_deletes_and_filters(
     if let Err(e) = result {
         panic!("{e}");
     }
-    assert!(model.expected > 50, "too few searches to measure recall ({})", model.expected);
+    assert!(
+        model.expected > 50,
+        "too few searches to measure recall ({})",
+        model.expected
+    );
     let recall = model.found as f64 / model.expected as f64;
-    assert!(recall >= 0.95, "recall@10 {recall:.3} over {} expected hits", model.expected);
+    assert!(
+        recall >= 0.95,
+        "recall@10 {recall:.3} over {} expected hits",
+        model.expected
+    );
 }

@@ -14,11 +14,25 @@ fn fill(engine: &Engine) {
     for (i, s) in SENTENCES.iter().enumerate() {
         put(engine, doc(&format!("aircall:call:{i}"), "", s, 1));
     }
-    put(engine, doc("guesty:reservation:code", "", "Confirmation code HMXK4Q.", 1));
+    put(
+        engine,
+        doc(
+            "guesty:reservation:code",
+            "",
+            "Confirmation code HMXK4Q.",
+            1,
+        ),
+    );
 }
 
 fn top(engine: &Engine, q: &str, mode: SearchMode) -> Vec<String> {
-    engine.search(&SearchRequest::new(q).k(5).mode(mode)).expect("search").hits.into_iter().map(|h| h.document.id).collect()
+    engine
+        .search(&SearchRequest::new(q).k(5).mode(mode))
+        .expect("search")
+        .hits
+        .into_iter()
+        .map(|h| h.document.id)
+        .collect()
 }
 
 #[test]
@@ -32,11 +46,18 @@ fn deleted_index_directories_are_rebuilt_from_the_store_without_re_embedding() {
     }
     std::fs::remove_dir_all(dir.path().join("index")).expect("remove indexes");
     let counting = CountingEmbedder::new(None);
-    let engine = Engine::open(config(dir.path()), counting.clone()).expect("opens without waiting for the rebuild");
+    let engine = Engine::open(config(dir.path()), counting.clone())
+        .expect("opens without waiting for the rebuild");
     wait_indexed(&engine);
     assert_eq!(counting.embedded(), 0, "the rebuild re-embedded chunks");
-    assert_eq!(top(&engine, "HMXK4Q", SearchMode::Keyword), ["guesty:reservation:code"]);
-    assert_eq!(top(&engine, "the boiler has no hot water", SearchMode::Dense)[0], "aircall:call:8");
+    assert_eq!(
+        top(&engine, "HMXK4Q", SearchMode::Keyword),
+        ["guesty:reservation:code"]
+    );
+    assert_eq!(
+        top(&engine, "the boiler has no hot water", SearchMode::Dense)[0],
+        "aircall:call:8"
+    );
     let status = engine.status().expect("status");
     assert_eq!(status.dense.chunks, Some(SENTENCES.len() as u64 + 1));
     assert_eq!(status.keyword.chunks, Some(SENTENCES.len() as u64 + 1));
@@ -65,13 +86,27 @@ fn a_corrupt_hnsw_snapshot_degrades_search_to_keywords_until_the_background_rebu
     corrupt_dense_snapshot(dir.path());
     let started = Instant::now();
     let engine = open(dir.path());
-    assert!(started.elapsed() < Duration::from_secs(10), "open waited for the rebuild");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "open waited for the rebuild"
+    );
     // Whatever the rebuild's progress, hybrid search answers (from the keyword leg at least).
-    let resp = engine.search(&SearchRequest::new("HMXK4Q")).expect("search");
+    let resp = engine
+        .search(&SearchRequest::new("HMXK4Q"))
+        .expect("search");
     assert_eq!(resp.hits[0].document.id, "guesty:reservation:code");
     wait_indexed(&engine);
-    assert_eq!(top(&engine, "the boiler has no hot water", SearchMode::Dense)[0], "aircall:call:8");
-    assert!(engine.search(&SearchRequest::new("x")).expect("search").degraded.is_empty());
+    assert_eq!(
+        top(&engine, "the boiler has no hot water", SearchMode::Dense)[0],
+        "aircall:call:8"
+    );
+    assert!(
+        engine
+            .search(&SearchRequest::new("x"))
+            .expect("search")
+            .degraded
+            .is_empty()
+    );
 }
 
 #[test]
@@ -84,18 +119,32 @@ fn a_graph_with_too_many_tombstones_is_rebuilt_in_the_background() {
     wait_indexed(&engine);
     // Rewrite half the documents: their old chunks become tombstones.
     for (i, s) in SENTENCES.iter().enumerate().take(SENTENCES.len() / 2) {
-        put(&engine, doc(&format!("aircall:call:{i}"), "", &format!("{s} Updated."), 2));
+        put(
+            &engine,
+            doc(
+                &format!("aircall:call:{i}"),
+                "",
+                &format!("{s} Updated."),
+                2,
+            ),
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = engine.status().expect("status");
-        if s.dense.tombstones == Some(0) && s.dense.chunks == Some(SENTENCES.len() as u64 + 1) && s.dense.seq >= Some(engine.durable_seq()) {
+        if s.dense.tombstones == Some(0)
+            && s.dense.chunks == Some(SENTENCES.len() as u64 + 1)
+            && s.dense.seq >= Some(engine.durable_seq())
+        {
             break;
         }
         assert!(Instant::now() < deadline, "no rebuild: {s:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(top(&engine, "the boiler has no hot water", SearchMode::Dense)[0], "aircall:call:8");
+    assert_eq!(
+        top(&engine, "the boiler has no hot water", SearchMode::Dense)[0],
+        "aircall:call:8"
+    );
 }
 
 #[test]
@@ -109,24 +158,52 @@ fn a_checkpoint_reopens_with_the_same_search_results() {
     let info = engine.checkpoint(&target).expect("checkpoint");
     assert_eq!(info.seq, engine.durable_seq());
     // Later writes are not in the checkpoint.
-    put(&engine, doc("aircall:call:after", "", "Written after the checkpoint about the boiler.", 3));
+    put(
+        &engine,
+        doc(
+            "aircall:call:after",
+            "",
+            "Written after the checkpoint about the boiler.",
+            3,
+        ),
+    );
     let queries = ["boiler hot water", "HMXK4Q", "pets allowed", "towels"];
-    let before: Vec<Vec<String>> = queries.iter().map(|q| top(&engine, q, SearchMode::Hybrid)).collect();
+    let before: Vec<Vec<String>> = queries
+        .iter()
+        .map(|q| top(&engine, q, SearchMode::Hybrid))
+        .collect();
     drop(engine);
-    let restored = Engine::open(config(&target), CountingEmbedder::new(None)).expect("the checkpoint opens");
+    let restored =
+        Engine::open(config(&target), CountingEmbedder::new(None)).expect("the checkpoint opens");
     wait_indexed(&restored);
     assert!(restored.get("aircall:call:after").expect("get").is_none());
     for (q, want) in queries.iter().zip(&before) {
         let got = top(&restored, q, SearchMode::Hybrid);
-        let want: Vec<String> = want.iter().filter(|id| *id != "aircall:call:after").cloned().collect();
-        assert_eq!(got[..want.len().min(got.len())], want[..want.len().min(got.len())], "{q}");
+        let want: Vec<String> = want
+            .iter()
+            .filter(|id| *id != "aircall:call:after")
+            .cloned()
+            .collect();
+        assert_eq!(
+            got[..want.len().min(got.len())],
+            want[..want.len().min(got.len())],
+            "{q}"
+        );
     }
     assert!(engine_dir_nonempty(&target.join("store")));
-    assert!(matches!(restored.checkpoint(&target), Err(concierge_engine::Error::InvalidInput(_))), "a non-empty target is refused");
+    assert!(
+        matches!(
+            restored.checkpoint(&target),
+            Err(concierge_engine::Error::InvalidInput(_))
+        ),
+        "a non-empty target is refused"
+    );
 }
 
 fn engine_dir_nonempty(p: &Path) -> bool {
-    std::fs::read_dir(p).map(|mut d| d.next().is_some()).unwrap_or(false)
+    std::fs::read_dir(p)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
 }
 
 #[test]
@@ -142,11 +219,22 @@ fn the_change_log_is_trimmed_below_the_indexer_cursor_and_survives_restarts() {
     };
     let engine = open(dir.path());
     let status = engine.status().expect("status");
-    let indexer = status.consumers.iter().find(|c| c.name == Engine::indexer_name()).expect("indexer cursor");
-    assert_eq!((indexer.cursor, indexer.lag), (last, 0), "close persists both indexes and moves the cursor");
+    let indexer = status
+        .consumers
+        .iter()
+        .find(|c| c.name == Engine::indexer_name())
+        .expect("indexer cursor");
+    assert_eq!(
+        (indexer.cursor, indexer.lag),
+        (last, 0),
+        "close persists both indexes and moves the cursor"
+    );
     // New sequences continue after the trimmed log.
     let next = put(&engine, doc("aircall:call:x", "", "After the trim.", 1));
     assert_eq!(next, last + 1);
     wait_indexed(&engine);
-    assert_eq!(top(&engine, "after the trim", SearchMode::Keyword)[0], "aircall:call:x");
+    assert_eq!(
+        top(&engine, "after the trim", SearchMode::Keyword)[0],
+        "aircall:call:x"
+    );
 }
