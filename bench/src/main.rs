@@ -4,10 +4,15 @@
 //! - `embed`: sentences per second of the candle embedder at several batch sizes and thread counts,
 //!   for short and ~128-token texts, beside ONNX Runtime on the same model and texts
 //!   (`bench/peers/onnx_embed.py`, optional: skipped with a message when it cannot run).
+//! - `ann`: recall@10 against queries/s of the dense index on real MiniLM vectors, beside exact
+//!   brute force and hnswlib (`bench/peers/hnswlib_ann.py`), and the whole engine at that scale.
 
+mod ann;
+mod corpus;
 mod cpu_time;
 mod embed;
 mod peer;
+mod svg;
 mod texts;
 
 use std::process::ExitCode;
@@ -26,6 +31,9 @@ struct Cli {
 enum Command {
     /// Embedding throughput: candle against ONNX Runtime, same model, same texts, same run.
     Embed(embed::EmbedArgs),
+    /// Dense index recall/throughput on real MiniLM vectors beside brute force and hnswlib, and the
+    /// engine at the same scale (ingest, hybrid latency, restart).
+    Ann(ann::AnnArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +51,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Embed(args) => embed::run(&args),
+        Command::Ann(args) => ann::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

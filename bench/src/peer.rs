@@ -35,12 +35,12 @@ pub enum PeerRun {
     Skipped(String),
 }
 
-fn peers_dir() -> PathBuf {
+pub fn peers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers")
 }
 
 /// The Python to use: `auto` prefers `bench/.venv` (made by `bench/peers/setup.sh`).
-fn python(choice: &str) -> Option<PathBuf> {
+pub fn python(choice: &str) -> Option<PathBuf> {
     match choice {
         "none" => None,
         "auto" => {

@@ -348,10 +348,12 @@ impl DenseIndex {
             return Ok(Vec::new());
         }
         if filter.is_empty() {
-            // Over-fetch to survive tombstones and several chunks of one document.
-            let mut fetch = (k * 3 + 10).min(m.live.len() + (m.slots.len() - m.live.len()));
+            // The search costs what its candidate list (ef) costs, so take every candidate: that
+            // survives tombstones and several chunks of one document without a second search,
+            // which only happens when too few live documents came back.
+            let mut fetch = ef.max(k).min(m.slots.len());
             loop {
-                let found = self.hnsw.search(query, fetch, ef.max(fetch));
+                let found = self.hnsw.search(query, fetch, fetch);
                 let hits = collapse(
                     found
                         .iter()

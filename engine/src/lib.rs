@@ -28,6 +28,7 @@
 //! # }
 //! ```
 
+mod ann;
 mod changelog;
 mod chunk_store;
 mod chunking;
@@ -47,6 +48,7 @@ mod search;
 mod shared;
 mod store;
 
+pub use ann::{AnnIndex, BruteForce};
 pub use changelog::{ChangeEntry, ChangeKind, DeadLetter};
 pub use chunking::ChunkingConfig;
 pub use config::EngineConfig;
