@@ -4,6 +4,7 @@
 # Arguments, if any, replace `serve`:  ./run.sh embed "late check-in"
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
+scripts/system-deps.sh
 models/fetch.sh
 cargo build --workspace --bins
 if [ "$#" -eq 0 ]; then set -- serve; fi

@@ -4,6 +4,7 @@
 # Arguments go to the test runner, e.g.  ./test.sh parity
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
+scripts/system-deps.sh
 models/fetch.sh
 cargo build --workspace --bins
 # Doc tests first, so the run ends with the main runner's summary.

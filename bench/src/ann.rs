@@ -12,12 +12,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use concierge_engine::{AnnIndex, BruteForce, Document, Engine, EngineConfig, HnswParams, IndexState, IngestRequest, Operation, SearchMode, SearchRequest};
+use concierge_engine::{
+    AnnIndex, BruteForce, Document, Engine, EngineConfig, HnswParams, IndexState, IngestRequest,
+    Operation, SearchMode, SearchRequest,
+};
 use concierge_models::{BertEmbedder, Embedder, EmbedderConfig, ModelError};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::corpus;
+use crate::progress::Progress;
 use crate::svg::{Series, line_chart};
 
 /// Arguments of `concierge-bench ann`.
@@ -36,7 +39,11 @@ pub struct AnnArgs {
     #[arg(long, default_value_t = 200)]
     pub ef_construction: usize,
     /// ef values of the recall/throughput sweep.
-    #[arg(long, value_delimiter = ',', default_value = "10,16,24,32,48,64,96,128,192,256,384,512")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10,16,24,32,48,64,96,128,192,256,384,512"
+    )]
     pub efs: Vec<usize>,
     /// Threads for building the graphs (ours and hnswlib's); queries always run on one.
     #[arg(long, default_value_t = 2)]
@@ -102,22 +109,34 @@ struct Report {
 }
 
 fn rss_bytes() -> f64 {
-    std::fs::read_to_string("/proc/self/statm").ok().and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<f64>().ok())).map_or(0.0, |pages| pages * 4096.0)
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<f64>().ok())
+        })
+        .map_or(0.0, |pages| pages * 4096.0)
 }
 
-fn bar(len: usize, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len as u64);
-    if let Ok(style) = ProgressStyle::with_template("{msg:>18} [{bar:40}] {pos}/{len} ({per_sec}, {eta})") {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb.set_message(what.to_owned());
-    pb
+fn bar(len: usize, what: &str) -> Progress {
+    Progress::new(len, what)
 }
 
 /// The corpus's vectors, from the cache or embedded now.
-fn vectors(args: &AnnArgs, texts: &[String], embedder: &BertEmbedder) -> anyhow::Result<Vec<Vec<f32>>> {
-    std::fs::create_dir_all(&args.cache).with_context(|| format!("creating {}", args.cache.display()))?;
-    let path = args.cache.join(format!("{}-{}-{}.f32", embedder.model_id(), texts.len(), corpus::digest(texts)));
+fn vectors(
+    args: &AnnArgs,
+    texts: &[String],
+    embedder: &BertEmbedder,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    std::fs::create_dir_all(&args.cache)
+        .with_context(|| format!("creating {}", args.cache.display()))?;
+    let path = args.cache.join(format!(
+        "{}-{}-{}.f32",
+        embedder.model_id(),
+        texts.len(),
+        corpus::digest(texts)
+    ));
     if path.is_file() {
         eprintln!("vectors: cached in {}", path.display());
         return corpus::read_f32(&path, embedder.dim());
@@ -135,7 +154,11 @@ fn vectors(args: &AnnArgs, texts: &[String], embedder: &BertEmbedder) -> anyhow:
 }
 
 fn recall(found: &[Vec<u64>], truth: &[Vec<u64>]) -> f64 {
-    let hit: usize = found.iter().zip(truth).map(|(f, t)| f.iter().filter(|id| t.contains(id)).count()).sum();
+    let hit: usize = found
+        .iter()
+        .zip(truth)
+        .map(|(f, t)| f.iter().filter(|id| t.contains(id)).count())
+        .sum();
     let all: usize = truth.iter().map(Vec::len).sum();
     hit as f64 / all.max(1) as f64
 }
@@ -144,7 +167,13 @@ pub fn run(args: &AnnArgs) -> anyhow::Result<()> {
     let k = 10;
     eprintln!("corpus: collecting sentences ...");
     let texts = corpus::sentences(args.count + args.queries)?;
-    let embedder = BertEmbedder::load(&args.model_dir, &EmbedderConfig { threads: args.build_threads, ..EmbedderConfig::default() })?;
+    let embedder = BertEmbedder::load(
+        &args.model_dir,
+        &EmbedderConfig {
+            threads: args.build_threads,
+            ..EmbedderConfig::default()
+        },
+    )?;
     let all = vectors(args, &texts, &embedder)?;
     let dim = embedder.dim();
     let (base, queries) = all.split_at(args.count);
@@ -169,13 +198,23 @@ pub fn run(args: &AnnArgs) -> anyhow::Result<()> {
 
     // Our index.
     rayon_threads(args.build_threads)?;
-    let params = HnswParams { m: args.m, ef_construction: args.ef_construction, ef_search: 64 };
+    let params = HnswParams {
+        m: args.m,
+        ef_construction: args.ef_construction,
+        ef_search: 64,
+    };
     let before = rss_bytes();
     let index = AnnIndex::new(dim, params, base.len());
     let pb = bar(base.len(), "building hnsw");
     let started = Instant::now();
     for (c, chunk) in base.chunks(5_000).enumerate() {
-        index.insert_parallel(chunk.iter().enumerate().map(|(i, v)| ((c * 5_000 + i) as u64, v.clone())).collect());
+        index.insert_parallel(
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(i, v)| ((c * 5_000 + i) as u64, v.clone()))
+                .collect(),
+        );
         pb.inc(chunk.len() as u64);
     }
     let build_seconds = started.elapsed().as_secs_f64();
@@ -187,15 +226,30 @@ pub fn run(args: &AnnArgs) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut found = Vec::with_capacity(queries.len());
         for q in queries {
-            found.push(index.search(q, k, ef)?.into_iter().map(|(id, _)| id).collect::<Vec<_>>());
+            found.push(
+                index
+                    .search(q, k, ef)?
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect::<Vec<_>>(),
+            );
         }
         let qps = queries.len() as f64 / started.elapsed().as_secs_f64();
-        points.push(Point { ef, recall: recall(&found, &truth), qps });
+        points.push(Point {
+            ef,
+            recall: recall(&found, &truth),
+            qps,
+        });
         pb.inc(1);
     }
     pb.finish();
     drop(index);
-    let mut curves = vec![Curve { name: "concierge (hnsw_rs + wrapper)".into(), build_seconds, memory_bytes_per_vector: memory, points }];
+    let mut curves = vec![Curve {
+        name: "concierge (hnsw_rs + wrapper)".into(),
+        build_seconds,
+        memory_bytes_per_vector: memory,
+        points,
+    }];
 
     // The peer, on the same files.
     let peer_skipped = match run_hnswlib(args, base, queries, &truth, dim) {
@@ -209,14 +263,37 @@ pub fn run(args: &AnnArgs) -> anyhow::Result<()> {
         }
     };
 
-    let engine = if args.engine { Some(engine_at_scale(args, &texts[..args.count], base, &texts[args.count..])?) } else { None };
-    let report = Report { count: args.count, queries: args.queries, dim, m: args.m, ef_construction: args.ef_construction, build_threads: args.build_threads, brute_force_qps, curves, peer_skipped, engine };
+    let engine = if args.engine {
+        Some(engine_at_scale(
+            args,
+            &texts[..args.count],
+            base,
+            &texts[args.count..],
+        )?)
+    } else {
+        None
+    };
+    let report = Report {
+        count: args.count,
+        queries: args.queries,
+        dim,
+        m: args.m,
+        ef_construction: args.ef_construction,
+        build_threads: args.build_threads,
+        brute_force_qps,
+        curves,
+        peer_skipped,
+        engine,
+    };
     write_report(args, &report)
 }
 
 fn rayon_threads(n: usize) -> anyhow::Result<()> {
     // The global pool is what hnsw_rs's parallel insert uses.
-    match rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+    {
         Ok(()) => Ok(()),
         Err(e) => {
             eprintln!("rayon global pool already set: {e}");
@@ -225,22 +302,60 @@ fn rayon_threads(n: usize) -> anyhow::Result<()> {
     }
 }
 
-fn run_hnswlib(args: &AnnArgs, base: &[Vec<f32>], queries: &[Vec<f32>], truth: &[Vec<u64>], dim: usize) -> anyhow::Result<Curve> {
+fn run_hnswlib(
+    args: &AnnArgs,
+    base: &[Vec<f32>],
+    queries: &[Vec<f32>],
+    truth: &[Vec<u64>],
+    dim: usize,
+) -> anyhow::Result<Curve> {
     let python = crate::peer::python(&args.python).context("--python none")?;
     let dir = tempfile::tempdir()?;
-    let (b, q, t) = (dir.path().join("base.f32"), dir.path().join("queries.f32"), dir.path().join("truth.json"));
+    let (b, q, t) = (
+        dir.path().join("base.f32"),
+        dir.path().join("queries.f32"),
+        dir.path().join("truth.json"),
+    );
     corpus::write_f32(&b, base)?;
     corpus::write_f32(&q, queries)?;
     std::fs::write(&t, serde_json::to_vec(truth)?)?;
-    let efs = args.efs.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    let efs = args
+        .efs
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     eprintln!("running the hnswlib peer with {} ...", python.display());
     let out = Command::new(&python)
         .arg(crate::peer::peers_dir().join("hnswlib_ann.py"))
-        .args(["--base".as_ref(), b.as_os_str(), "--queries".as_ref(), q.as_os_str(), "--truth".as_ref(), t.as_os_str()])
-        .args(["--dim", &dim.to_string(), "--m", &args.m.to_string(), "--ef-construction", &args.ef_construction.to_string(), "--efs", &efs, "--threads-build", &args.build_threads.to_string()])
+        .args([
+            "--base".as_ref(),
+            b.as_os_str(),
+            "--queries".as_ref(),
+            q.as_os_str(),
+            "--truth".as_ref(),
+            t.as_os_str(),
+        ])
+        .args([
+            "--dim",
+            &dim.to_string(),
+            "--m",
+            &args.m.to_string(),
+            "--ef-construction",
+            &args.ef_construction.to_string(),
+            "--efs",
+            &efs,
+            "--threads-build",
+            &args.build_threads.to_string(),
+        ])
         .output()
         .context("starting python")?;
-    anyhow::ensure!(out.status.success(), "exit {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr).trim());
+    anyhow::ensure!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
     #[derive(serde::Deserialize)]
     struct PeerPoint {
         ef: usize,
@@ -259,7 +374,15 @@ fn run_hnswlib(args: &AnnArgs, base: &[Vec<f32>], queries: &[Vec<f32>], truth: &
         name: p.peer,
         build_seconds: p.build_seconds,
         memory_bytes_per_vector: p.memory_bytes / base.len() as f64,
-        points: p.points.into_iter().map(|p| Point { ef: p.ef, recall: p.recall, qps: p.qps }).collect(),
+        points: p
+            .points
+            .into_iter()
+            .map(|p| Point {
+                ef: p.ef,
+                recall: p.recall,
+                qps: p.qps,
+            })
+            .collect(),
     })
 }
 
@@ -272,9 +395,22 @@ struct CachedEmbedder {
 
 impl Embedder for CachedEmbedder {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
-        let missing: Vec<&str> = texts.iter().copied().filter(|t| !self.cache.contains_key(*t)).collect();
+        let missing: Vec<&str> = texts
+            .iter()
+            .copied()
+            .filter(|t| !self.cache.contains_key(*t))
+            .collect();
         let mut fresh = self.inner.embed(&missing)?.into_iter();
-        Ok(texts.iter().map(|t| self.cache.get(*t).cloned().or_else(|| fresh.next()).unwrap_or_default()).collect())
+        Ok(texts
+            .iter()
+            .map(|t| {
+                self.cache
+                    .get(*t)
+                    .cloned()
+                    .or_else(|| fresh.next())
+                    .unwrap_or_default()
+            })
+            .collect())
     }
     fn dim(&self) -> usize {
         self.inner.dim()
@@ -290,26 +426,43 @@ impl Embedder for CachedEmbedder {
     }
 }
 
-fn wait_ready(engine: &Engine, pb: Option<&ProgressBar>) -> anyhow::Result<()> {
+fn wait_ready(engine: &Engine, pb: Option<&Progress>) -> anyhow::Result<()> {
     loop {
         let s = engine.status()?;
         let want = engine.durable_seq();
         if let Some(pb) = pb {
             pb.set_position(s.dense.seq.unwrap_or(0).min(s.keyword.seq.unwrap_or(0)));
         }
-        if s.dense.state == IndexState::Ready && s.keyword.state == IndexState::Ready && s.dense.seq >= Some(want) && s.keyword.seq >= Some(want) {
+        if s.dense.state == IndexState::Ready
+            && s.keyword.state == IndexState::Ready
+            && s.dense.seq >= Some(want)
+            && s.keyword.seq >= Some(want)
+        {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-fn engine_at_scale(args: &AnnArgs, texts: &[String], base: &[Vec<f32>], queries: &[String]) -> anyhow::Result<EngineReport> {
+fn engine_at_scale(
+    args: &AnnArgs,
+    texts: &[String],
+    base: &[Vec<f32>],
+    queries: &[String],
+) -> anyhow::Result<EngineReport> {
     let dir = tempfile::tempdir_in(args.cache.parent().unwrap_or(Path::new(".")))?;
-    let cache: HashMap<String, Vec<f32>> = texts.iter().cloned().zip(base.iter().cloned()).collect();
-    let embedder = Arc::new(CachedEmbedder { inner: BertEmbedder::load(&args.model_dir, &EmbedderConfig::default())?, cache });
+    let cache: HashMap<String, Vec<f32>> =
+        texts.iter().cloned().zip(base.iter().cloned()).collect();
+    let embedder = Arc::new(CachedEmbedder {
+        inner: BertEmbedder::load(&args.model_dir, &EmbedderConfig::default())?,
+        cache,
+    });
     let mut config = EngineConfig::new(dir.path());
-    config.hnsw = HnswParams { m: args.m, ef_construction: args.ef_construction, ef_search: 64 };
+    config.hnsw = HnswParams {
+        m: args.m,
+        ef_construction: args.ef_construction,
+        ef_search: 64,
+    };
     let engine = Engine::open(config.clone(), embedder.clone())?;
     let pb = bar(texts.len(), "engine ingest");
     let started = Instant::now();
@@ -317,9 +470,20 @@ fn engine_at_scale(args: &AnnArgs, texts: &[String], base: &[Vec<f32>], queries:
         let operations = chunk
             .iter()
             .enumerate()
-            .map(|(i, t)| Document::new(format!("bench:sentence:{}", c * 1_000 + i), "", t.clone(), 1).map(Operation::Upsert))
+            .map(|(i, t)| {
+                Document::new(
+                    format!("bench:sentence:{}", c * 1_000 + i),
+                    "",
+                    t.clone(),
+                    1,
+                )
+                .map(Operation::Upsert)
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        engine.ingest(IngestRequest { operations, idempotency_key: None })?;
+        engine.ingest(IngestRequest {
+            operations,
+            idempotency_key: None,
+        })?;
         pb.inc(chunk.len() as u64);
     }
     let acknowledged = started.elapsed().as_secs_f64();
@@ -369,29 +533,54 @@ fn engine_at_scale(args: &AnnArgs, texts: &[String], base: &[Vec<f32>], queries:
 
 /// Queries/s of the fastest sweep point reaching `target` recall.
 fn qps_at(curve: &Curve, target: f64) -> Option<(f64, usize)> {
-    curve.points.iter().filter(|p| p.recall >= target).map(|p| (p.qps, p.ef)).max_by(|a, b| a.0.total_cmp(&b.0))
+    curve
+        .points
+        .iter()
+        .filter(|p| p.recall >= target)
+        .map(|p| (p.qps, p.ef))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
 }
 
 fn write_report(args: &AnnArgs, r: &Report) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     std::fs::write(args.out.join("ann.json"), serde_json::to_vec_pretty(r)?)?;
     let mut md = format!(
         "# Dense index: {} real MiniLM vectors (dim {}), {} held-out queries, k = 10\n\nM = {}, ef_construction = {}, graphs built on {} threads, queries on one thread.\n\n",
         r.count, r.dim, r.queries, r.m, r.ef_construction, r.build_threads
     );
     md.push_str("| index | build (s) | memory / vector | q/s @ recall 0.90 | q/s @ 0.95 | q/s @ 0.99 |\n|---|---:|---:|---:|---:|---:|\n");
-    let cell = |c: &Curve, t: f64| qps_at(c, t).map_or("not reached".to_owned(), |(q, ef)| format!("{q:.0} (ef {ef})"));
+    let cell = |c: &Curve, t: f64| {
+        qps_at(c, t).map_or("not reached".to_owned(), |(q, ef)| {
+            format!("{q:.0} (ef {ef})")
+        })
+    };
     for c in &r.curves {
-        md.push_str(&format!("| {} | {:.1} | {:.0} B | {} | {} | {} |\n", c.name, c.build_seconds, c.memory_bytes_per_vector, cell(c, 0.90), cell(c, 0.95), cell(c, 0.99)));
+        md.push_str(&format!(
+            "| {} | {:.1} | {:.0} B | {} | {} | {} |\n",
+            c.name,
+            c.build_seconds,
+            c.memory_bytes_per_vector,
+            cell(c, 0.90),
+            cell(c, 0.95),
+            cell(c, 0.99)
+        ));
     }
-    md.push_str(&format!("| exact brute force | 0 | {} B | {:.0} (recall 1.0) | | |\n", r.dim * 4, r.brute_force_qps));
+    md.push_str(&format!(
+        "| exact brute force | 0 | {} B | {:.0} (recall 1.0) | | |\n",
+        r.dim * 4,
+        r.brute_force_qps
+    ));
     if let Some(reason) = &r.peer_skipped {
         md.push_str(&format!("\nhnswlib peer skipped: {reason}\n"));
     }
     md.push_str("\n## Sweep\n\n| index | ef | recall@10 | q/s |\n|---|---:|---:|---:|\n");
     for c in &r.curves {
         for p in &c.points {
-            md.push_str(&format!("| {} | {} | {:.4} | {:.0} |\n", c.name, p.ef, p.recall, p.qps));
+            md.push_str(&format!(
+                "| {} | {} | {:.4} | {:.0} |\n",
+                c.name, p.ef, p.recall, p.qps
+            ));
         }
     }
     if let Some(e) = &r.engine {
@@ -401,9 +590,30 @@ fn write_report(args: &AnnArgs, r: &Report) -> anyhow::Result<()> {
         ));
     }
     std::fs::write(args.out.join("ann.md"), &md)?;
-    let mut series: Vec<Series> = r.curves.iter().map(|c| Series { label: c.name.clone(), points: c.points.iter().map(|p| (p.recall, p.qps)).collect() }).collect();
-    series.push(Series { label: "exact brute force".into(), points: vec![(1.0, r.brute_force_qps)] });
-    std::fs::write(args.out.join("ann.svg"), line_chart(&format!("recall@10 vs queries/s, {} MiniLM vectors, 1 thread", r.count), "recall@10", "queries per second (log)", &series))?;
+    let mut series: Vec<Series> = r
+        .curves
+        .iter()
+        .map(|c| Series {
+            label: c.name.clone(),
+            points: c.points.iter().map(|p| (p.recall, p.qps)).collect(),
+        })
+        .collect();
+    series.push(Series {
+        label: "exact brute force".into(),
+        points: vec![(1.0, r.brute_force_qps)],
+    });
+    std::fs::write(
+        args.out.join("ann.svg"),
+        line_chart(
+            &format!(
+                "recall@10 vs queries/s, {} MiniLM vectors, 1 thread",
+                r.count
+            ),
+            "recall@10",
+            "queries per second (log)",
+            &series,
+        ),
+    )?;
     println!("{md}");
     eprintln!("wrote {}/ann.{{json,md,svg}}", args.out.display());
     Ok(())

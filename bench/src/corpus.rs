@@ -13,7 +13,9 @@ use unicode_segmentation::UnicodeSegmentation;
 
 /// Where the sentences come from.
 pub fn source_dirs() -> Vec<PathBuf> {
-    let cargo_home = std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
     let mut dirs = Vec::new();
     if let Some(home) = cargo_home
         && let Ok(entries) = std::fs::read_dir(home.join("registry/src"))
@@ -23,7 +25,14 @@ pub fn source_dirs() -> Vec<PathBuf> {
         dirs.extend(found);
     }
     if let Ok(entries) = std::fs::read_dir("/usr/lib") {
-        let mut found: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("python3"))).collect();
+        let mut found: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("python3"))
+            })
+            .collect();
         found.sort();
         dirs.extend(found);
     }
@@ -85,7 +94,9 @@ fn from_python(source: &str, out: &mut BTreeSet<String>) {
 }
 
 fn walk(dir: &Path, out: &mut BTreeSet<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
     paths.sort();
     for path in paths {
@@ -98,7 +109,11 @@ fn walk(dir: &Path, out: &mut BTreeSet<String>) {
             && (ext == "rs" || ext == "py")
             && let Ok(source) = std::fs::read_to_string(&path)
         {
-            if ext == "rs" { from_rust(&source, out) } else { from_python(&source, out) }
+            if ext == "rs" {
+                from_rust(&source, out)
+            } else {
+                from_python(&source, out)
+            }
         }
     }
 }
@@ -109,9 +124,17 @@ pub fn sentences(count: usize) -> anyhow::Result<Vec<String>> {
     for dir in source_dirs() {
         walk(&dir, &mut all);
     }
-    let mut keyed: Vec<([u8; 32], String)> = all.into_iter().map(|s| (Sha256::digest(s.as_bytes()).into(), s)).collect();
+    let mut keyed: Vec<([u8; 32], String)> = all
+        .into_iter()
+        .map(|s| (Sha256::digest(s.as_bytes()).into(), s))
+        .collect();
     keyed.sort();
-    anyhow::ensure!(keyed.len() >= count, "only {} sentences found under {:?}, {count} needed", keyed.len(), source_dirs());
+    anyhow::ensure!(
+        keyed.len() >= count,
+        "only {} sentences found under {:?}, {count} needed",
+        keyed.len(),
+        source_dirs()
+    );
     Ok(keyed.into_iter().take(count).map(|(_, s)| s).collect())
 }
 
@@ -122,20 +145,38 @@ pub fn digest(texts: &[String]) -> String {
         h.update(t.as_bytes());
         h.update([0]);
     }
-    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Writes vectors as little-endian f32 rows.
 pub fn write_f32(path: &Path, rows: &[Vec<f32>]) -> anyhow::Result<()> {
-    let bytes: Vec<u8> = rows.iter().flat_map(|r| r.iter().flat_map(|x| x.to_le_bytes())).collect();
+    let bytes: Vec<u8> = rows
+        .iter()
+        .flat_map(|r| r.iter().flat_map(|x| x.to_le_bytes()))
+        .collect();
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Reads little-endian f32 rows of `dim` values.
 pub fn read_f32(path: &Path, dim: usize) -> anyhow::Result<Vec<Vec<f32>>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    anyhow::ensure!(bytes.len() % (dim * 4) == 0, "{} is not a whole number of {dim}-dimensional rows", path.display());
-    Ok(bytes.chunks_exact(dim * 4).map(|row| row.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()).collect())
+    anyhow::ensure!(
+        bytes.len() % (dim * 4) == 0,
+        "{} is not a whole number of {dim}-dimensional rows",
+        path.display()
+    );
+    Ok(bytes
+        .chunks_exact(dim * 4)
+        .map(|row| {
+            row.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -145,10 +186,22 @@ mod tests {
     #[test]
     fn rust_comments_and_python_docstrings_give_whole_sentences() {
         let mut out = BTreeSet::new();
-        from_rust("/// Opens the store and checks its format version before anything else.\n/// ```\n/// code();\n/// ```\nfn x() {}\n// short\n", &mut out);
-        from_python("def f():\n    \"\"\"Return the number of guests staying in the apartment tonight. Then stop.\"\"\"\n", &mut out);
+        from_rust(
+            "/// Opens the store and checks its format version before anything else.\n/// ```\n/// code();\n/// ```\nfn x() {}\n// short\n",
+            &mut out,
+        );
+        from_python(
+            "def f():\n    \"\"\"Return the number of guests staying in the apartment tonight. Then stop.\"\"\"\n",
+            &mut out,
+        );
         let got: Vec<&str> = out.iter().map(String::as_str).collect();
-        assert_eq!(got, ["Opens the store and checks its format version before anything else.", "Return the number of guests staying in the apartment tonight."]);
+        assert_eq!(
+            got,
+            [
+                "Opens the store and checks its format version before anything else.",
+                "Return the number of guests staying in the apartment tonight."
+            ]
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod corpus;
 mod cpu_time;
 mod embed;
 mod peer;
+mod progress;
 mod svg;
 mod texts;
 

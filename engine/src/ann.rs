@@ -17,23 +17,51 @@ pub struct AnnIndex {
 }
 
 fn attrs() -> DocAttrs {
-    DocAttrs { source: String::new(), kind: String::new(), updated_at: 0, meta_terms: Vec::new() }
+    DocAttrs {
+        source: String::new(),
+        kind: String::new(),
+        updated_at: 0,
+        meta_terms: Vec::new(),
+    }
 }
 
 impl AnnIndex {
     /// An empty index of `dim`-dimensional vectors.
     pub fn new(dim: usize, params: HnswParams, capacity: usize) -> Self {
-        AnnIndex { inner: DenseIndex::new(dim, params, capacity) }
+        AnnIndex {
+            inner: DenseIndex::new(dim, params, capacity),
+        }
     }
 
     /// Inserts (or replaces) one vector, on the calling thread.
     pub fn insert(&self, id: u64, vector: Vec<f32>) -> Result<()> {
-        self.inner.apply(&id.to_string(), Some((attrs(), vec![DenseItem { chunk_id: id, vector }])))
+        self.inner.apply(
+            &id.to_string(),
+            Some((
+                attrs(),
+                vec![DenseItem {
+                    chunk_id: id,
+                    vector,
+                }],
+            )),
+        )
     }
 
     /// Inserts many new vectors in parallel on the global rayon pool (as index rebuilds do).
     pub fn insert_parallel(&self, items: Vec<(u64, Vec<f32>)>) {
-        let docs = items.into_iter().map(|(id, vector)| (Arc::from(id.to_string().as_str()), attrs(), vec![DenseItem { chunk_id: id, vector }])).collect();
+        let docs = items
+            .into_iter()
+            .map(|(id, vector)| {
+                (
+                    Arc::from(id.to_string().as_str()),
+                    attrs(),
+                    vec![DenseItem {
+                        chunk_id: id,
+                        vector,
+                    }],
+                )
+            })
+            .collect();
         self.inner.bulk_insert(docs);
     }
 
@@ -45,7 +73,12 @@ impl AnnIndex {
     /// The `k` nearest ids with their cosine similarity, best first.
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<(u64, f32)>> {
         let none = |_: &[u64]| Ok(Vec::new());
-        Ok(self.inner.search(query, k, ef, &Filter::default(), &[], &none)?.into_iter().map(|h| (h.chunk_id, h.score)).collect())
+        Ok(self
+            .inner
+            .search(query, k, ef, &Filter::default(), &[], &none)?
+            .into_iter()
+            .map(|h| (h.chunk_id, h.score))
+            .collect())
     }
 
     /// Live vectors.
@@ -71,7 +104,11 @@ pub struct BruteForce {
 impl BruteForce {
     /// An empty scan set of `dim`-dimensional vectors.
     pub fn new(dim: usize) -> Self {
-        BruteForce { dim, ids: Vec::new(), data: Vec::new() }
+        BruteForce {
+            dim,
+            ids: Vec::new(),
+            data: Vec::new(),
+        }
     }
 
     /// Adds a vector (must have `dim` values).
@@ -107,10 +144,14 @@ mod tests {
         let mut exact = BruteForce::new(dim);
         let mut items = Vec::new();
         for i in 0..200u64 {
-            let mut x = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let mut x = i
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let v: Vec<f32> = (0..dim)
                 .map(|_| {
-                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
                 })
                 .collect();
@@ -122,11 +163,26 @@ mod tests {
         let query = items[17].1.clone();
         index.insert_parallel(items);
         assert_eq!(index.len(), 200);
-        let a: Vec<u64> = index.search(&query, 5, 64).expect("search").into_iter().map(|(id, _)| id).collect();
-        let b: Vec<u64> = exact.search(&query, 5).into_iter().map(|(id, _)| id).collect();
+        let a: Vec<u64> = index
+            .search(&query, 5, 64)
+            .expect("search")
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let b: Vec<u64> = exact
+            .search(&query, 5)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         assert_eq!(a, b);
         assert_eq!(a[0], 17);
         index.remove(17).expect("remove");
-        assert!(index.search(&query, 5, 64).expect("search").iter().all(|(id, _)| *id != 17));
+        assert!(
+            index
+                .search(&query, 5, 64)
+                .expect("search")
+                .iter()
+                .all(|(id, _)| *id != 17)
+        );
     }
 }

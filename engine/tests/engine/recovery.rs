@@ -238,3 +238,28 @@ fn the_change_log_is_trimmed_below_the_indexer_cursor_and_survives_restarts() {
         "aircall:call:x"
     );
 }
+
+#[test]
+fn an_operator_reindex_rebuilds_both_indexes_from_stored_vectors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let counting = CountingEmbedder::new(None);
+    let engine = Engine::open(config(dir.path()), counting.clone()).expect("opens");
+    fill(&engine);
+    wait_indexed(&engine);
+    let embedded = counting.embedded();
+    engine.reindex().expect("reindex");
+    assert_eq!(
+        counting.embedded(),
+        embedded,
+        "a reindex re-embedded chunks"
+    );
+    wait_indexed(&engine);
+    assert_eq!(
+        top(&engine, "HMXK4Q", SearchMode::Keyword),
+        ["guesty:reservation:code"]
+    );
+    assert_eq!(
+        top(&engine, "the boiler has no hot water", SearchMode::Dense)[0],
+        "aircall:call:8"
+    );
+}
