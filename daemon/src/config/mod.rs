@@ -1,0 +1,291 @@
+//! The daemon's configuration (DESIGN.md §6): compiled defaults, then `concierge.toml`, then
+//! `CONCIERGE_<SECTION>__<KEY>` environment variables, then flags. Unknown keys are errors that
+//! name the key; any secret may be given as `<key>_file` (Docker secrets); lists in environment
+//! variables are comma-separated. The key names are a contract: extend, never rename.
+
+mod layers;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use layers::load;
+
+/// Everything `concierge serve` reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: Server,
+    pub storage: Storage,
+    pub auth: Auth,
+    pub models: Models,
+    pub aircall: Aircall,
+    pub guesty: Guesty,
+    pub rocketchat: RocketChat,
+    pub llm: Llm,
+    pub search: Search,
+    pub qdrant: Qdrant,
+    pub firestore: Firestore,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), max_body_bytes: 1024 * 1024 }
+    }
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// Where the store and the indexes live.
+    pub data_dir: PathBuf,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage { data_dir: PathBuf::from("./data") }
+    }
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Static bearer tokens (secret).
+    pub api_tokens: Vec<String>,
+    /// OIDC issuer whose JWTs are accepted too (Keycloak realm URL).
+    pub oidc_issuer: Option<String>,
+    /// Expected `aud` of those JWTs.
+    pub oidc_audience: Option<String>,
+}
+
+/// `[models]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Models {
+    /// Directory holding the models.
+    pub dir: PathBuf,
+    /// Embedding model, a directory under `dir`.
+    pub embedder: String,
+}
+
+impl Default for Models {
+    fn default() -> Self {
+        Models { dir: PathBuf::from("models/weights"), embedder: "all-MiniLM-L6-v2".to_owned() }
+    }
+}
+
+impl Models {
+    /// The embedder's directory.
+    pub fn embedder_dir(&self) -> PathBuf {
+        self.dir.join(&self.embedder)
+    }
+}
+
+/// `[aircall]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Aircall {
+    /// Webhook tokens accepted in the body's `token` (secret).
+    pub tokens: Vec<String>,
+    /// Aircall REST API base.
+    pub api_base: String,
+    /// API id (basic auth user).
+    pub api_id: Option<String>,
+    /// API token (secret).
+    pub api_token: Option<String>,
+}
+
+impl Default for Aircall {
+    fn default() -> Self {
+        Aircall { tokens: Vec::new(), api_base: "https://api.aircall.io".to_owned(), api_id: None, api_token: None }
+    }
+}
+
+/// `[guesty]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Guesty {
+    /// Svix signing secret, `whsec_...` (secret).
+    pub secret: Option<String>,
+    /// Guesty Open API base.
+    pub api_base: String,
+    /// OAuth client id.
+    pub client_id: Option<String>,
+    /// OAuth client secret (secret).
+    pub client_secret: Option<String>,
+}
+
+impl Default for Guesty {
+    fn default() -> Self {
+        Guesty { secret: None, api_base: "https://open-api.guesty.com".to_owned(), client_id: None, client_secret: None }
+    }
+}
+
+/// `[rocketchat]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RocketChat {
+    /// Outgoing-webhook token (secret).
+    pub token: Option<String>,
+    /// RocketChat server base URL.
+    pub api_base: Option<String>,
+    /// Bot user id.
+    pub user_id: Option<String>,
+    /// Bot auth token (secret).
+    pub auth_token: Option<String>,
+    /// Time budget for a synchronous reply.
+    pub reply_budget_ms: u64,
+}
+
+impl Default for RocketChat {
+    fn default() -> Self {
+        RocketChat { token: None, api_base: None, user_id: None, auth_token: None, reply_budget_ms: 8_000 }
+    }
+}
+
+/// `[llm]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Llm {
+    /// `extractive`, `openai` or `local`; unset with `base_url` set means `openai`.
+    pub provider: Option<String>,
+    /// OpenAI-compatible API base (e.g. Groq's).
+    pub base_url: Option<String>,
+    /// Model name.
+    pub model: Option<String>,
+    /// API key (secret).
+    pub api_key: Option<String>,
+    /// Request timeout.
+    pub timeout_ms: u64,
+}
+
+impl Default for Llm {
+    fn default() -> Self {
+        Llm { provider: None, base_url: None, model: None, api_key: None, timeout_ms: 20_000 }
+    }
+}
+
+/// `[search]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Search {
+    /// `local` (embedded indexes) or `qdrant`.
+    pub backend: String,
+    /// RRF `k`.
+    pub rrf_k: f32,
+    /// Weight of the dense leg.
+    pub dense_weight: f32,
+    /// Weight of the keyword leg.
+    pub keyword_weight: f32,
+}
+
+impl Default for Search {
+    fn default() -> Self {
+        Search { backend: "local".to_owned(), rrf_k: 60.0, dense_weight: 1.0, keyword_weight: 1.0 }
+    }
+}
+
+/// `[qdrant]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Qdrant {
+    pub url: Option<String>,
+    /// API key (secret).
+    pub api_key: Option<String>,
+    pub collection: Option<String>,
+}
+
+/// `[firestore]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Firestore {
+    pub project_id: Option<String>,
+    pub database: Option<String>,
+    pub credentials_file: Option<PathBuf>,
+    pub emulator_host: Option<String>,
+}
+
+/// Keys whose values are secrets: they may come from `<key>_file` and are never logged.
+pub const SECRET_KEYS: &[(&str, &str)] = &[
+    ("auth", "api_tokens"),
+    ("aircall", "tokens"),
+    ("aircall", "api_token"),
+    ("guesty", "secret"),
+    ("guesty", "client_secret"),
+    ("rocketchat", "token"),
+    ("rocketchat", "auth_token"),
+    ("llm", "api_key"),
+    ("qdrant", "api_key"),
+];
+
+impl Config {
+    /// Checks what types alone cannot; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.server.max_body_bytes < 1024 {
+            return Err(format!("server.max_body_bytes must be at least 1024, got {}", self.server.max_body_bytes));
+        }
+        if !matches!(self.search.backend.as_str(), "local" | "qdrant") {
+            return Err(format!("search.backend must be \"local\" or \"qdrant\", got {:?}", self.search.backend));
+        }
+        if self.search.backend == "qdrant" && self.qdrant.url.is_none() {
+            return Err("search.backend = \"qdrant\" needs qdrant.url".to_owned());
+        }
+        if !(self.search.rrf_k.is_finite() && self.search.rrf_k >= 0.0) {
+            return Err(format!("search.rrf_k must be a non-negative number, got {}", self.search.rrf_k));
+        }
+        for (key, w) in [("search.dense_weight", self.search.dense_weight), ("search.keyword_weight", self.search.keyword_weight)] {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(format!("{key} must be a non-negative number, got {w}"));
+            }
+        }
+        if let Some(p) = &self.llm.provider
+            && !matches!(p.as_str(), "extractive" | "openai" | "local")
+        {
+            return Err(format!("llm.provider must be \"extractive\", \"openai\" or \"local\", got {p:?}"));
+        }
+        if let Some(secret) = &self.guesty.secret
+            && !secret.starts_with("whsec_")
+        {
+            return Err("guesty.secret must be the Svix signing secret, starting with \"whsec_\"".to_owned());
+        }
+        for (key, tokens) in [("auth.api_tokens", &self.auth.api_tokens), ("aircall.tokens", &self.aircall.tokens)] {
+            if tokens.iter().any(|t| t.trim().is_empty()) {
+                return Err(format!("{key} contains an empty token"));
+            }
+        }
+        if self.auth.api_tokens.is_empty() && self.auth.oidc_issuer.is_none() && !self.server.listen.ip().is_loopback() {
+            return Err(format!(
+                "server.listen is {} but no API token (auth.api_tokens) or OIDC issuer is configured: concierge only listens on loopback without authentication",
+                self.server.listen
+            ));
+        }
+        Ok(())
+    }
+
+    /// The LLM provider in effect (DESIGN.md §6: `base_url` set and provider unset means openai).
+    pub fn llm_provider(&self) -> &str {
+        match (&self.llm.provider, &self.llm.base_url) {
+            (Some(p), _) => p,
+            (None, Some(_)) => "openai",
+            (None, None) => "extractive",
+        }
+    }
+}
+
+/// The default configuration file, used when it exists and `--config` is not given.
+pub fn default_file() -> &'static Path {
+    Path::new("concierge.toml")
+}
