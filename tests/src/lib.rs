@@ -61,16 +61,38 @@ pub struct Daemon {
     child: std::process::Child,
     /// `127.0.0.1:PORT` it listens on.
     pub address: String,
+    /// The data directory given with `--data-dir` (a fresh temporary one unless the test gave
+    /// its own); removed when the daemon is dropped.
+    pub data_dir: PathBuf,
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Daemon {
     /// Starts `concierge serve` on an ephemeral loopback port with `args` added, in `cwd`, and
     /// waits for its "listening on" line.
     pub fn start(args: &[&str], cwd: &Path) -> Daemon {
+        Daemon::start_with_env(args, &[], cwd)
+    }
+
+    /// [`Daemon::start`] with environment variables set.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Daemon {
         use std::io::BufRead;
-        let mut child = Command::new(binary("concierge"))
+        let (data_dir, data) = match args.iter().position(|a| *a == "--data-dir") {
+            Some(i) => (PathBuf::from(args[i + 1]), None),
+            None => {
+                let dir = temp_dir();
+                (dir.path().join("data"), Some(dir))
+            }
+        };
+        let mut command = Command::new(binary("concierge"));
+        command
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
+            .args(args);
+        if data.is_some() {
+            command.arg("--data-dir").arg(&data_dir);
+        }
+        let mut child = command
+            .envs(env.iter().copied())
             .current_dir(cwd)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
@@ -86,7 +108,44 @@ impl Daemon {
             .strip_prefix("listening on http://")
             .unwrap_or_else(|| panic!("unexpected first line from concierge serve: {line:?}"))
             .to_string();
-        Daemon { child, address }
+        Daemon {
+            child,
+            address,
+            data_dir,
+            _data: data,
+        }
+    }
+
+    /// The process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A request with a JSON body (or none) and optional bearer token: status and body.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
+        http_request(&self.address, method, path, body, headers)
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post_json(&self, path: &str, body: &str) -> (u16, String) {
+        self.request(
+            "POST",
+            path,
+            Some(body),
+            &[("Content-Type", "application/json")],
+        )
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -117,6 +176,43 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A minimal HTTP/1.1 request (`Connection: close`, `Content-Length` bodies), enough for
+/// black-box checks: the status code and the body.
+pub fn http_request(
+    address: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the daemon");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream
+        .write_all(head.as_bytes())
+        .expect("send request head");
+    // A server may answer (413) before reading a large body; a broken pipe then is expected.
+    let _ = stream.write_all(body.as_bytes());
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// A minimal HTTP/1.1 GET (`Connection: close`), enough for black-box checks.

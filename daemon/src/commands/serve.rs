@@ -1,17 +1,21 @@
 //! `concierge serve`: runs the daemon until SIGINT or SIGTERM.
 //!
-//! Today it loads the embedding model and answers `/healthz` and `/readyz`; ingest, search and
-//! answers join as the engine and daemon work lands (see ARCHITECTURE.md). With no API token
-//! configured it refuses to listen beyond loopback.
+//! Configuration comes in layers (see `config`): defaults, `concierge.toml` or `--config`,
+//! `CONCIERGE_<SECTION>__<KEY>` variables, then `--listen` / `--data-dir`. It opens the engine
+//! (store and indexes in the data directory) with the local model, serves the HTTP API, and on a
+//! signal stops accepting, lets in-flight requests finish (bounded), flushes the indexes and
+//! exits 0. With no API token configured it refuses to listen beyond loopback.
 
-use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use concierge_models::{BertEmbedder, EmbedderConfig};
+use concierge_engine::{Engine, EngineConfig};
+use concierge_models::{BertEmbedder, Embedder, EmbedderConfig};
 
-use super::model_args::ModelArgs;
+use crate::config::{self, Config};
 use crate::http::{AppState, app};
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -20,40 +24,97 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Arguments of `concierge serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// The address to listen on (`[server] listen`).
-    #[arg(
-        long,
-        env = "CONCIERGE_SERVER__LISTEN",
-        default_value = "127.0.0.1:8080"
-    )]
-    pub listen: SocketAddr,
-    #[command(flatten)]
-    pub model: ModelArgs,
+    /// Configuration file (default: ./concierge.toml when it exists).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The address to listen on (`[server] listen`, env CONCIERGE_SERVER__LISTEN).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// The data directory (`[storage] data_dir`, env CONCIERGE_STORAGE__DATA_DIR).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The model directory; overrides `[models] dir` and `embedder`.
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+    /// Threads the embedder computes on.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
 }
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.listen.ip().is_loopback(),
-        "no API token is configured, so concierge only listens on loopback; {} is not a loopback address",
-        args.listen
-    );
-    let config = EmbedderConfig {
-        threads: args.model.threads,
-        ..EmbedderConfig::default()
+    let flags = config::Flags {
+        config: args.config.clone(),
+        listen: args.listen.clone(),
+        data_dir: args.data_dir.clone(),
     };
-    let embedder = BertEmbedder::load(args.model.dir(), &config)?;
+    let config = config::load(&flags, std::env::vars())?;
+    let model_dir = args
+        .model_dir
+        .clone()
+        .unwrap_or_else(|| config.models.embedder_dir());
+    let embedder = BertEmbedder::load(
+        &model_dir,
+        &EmbedderConfig {
+            threads: args.threads,
+            ..EmbedderConfig::default()
+        },
+    )?;
+    let (model_id, model_dim) = (embedder.model_id().to_owned(), embedder.dim());
+    let engine = Engine::open(
+        EngineConfig::new(&config.storage.data_dir),
+        Arc::new(embedder),
+    )
+    .with_context(|| {
+        format!(
+            "opening the data directory {}",
+            config.storage.data_dir.display()
+        )
+    })?;
     let state = AppState {
-        embedder: Arc::new(embedder),
+        engine: Arc::new(engine),
+        config: Arc::new(config),
+        shutting_down: Arc::new(AtomicBool::new(false)),
+        model_id: Arc::new(model_id),
+        model_dim,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("http")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args.listen, state))
+    let result = runtime.block_on(serve(state.clone()));
+    // In-flight engine calls have finished or been abandoned with the runtime; flush the indexes.
+    drop(runtime);
+    state.shutting_down.store(true, Ordering::Release);
+    match Arc::try_unwrap(state.engine) {
+        Ok(engine) => engine.close().context("closing the engine")?,
+        Err(shared) => {
+            tracing::warn!(
+                "engine still referenced at shutdown; it closes when the last reference goes"
+            );
+            drop(shared);
+        }
+    }
+    result
 }
 
-async fn serve(listen: SocketAddr, state: AppState) -> anyhow::Result<()> {
+fn log_config(config: &Config) {
+    // Never a secret in a log: only what is configured, not the values.
+    tracing::info!(
+        listen = %config.server.listen,
+        data_dir = %config.storage.data_dir.display(),
+        api_tokens = config.auth.api_tokens.len(),
+        aircall_tokens = config.aircall.tokens.len(),
+        guesty_secret = config.guesty.secret.is_some(),
+        llm = config.llm_provider(),
+        search_backend = %config.search.backend,
+        "configuration loaded"
+    );
+}
+
+async fn serve(state: AppState) -> anyhow::Result<()> {
+    log_config(&state.config);
+    let listen = state.config.server.listen;
     // Handlers first: a SIGTERM that arrives as soon as we say we listen must still be graceful.
     use tokio::signal::unix::{SignalKind, signal};
     let terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -66,8 +127,10 @@ async fn serve(listen: SocketAddr, state: AppState) -> anyhow::Result<()> {
     // Tests and scripts read this line to find an ephemeral port.
     println!("listening on http://{local}");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shutting_down = state.shutting_down.clone();
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
         shutdown_signal(terminate, interrupt).await;
+        shutting_down.store(true, Ordering::Release);
         let _ = stop_tx.send(true);
     });
     let mut stop_rx = stop_rx;
@@ -78,7 +141,7 @@ async fn serve(listen: SocketAddr, state: AppState) -> anyhow::Result<()> {
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}; stopping anyway"),
     }
-    tracing::info!("concierge stopped");
+    tracing::info!("concierge stopped accepting requests; flushing the indexes");
     Ok(())
 }
 

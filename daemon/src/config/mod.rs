@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use layers::load;
+pub use layers::{Flags, load};
 
 /// Everything `concierge serve` reads.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -41,7 +41,10 @@ pub struct Server {
 
 impl Default for Server {
     fn default() -> Self {
-        Server { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), max_body_bytes: 1024 * 1024 }
+        Server {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -55,7 +58,9 @@ pub struct Storage {
 
 impl Default for Storage {
     fn default() -> Self {
-        Storage { data_dir: PathBuf::from("./data") }
+        Storage {
+            data_dir: PathBuf::from("./data"),
+        }
     }
 }
 
@@ -83,7 +88,10 @@ pub struct Models {
 
 impl Default for Models {
     fn default() -> Self {
-        Models { dir: PathBuf::from("models/weights"), embedder: "all-MiniLM-L6-v2".to_owned() }
+        Models {
+            dir: PathBuf::from("models/weights"),
+            embedder: "all-MiniLM-L6-v2".to_owned(),
+        }
     }
 }
 
@@ -110,7 +118,12 @@ pub struct Aircall {
 
 impl Default for Aircall {
     fn default() -> Self {
-        Aircall { tokens: Vec::new(), api_base: "https://api.aircall.io".to_owned(), api_id: None, api_token: None }
+        Aircall {
+            tokens: Vec::new(),
+            api_base: "https://api.aircall.io".to_owned(),
+            api_id: None,
+            api_token: None,
+        }
     }
 }
 
@@ -130,7 +143,12 @@ pub struct Guesty {
 
 impl Default for Guesty {
     fn default() -> Self {
-        Guesty { secret: None, api_base: "https://open-api.guesty.com".to_owned(), client_id: None, client_secret: None }
+        Guesty {
+            secret: None,
+            api_base: "https://open-api.guesty.com".to_owned(),
+            client_id: None,
+            client_secret: None,
+        }
     }
 }
 
@@ -152,7 +170,13 @@ pub struct RocketChat {
 
 impl Default for RocketChat {
     fn default() -> Self {
-        RocketChat { token: None, api_base: None, user_id: None, auth_token: None, reply_budget_ms: 8_000 }
+        RocketChat {
+            token: None,
+            api_base: None,
+            user_id: None,
+            auth_token: None,
+            reply_budget_ms: 8_000,
+        }
     }
 }
 
@@ -174,7 +198,13 @@ pub struct Llm {
 
 impl Default for Llm {
     fn default() -> Self {
-        Llm { provider: None, base_url: None, model: None, api_key: None, timeout_ms: 20_000 }
+        Llm {
+            provider: None,
+            base_url: None,
+            model: None,
+            api_key: None,
+            timeout_ms: 20_000,
+        }
     }
 }
 
@@ -194,7 +224,12 @@ pub struct Search {
 
 impl Default for Search {
     fn default() -> Self {
-        Search { backend: "local".to_owned(), rrf_k: 60.0, dense_weight: 1.0, keyword_weight: 1.0 }
+        Search {
+            backend: "local".to_owned(),
+            rrf_k: 60.0,
+            dense_weight: 1.0,
+            keyword_weight: 1.0,
+        }
     }
 }
 
@@ -235,18 +270,30 @@ impl Config {
     /// Checks what types alone cannot; the message names the key.
     pub fn validate(&self) -> Result<(), String> {
         if self.server.max_body_bytes < 1024 {
-            return Err(format!("server.max_body_bytes must be at least 1024, got {}", self.server.max_body_bytes));
+            return Err(format!(
+                "server.max_body_bytes must be at least 1024, got {}",
+                self.server.max_body_bytes
+            ));
         }
         if !matches!(self.search.backend.as_str(), "local" | "qdrant") {
-            return Err(format!("search.backend must be \"local\" or \"qdrant\", got {:?}", self.search.backend));
+            return Err(format!(
+                "search.backend must be \"local\" or \"qdrant\", got {:?}",
+                self.search.backend
+            ));
         }
         if self.search.backend == "qdrant" && self.qdrant.url.is_none() {
             return Err("search.backend = \"qdrant\" needs qdrant.url".to_owned());
         }
         if !(self.search.rrf_k.is_finite() && self.search.rrf_k >= 0.0) {
-            return Err(format!("search.rrf_k must be a non-negative number, got {}", self.search.rrf_k));
+            return Err(format!(
+                "search.rrf_k must be a non-negative number, got {}",
+                self.search.rrf_k
+            ));
         }
-        for (key, w) in [("search.dense_weight", self.search.dense_weight), ("search.keyword_weight", self.search.keyword_weight)] {
+        for (key, w) in [
+            ("search.dense_weight", self.search.dense_weight),
+            ("search.keyword_weight", self.search.keyword_weight),
+        ] {
             if !(w.is_finite() && w >= 0.0) {
                 return Err(format!("{key} must be a non-negative number, got {w}"));
             }
@@ -254,19 +301,30 @@ impl Config {
         if let Some(p) = &self.llm.provider
             && !matches!(p.as_str(), "extractive" | "openai" | "local")
         {
-            return Err(format!("llm.provider must be \"extractive\", \"openai\" or \"local\", got {p:?}"));
+            return Err(format!(
+                "llm.provider must be \"extractive\", \"openai\" or \"local\", got {p:?}"
+            ));
         }
         if let Some(secret) = &self.guesty.secret
             && !secret.starts_with("whsec_")
         {
-            return Err("guesty.secret must be the Svix signing secret, starting with \"whsec_\"".to_owned());
+            return Err(
+                "guesty.secret must be the Svix signing secret, starting with \"whsec_\""
+                    .to_owned(),
+            );
         }
-        for (key, tokens) in [("auth.api_tokens", &self.auth.api_tokens), ("aircall.tokens", &self.aircall.tokens)] {
+        for (key, tokens) in [
+            ("auth.api_tokens", &self.auth.api_tokens),
+            ("aircall.tokens", &self.aircall.tokens),
+        ] {
             if tokens.iter().any(|t| t.trim().is_empty()) {
                 return Err(format!("{key} contains an empty token"));
             }
         }
-        if self.auth.api_tokens.is_empty() && self.auth.oidc_issuer.is_none() && !self.server.listen.ip().is_loopback() {
+        if self.auth.api_tokens.is_empty()
+            && self.auth.oidc_issuer.is_none()
+            && !self.server.listen.ip().is_loopback()
+        {
             return Err(format!(
                 "server.listen is {} but no API token (auth.api_tokens) or OIDC issuer is configured: concierge only listens on loopback without authentication",
                 self.server.listen

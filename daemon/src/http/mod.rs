@@ -1,33 +1,82 @@
-//! The HTTP layer: routes that translate requests into calls and results into responses, nothing
-//! more. `app(state)` builds the router so tests can call it without a socket.
+//! The HTTP layer: routes that translate requests into engine calls and results into responses,
+//! nothing more. `app(state)` builds the router so tests can call it without a socket. One router
+//! per resource file, merged here; engine calls run on the blocking pool.
 
+mod admin;
+mod auth;
+mod documents;
+mod error;
+mod extract;
 mod health;
 mod problem;
+mod search;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use concierge_models::Embedder;
+use axum::extract::DefaultBodyLimit;
+use concierge_engine::Engine;
+
+use crate::config::Config;
+pub use error::ApiError;
 
 /// What the handlers share: one `Clone` struct of `Arc`s.
 #[derive(Clone)]
 pub struct AppState {
-    /// The sentence embedder, loaded at start.
-    pub embedder: Arc<dyn Embedder>,
+    /// The engine (store, indexes, search).
+    pub engine: Arc<Engine>,
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// Set once a shutdown signal arrived: readiness fails, new writes get 503.
+    pub shutting_down: Arc<AtomicBool>,
+    /// The embedding model's id and dimension (for readiness).
+    pub model_id: Arc<String>,
+    pub model_dim: usize,
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
-            .field("model", &self.embedder.model_id())
+            .field("data_dir", &self.config.storage.data_dir)
             .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Runs engine work on the blocking pool, so request handling never starves.
+    pub async fn blocking<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Engine) -> concierge_engine::Result<T> + Send + 'static,
+    {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(ApiError::Unavailable(
+                "the daemon is shutting down".to_owned(),
+            ));
+        }
+        let engine = self.engine.clone();
+        match tokio::task::spawn_blocking(move || work(&engine)).await {
+            Ok(result) => result.map_err(ApiError::from),
+            Err(e) => Err(ApiError::Internal(format!("engine task failed: {e}"))),
+        }
     }
 }
 
 /// The daemon's routes.
 pub fn app(state: AppState) -> Router {
+    let protected = Router::new()
+        .merge(documents::router())
+        .merge(search::router())
+        .merge(admin::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_bearer,
+        ));
     Router::new()
         .merge(health::router())
+        .merge(protected)
         .fallback(problem::not_found)
+        .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .with_state(state)
 }

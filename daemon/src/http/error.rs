@@ -1,0 +1,104 @@
+//! The one place errors become HTTP responses: an exhaustive match over the engine's errors
+//! (kept honest by the `wildcard_enum_match_arm` lint), problem+json bodies, generic 5xx bodies
+//! whose real cause is logged with the request id.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use concierge_engine::Error as EngineError;
+
+use super::problem::Problem;
+
+/// Why a request failed.
+#[derive(Debug)]
+pub enum ApiError {
+    /// The engine refused or failed.
+    Engine(EngineError),
+    /// Malformed request (bad JSON syntax, bad query string).
+    BadRequest(String),
+    /// Well-formed but not acceptable.
+    Unprocessable(String),
+    /// Missing or malformed credentials.
+    Unauthorized(&'static str),
+    /// Credentials that do not grant access (a webhook token or signature that does not match).
+    Forbidden(&'static str),
+    /// Not there.
+    NotFound(String),
+    /// Body larger than `server.max_body_bytes`.
+    TooLarge(usize),
+    /// Not `application/json`.
+    UnsupportedMediaType(String),
+    /// Shutting down.
+    Unavailable(String),
+    /// A bug or an unexpected failure: the cause is logged, not sent.
+    Internal(String),
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        ApiError::Engine(e)
+    }
+}
+
+impl ApiError {
+    fn status_and_detail(self) -> (StatusCode, String) {
+        match self {
+            ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, d),
+            ApiError::Unprocessable(d) => (StatusCode::UNPROCESSABLE_ENTITY, d),
+            ApiError::Unauthorized(d) => (StatusCode::UNAUTHORIZED, d.to_owned()),
+            ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, d.to_owned()),
+            ApiError::NotFound(d) => (StatusCode::NOT_FOUND, d),
+            ApiError::TooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than {limit} bytes"),
+            ),
+            ApiError::UnsupportedMediaType(d) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, d),
+            ApiError::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, d),
+            ApiError::Internal(cause) => internal(cause),
+            ApiError::Engine(e) => match e {
+                EngineError::InvalidInput(i) => (StatusCode::UNPROCESSABLE_ENTITY, i.to_string()),
+                EngineError::Poisoned { .. } => {
+                    tracing::error!(error = %e, "refusing a write: the store is poisoned");
+                    (StatusCode::SERVICE_UNAVAILABLE, "the store failed a durable write and refuses writes until the daemon restarts".to_owned())
+                }
+                EngineError::Closed => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the daemon is shutting down".to_owned(),
+                ),
+                EngineError::NotYetIndexed {
+                    wanted,
+                    reached,
+                    waited_ms,
+                } => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the indexes have not reached sequence {wanted} within {waited_ms} ms (they are at {reached}); retry"
+                    ),
+                ),
+                EngineError::Storage(_)
+                | EngineError::FormatVersion { .. }
+                | EngineError::ModelMismatch { .. }
+                | EngineError::Corrupt { .. }
+                | EngineError::Embedding(_)
+                | EngineError::Keyword(_)
+                | EngineError::Dense(_)
+                | EngineError::Io { .. } => internal(e.to_string()),
+                other => internal(other.to_string()),
+            },
+        }
+    }
+}
+
+fn internal(cause: String) -> (StatusCode, String) {
+    tracing::error!(error = %cause, "request failed");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error; the cause is in the daemon's log".to_owned(),
+    )
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, detail) = self.status_and_detail();
+        Problem::new(status, detail).into_response()
+    }
+}

@@ -1,0 +1,72 @@
+//! `POST /v1/search`: `{query, k, mode, filter, fusion, min_seq}` → hits with each leg's rank and
+//! score. The `[search]` configuration gives the fusion defaults.
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use concierge_engine::{Filter, Fusion, SearchMode, SearchRequest, SearchResponse};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::JsonBody;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/search", post(search))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchBody {
+    query: String,
+    #[serde(default)]
+    k: Option<usize>,
+    #[serde(default)]
+    mode: SearchMode,
+    #[serde(default)]
+    filter: Filter,
+    #[serde(default)]
+    fusion: Option<serde_json::Value>,
+    #[serde(default)]
+    min_seq: Option<u64>,
+    #[serde(default)]
+    ef: Option<usize>,
+}
+
+async fn search(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<SearchBody>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    // Fusion: the configured defaults, overridden field by field by the request.
+    let mut fusion = Fusion {
+        k: state.config.search.rrf_k,
+        dense_weight: state.config.search.dense_weight,
+        keyword_weight: state.config.search.keyword_weight,
+        ..Fusion::default()
+    };
+    if let Some(overrides) = body.fusion {
+        let mut merged =
+            serde_json::to_value(fusion).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (Some(base), serde_json::Value::Object(extra)) = (merged.as_object_mut(), overrides)
+        else {
+            return Err(ApiError::Unprocessable(
+                "fusion must be an object".to_owned(),
+            ));
+        };
+        base.extend(extra);
+        fusion = serde_json::from_value(merged)
+            .map_err(|e| ApiError::Unprocessable(format!("invalid fusion: {e}")))?;
+    }
+    let mut request = SearchRequest::new(body.query)
+        .k(body.k.unwrap_or(10))
+        .mode(body.mode)
+        .filter(body.filter);
+    request.fusion = fusion;
+    request.min_seq = body.min_seq;
+    request.ef = body.ef;
+    Ok(Json(
+        state
+            .blocking(move |engine| engine.search(&request))
+            .await?,
+    ))
+}

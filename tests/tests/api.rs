@@ -1,0 +1,183 @@
+//! The daemon's HTTP API, black-box: the real `concierge serve` with the real model on an
+//! ephemeral port — documents, search, admin, auth, errors as problem+json, graceful restarts.
+
+use concierge_tests::{Daemon, model_dir, workspace_root};
+use serde_json::{Value, json};
+
+fn start(env: &[(&str, &str)]) -> Daemon {
+    let model = model_dir();
+    Daemon::start_with_env(
+        &["--model-dir", model.to_str().expect("utf-8")],
+        env,
+        &workspace_root(),
+    )
+}
+
+fn json_of(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+fn problem(status: u16, body: &str, expected: u16) -> Value {
+    assert_eq!(status, expected, "{body}");
+    let p = json_of(body);
+    assert_eq!(p["status"], expected, "{body}");
+    assert!(
+        p["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+    p
+}
+
+#[test]
+fn a_posted_document_is_stored_searchable_and_deletable() {
+    let d = start(&[]);
+    let doc = json!({"id": "guesty:reservation:r1", "title": "Reservation r1", "text": "Late arrival, door code HMXK4Q, two guests.", "updated_at": 1_000, "metadata": {"listing": "L1"}});
+    let (status, body) = d.post_json("/v1/documents", &doc.to_string());
+    assert_eq!(status, 202, "{body}");
+    let seq = json_of(&body)["seq"].as_u64().expect("seq");
+    let (status, body) = d.get("/v1/documents/guesty:reservation:r1");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json_of(&body)["metadata"]["listing"], "L1");
+    let (status, body) = d.post_json(
+        "/v1/search",
+        &json!({"query": "HMXK4Q", "min_seq": seq, "filter": {"metadata": {"listing": "L1"}}})
+            .to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let hits = json_of(&body)["hits"].clone();
+    assert_eq!(hits[0]["document"]["id"], "guesty:reservation:r1", "{body}");
+    assert_eq!(hits[0]["keyword"]["rank"], 1);
+    let (status, body) = d.request(
+        "DELETE",
+        "/v1/documents/guesty:reservation:r1?updated_at=2000",
+        None,
+        &[],
+    );
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = d.get("/v1/documents/guesty:reservation:r1");
+    problem(status, &body, 404);
+    // A batch with an idempotency key, delivered twice, writes once.
+    let batch = json!({"documents": [{"id": "aircall:call:1", "text": "Caller asked about parking.", "updated_at": 5}], "idempotency_key": "evt-9"}).to_string();
+    let first = json_of(&d.post_json("/v1/documents", &batch).1);
+    let second = json_of(&d.post_json("/v1/documents", &batch).1);
+    assert_eq!(second["duplicate"], true);
+    assert_eq!(first["seq"], second["seq"]);
+}
+
+#[test]
+fn bad_requests_get_the_right_status_and_a_problem_body_and_change_nothing() {
+    let d = start(&[("CONCIERGE_SERVER__MAX_BODY_BYTES", "4096")]);
+    let (s, b) = d.post_json("/v1/documents", "{\"id\": ");
+    problem(s, &b, 400);
+    let (s, b) = d.request(
+        "POST",
+        "/v1/documents",
+        Some("id=1"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+    );
+    problem(s, &b, 415);
+    let big =
+        json!({"id": "aircall:call:2", "text": "x".repeat(10_000), "updated_at": 1}).to_string();
+    let (s, b) = d.post_json("/v1/documents", &big);
+    problem(s, &b, 413);
+    let (s, b) = d.post_json(
+        "/v1/documents",
+        &json!({"id": "aircall:call:3", "text": "no time"}).to_string(),
+    );
+    let p = problem(s, &b, 422);
+    assert!(
+        p["detail"].as_str().expect("detail").contains("updated_at"),
+        "{b}"
+    );
+    let (s, b) = d.post_json(
+        "/v1/documents",
+        &json!({"id": "not an id", "text": "x", "updated_at": 1}).to_string(),
+    );
+    problem(s, &b, 422);
+    let (s, b) = d.post_json("/v1/search", &json!({"query": "x", "k": 0}).to_string());
+    problem(s, &b, 422);
+    let (s, b) = d.post_json(
+        "/v1/search",
+        &json!({"query": "x", "colour": "red"}).to_string(),
+    );
+    problem(s, &b, 422);
+    let status = json_of(&d.get("/v1/admin/status").1);
+    assert_eq!(
+        status["durable_seq"], 0,
+        "a refused request wrote something: {status}"
+    );
+}
+
+#[test]
+fn with_tokens_configured_every_route_but_health_needs_a_valid_bearer_token() {
+    let d = start(&[("CONCIERGE_AUTH__API_TOKENS", "tok-1,tok-2")]);
+    assert_eq!(d.get("/healthz").0, 200);
+    assert_eq!(d.get("/readyz").0, 200);
+    let (s, b) = d.get("/v1/admin/status");
+    problem(s, &b, 401);
+    let (s, b) = d.request(
+        "GET",
+        "/v1/admin/status",
+        None,
+        &[("Authorization", "Bearer nope")],
+    );
+    problem(s, &b, 403);
+    let (s, b) = d.request(
+        "GET",
+        "/v1/admin/status",
+        None,
+        &[("Authorization", "Bearer tok-2")],
+    );
+    assert_eq!(s, 200, "{b}");
+    let doc = json!({"id": "aircall:call:1", "text": "x y z", "updated_at": 1}).to_string();
+    let (s, _) = d.request(
+        "POST",
+        "/v1/documents",
+        Some(&doc),
+        &[("Content-Type", "application/json")],
+    );
+    assert_eq!(s, 401);
+}
+
+#[test]
+fn sigterm_flushes_and_a_restart_serves_what_was_acknowledged() {
+    let keep = tempfile::tempdir().expect("tempdir");
+    // A data directory that outlives the first daemon.
+    let kept = keep.path().join("data");
+    let model = model_dir();
+    let args = [
+        "--model-dir",
+        model.to_str().expect("utf-8"),
+        "--data-dir",
+        kept.to_str().expect("utf-8"),
+    ];
+    let d = Daemon::start(&args, &workspace_root());
+    let mut last = 0;
+    for i in 0..20 {
+        let doc = json!({"id": format!("aircall:call:{i}"), "text": format!("Call {i} about the pool heater."), "updated_at": 1});
+        let (s, b) = d.post_json("/v1/documents", &doc.to_string());
+        assert_eq!(s, 202, "{b}");
+        last = json_of(&b)["seq"].as_u64().expect("seq");
+    }
+    assert!(d.terminate().success());
+    let d = Daemon::start(&args, &workspace_root());
+    let (s, b) = d.post_json(
+        "/v1/search",
+        &json!({"query": "pool heater", "k": 20, "min_seq": last, "mode": "keyword"}).to_string(),
+    );
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(json_of(&b)["hits"].as_array().expect("hits").len(), 20);
+    let status = json_of(&d.get("/v1/admin/status").1);
+    assert_eq!(status["durable_seq"], last);
+    let (s, b) = d.post_json(
+        "/v1/admin/checkpoint",
+        &json!({"name": "nightly"}).to_string(),
+    );
+    assert_eq!(s, 200, "{b}");
+    assert!(kept.join("checkpoints/nightly/store").is_dir());
+    let (s, b) = d.post_json(
+        "/v1/admin/checkpoint",
+        &json!({"name": "../escape"}).to_string(),
+    );
+    problem(s, &b, 422);
+}
