@@ -184,6 +184,46 @@ impl Engine {
             .map(|s| s.doc))
     }
 
+    /// Keeps a delivery the engine does not index (an unknown webhook event), durably, so nothing
+    /// a source sent is lost. Keyed by source and delivery key; a redelivery overwrites itself.
+    pub fn record_raw_event(&self, source: &str, key: &str, body: &[u8]) -> Result<()> {
+        if source.is_empty() || key.is_empty() || source.len() + key.len() > 1_024 {
+            return Err(crate::error::InvalidInput::Field {
+                field: "raw event",
+                reason: "source and key must be 1 to 1024 bytes together".to_owned(),
+            }
+            .into());
+        }
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put_cf(
+            &self.shared.store.cf(cf::EVENTS),
+            format!("raw\0{source}\0{key}").as_bytes(),
+            body,
+        );
+        self.shared.store.write(batch)
+    }
+
+    /// Raw events kept for `source` (key and body), oldest key first.
+    pub fn raw_events(&self, source: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let prefix = format!("raw\0{source}\0");
+        let mut out = Vec::new();
+        let iter = self.shared.store.db().iterator_cf(
+            &self.shared.store.cf(cf::EVENTS),
+            rocksdb::IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            out.push((
+                String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                v.to_vec(),
+            ));
+        }
+        Ok(out)
+    }
+
     /// Dense, keyword or hybrid search.
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
         search::search(&self.shared, request)

@@ -76,6 +76,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         shutting_down: Arc::new(AtomicBool::new(false)),
         model_id: Arc::new(model_id),
         model_dim,
+        entity_locks: Arc::new((0..64).map(|_| tokio::sync::Mutex::new(())).collect()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -48,7 +48,7 @@ struct CheckpointBody {
 /// Writes a consistent checkpoint under `<data_dir>/checkpoints/` (for backups).
 async fn checkpoint(
     State(state): State<AppState>,
-    body: axum::body::Bytes,
+    super::extract::RawBody(body): super::extract::RawBody,
 ) -> Result<Json<CheckpointInfo>, ApiError> {
     let body: CheckpointBody = if body.iter().all(u8::is_ascii_whitespace) {
         CheckpointBody::default()

@@ -58,3 +58,26 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
     })
 }
+
+/// The raw request body (webhook signatures are over the exact bytes), with our problem bodies
+/// for oversized or unreadable requests.
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl FromRequest<AppState> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let limit = state.config.server.max_body_bytes;
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|r| {
+                if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge(limit)
+                } else {
+                    ApiError::BadRequest(r.body_text())
+                }
+            })
+    }
+}

@@ -10,6 +10,7 @@ mod extract;
 mod health;
 mod problem;
 mod search;
+mod webhooks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +34,8 @@ pub struct AppState {
     /// The embedding model's id and dimension (for readiness).
     pub model_id: Arc<String>,
     pub model_dim: usize,
+    /// Serialises read-merge-write of one webhook entity (striped by document id).
+    pub entity_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -44,6 +47,15 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// The lock stripe of a document id, held across a webhook's read-merge-write.
+    pub async fn entity_lock(&self, doc_id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        doc_id.hash(&mut h);
+        let stripe = (h.finish() % self.entity_locks.len().max(1) as u64) as usize;
+        self.entity_locks[stripe].lock().await
+    }
+
     /// Runs engine work on the blocking pool, so request handling never starves.
     pub async fn blocking<T, F>(&self, work: F) -> Result<T, ApiError>
     where
@@ -75,6 +87,7 @@ pub fn app(state: AppState) -> Router {
         ));
     Router::new()
         .merge(health::router())
+        .merge(webhooks::router())
         .merge(protected)
         .fallback(problem::not_found)
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))

@@ -1,0 +1,179 @@
+//! `POST /v1/webhooks/aircall` and `POST /v1/webhooks/guesty`: verify, map to a document merged
+//! with the stored one, write durably, then answer 202 `{id, seq}`. Unknown events are kept raw
+//! (202 `{kept: "raw"}`). Redeliveries are idempotent (Aircall: event + call + time; Guesty: the
+//! `svix-id`). Writes to one entity are serialised so two events of one call cannot lose a merge.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::post;
+use axum::{Json, Router};
+use concierge_engine::IngestRequest;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::matches_any;
+use super::error::ApiError;
+use super::extract::{RawBody, parse};
+use crate::webhooks::{Action, aircall, guesty, svix};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/webhooks/aircall", post(aircall_hook))
+        .route("/v1/webhooks/guesty", post(guesty_hook))
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "expected Content-Type: application/json, got {ct:?}"
+        )))
+    }
+}
+
+async fn aircall_hook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require_json(&headers)?;
+    let envelope: aircall::Envelope = parse(&body)?;
+    if state.config.aircall.tokens.is_empty() {
+        return Err(ApiError::Forbidden(
+            "no Aircall webhook token is configured (aircall.tokens)",
+        ));
+    }
+    if !matches_any(&envelope.token, &state.config.aircall.tokens) {
+        return Err(ApiError::Forbidden("the webhook token is not accepted"));
+    }
+    let key = envelope.idempotency_key();
+    let Some(call_id) = envelope.call_id() else {
+        // Not a call event (transcription.created, contacts, users, ...): kept, not indexed.
+        tracing::info!(event = %envelope.event, "aircall event kept raw");
+        state
+            .blocking(move |engine| engine.record_raw_event("aircall", &key, &body))
+            .await?;
+        return Ok((StatusCode::ACCEPTED, Json(json!({"kept": "raw"}))));
+    };
+    let doc_id = aircall::call_doc_id(call_id);
+    let _guard = state.entity_lock(&doc_id).await;
+    let lookup = doc_id.clone();
+    let stored = state.blocking(move |engine| engine.get(&lookup)).await?;
+    match aircall::action(&envelope, stored.as_ref()).map_err(ApiError::Unprocessable)? {
+        Action::Upsert(doc) => {
+            let id = doc.id.clone();
+            let receipt = state
+                .blocking(move |engine| {
+                    engine.ingest(IngestRequest::upsert(doc).with_idempotency_key(key))
+                })
+                .await?;
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"id": id, "seq": receipt.seq, "duplicate": receipt.duplicate})),
+            ))
+        }
+        Action::KeepRaw { reason } => {
+            tracing::info!(event = %envelope.event, %reason, "aircall event kept raw");
+            state
+                .blocking(move |engine| engine.record_raw_event("aircall", &key, &body))
+                .await?;
+            Ok((StatusCode::ACCEPTED, Json(json!({"kept": "raw"}))))
+        }
+    }
+}
+
+async fn guesty_hook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Some(secret) = state.config.guesty.secret.as_deref() else {
+        return Err(ApiError::Forbidden(
+            "no Guesty webhook secret is configured (guesty.secret)",
+        ));
+    };
+    let key = svix::key_of(secret).ok_or(ApiError::Internal(
+        "guesty.secret is not valid base64 after whsec_".to_owned(),
+    ))?;
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    svix::verify(
+        &key,
+        h("svix-id"),
+        h("svix-timestamp"),
+        h("svix-signature"),
+        &body,
+        now,
+    )
+    .map_err(|e| match e {
+        svix::SvixError::MissingHeader(_) => ApiError::Unauthorized(
+            "missing Svix signature headers (svix-id, svix-timestamp, svix-signature)",
+        ),
+        svix::SvixError::BadTimestamp | svix::SvixError::StaleTimestamp => ApiError::Forbidden(
+            "the svix-timestamp is missing, malformed or more than 5 minutes from now",
+        ),
+        svix::SvixError::NoMatch => ApiError::Forbidden("no svix-signature matches the body"),
+    })?;
+    require_json(&headers)?;
+    let delivery = h("svix-id").unwrap_or_default().to_owned();
+    let delivered_ms = h("svix-timestamp")
+        .and_then(|t| t.parse::<i64>().ok())
+        .unwrap_or(now)
+        * 1_000;
+    let payload: Value = parse(&body)?;
+    let target = guesty::target(&payload).map_err(ApiError::Unprocessable)?;
+    let Some(doc_id) = target else {
+        let event = payload
+            .get("event")
+            .and_then(|e| e.as_str())
+            .unwrap_or("?")
+            .to_owned();
+        tracing::info!(%event, "guesty event kept raw");
+        state
+            .blocking(move |engine| engine.record_raw_event("guesty", &delivery, &body))
+            .await?;
+        return Ok((StatusCode::ACCEPTED, Json(json!({"kept": "raw"}))));
+    };
+    let _guard = state.entity_lock(&doc_id).await;
+    let lookup = doc_id.clone();
+    let stored = state.blocking(move |engine| engine.get(&lookup)).await?;
+    match guesty::action(&payload, stored.as_ref(), delivered_ms)
+        .map_err(ApiError::Unprocessable)?
+    {
+        Action::Upsert(doc) => {
+            let id = doc.id.clone();
+            let receipt = state
+                .blocking(move |engine| {
+                    engine.ingest(
+                        IngestRequest::upsert(doc)
+                            .with_idempotency_key(format!("guesty:{delivery}")),
+                    )
+                })
+                .await?;
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"id": id, "seq": receipt.seq, "duplicate": receipt.duplicate})),
+            ))
+        }
+        Action::KeepRaw { .. } => {
+            state
+                .blocking(move |engine| engine.record_raw_event("guesty", &delivery, &body))
+                .await?;
+            Ok((StatusCode::ACCEPTED, Json(json!({"kept": "raw"}))))
+        }
+    }
+}
