@@ -181,3 +181,46 @@ fn sigterm_flushes_and_a_restart_serves_what_was_acknowledged() {
     );
     problem(s, &b, 422);
 }
+
+#[test]
+fn every_path_of_the_openapi_document_is_served_and_metrics_count_requests() {
+    let d = start(&[]);
+    let (s, b) = d.get("/openapi.json");
+    assert_eq!(s, 200, "{b}");
+    let doc = json_of(&b);
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 12);
+    for (path, methods) in paths {
+        for method in methods.as_object().expect("methods").keys() {
+            let concrete = path.replace("{id}", "aircall:call:1");
+            let body = (method != "get" && method != "delete").then_some("{}");
+            let headers: &[(&str, &str)] = &[("Content-Type", "application/json")];
+            let (status, b) = d.request(&method.to_uppercase(), &concrete, body, headers);
+            assert!(
+                !(status == 404 && b.contains("no route for")),
+                "{method} {path} is documented but not served: {b}"
+            );
+            assert_ne!(
+                status, 405,
+                "{method} {path} is documented but not served: {b}"
+            );
+        }
+    }
+    let (s, metrics) = d.get("/metrics");
+    assert_eq!(s, 200);
+    assert!(
+        metrics.contains(
+            "concierge_http_requests_total{route=\"/v1/search\",method=\"POST\",status=\"422\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("concierge_http_request_duration_seconds_bucket{route=\"/openapi.json\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("concierge_consumer_lag")
+            && metrics.contains("concierge_index_chunks{index=\"dense\"}"),
+        "{metrics}"
+    );
+}

@@ -77,6 +77,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         model_id: Arc::new(model_id),
         model_dim,
         entity_locks: Arc::new((0..64).map(|_| tokio::sync::Mutex::new(())).collect()),
+        metrics: Arc::new(crate::http::Metrics::default()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

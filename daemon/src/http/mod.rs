@@ -8,6 +8,7 @@ mod documents;
 mod error;
 mod extract;
 mod health;
+mod metrics;
 mod problem;
 mod search;
 mod webhooks;
@@ -21,6 +22,7 @@ use concierge_engine::Engine;
 
 use crate::config::Config;
 pub use error::ApiError;
+pub use metrics::Metrics;
 
 /// What the handlers share: one `Clone` struct of `Arc`s.
 #[derive(Clone)]
@@ -36,6 +38,8 @@ pub struct AppState {
     pub model_dim: usize,
     /// Serialises read-merge-write of one webhook entity (striped by document id).
     pub entity_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
+    /// Request counters and latency histograms.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -75,12 +79,24 @@ impl AppState {
     }
 }
 
+/// The OpenAPI document of these routes (kept next to them; a test checks it lists every route).
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+}
+
 /// The daemon's routes.
 pub fn app(state: AppState) -> Router {
     let protected = Router::new()
         .merge(documents::router())
         .merge(search::router())
         .merge(admin::router())
+        .merge(metrics::router())
+        .route("/openapi.json", axum::routing::get(openapi))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer,
@@ -90,6 +106,10 @@ pub fn app(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(protected)
         .fallback(problem::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .with_state(state)
 }
