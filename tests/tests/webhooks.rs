@@ -286,3 +286,97 @@ fn bad_proofs_and_bad_bodies_are_refused_and_change_nothing() {
         "a refused webhook wrote something: {status}"
     );
 }
+
+fn call_event(i: u64) -> String {
+    let mut v = json_of(&read("aircall-call.ended.json"));
+    v["data"]["id"] = json!(1_000_000 + i);
+    v["timestamp"] = json!(1_767_225_840 + i as i64);
+    v["data"]["raw_digits"] = json!(format!("+33 6 00 00 {i:04}"));
+    v.to_string()
+}
+
+fn restart_on(data: &std::path::Path) -> Daemon {
+    let model = model_dir();
+    Daemon::start_with_env(
+        &["--model-dir", model.to_str().expect("utf-8"), "--data-dir", data.to_str().expect("utf-8")],
+        &[("CONCIERGE_AIRCALL__TOKENS", AIRCALL_TOKEN)],
+        &workspace_root(),
+    )
+}
+
+#[test]
+fn every_webhook_acknowledged_before_a_sigkill_is_searchable_after_restart() {
+    let keep = tempfile::tempdir().expect("tempdir");
+    let data = keep.path().join("data");
+    let d = restart_on(&data);
+    let address = d.address.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sender = std::thread::spawn(move || {
+        for i in 0..10_000u64 {
+            let body = call_event(i);
+            let r = std::panic::catch_unwind(|| concierge_tests::http_request(&address, "POST", "/v1/webhooks/aircall", Some(&body), &[("Content-Type", "application/json")]));
+            match r {
+                Ok((202, b)) => {
+                    if tx.send((1_000_000 + i, json_of(&b)["seq"].as_u64().unwrap_or(0))).is_err() {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        }
+    });
+    let mut acked = Vec::new();
+    while acked.len() < 150 {
+        acked.push(rx.recv_timeout(std::time::Duration::from_secs(60)).expect("acknowledgements keep coming"));
+    }
+    d.kill();
+    let _ = sender.join();
+    acked.extend(rx.try_iter());
+    let d = restart_on(&data);
+    let last = acked.iter().map(|(_, s)| *s).max().expect("some");
+    for (call, _) in &acked {
+        let (s, b) = d.get(&format!("/v1/documents/aircall:call:{call}"));
+        assert_eq!(s, 200, "call {call} was acknowledged but is gone after SIGKILL: {b}");
+    }
+    let (call, _) = acked.last().expect("some");
+    let digits = format!("{:04}", call - 1_000_000);
+    let (s, b) = d.post_json("/v1/search", &json!({"query": format!("+33 6 00 00 {digits}"), "k": 1, "mode": "keyword", "min_seq": last}).to_string());
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(json_of(&b)["hits"][0]["document"]["id"], format!("aircall:call:{call}"), "{b}");
+}
+
+#[test]
+fn sigterm_drains_in_flight_webhooks_and_exits_cleanly() {
+    let keep = tempfile::tempdir().expect("tempdir");
+    let data = keep.path().join("data");
+    let d = restart_on(&data);
+    let address = d.address.clone();
+    let workers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let address = address.clone();
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                for i in 0..2_000u64 {
+                    let n = w * 10_000 + i;
+                    let body = call_event(n);
+                    match std::panic::catch_unwind(|| concierge_tests::http_request(&address, "POST", "/v1/webhooks/aircall", Some(&body), &[("Content-Type", "application/json")])) {
+                        Ok((202, _)) => acked.push(1_000_000 + n),
+                        Ok((503, _)) => {}
+                        Ok((other, b)) => panic!("unexpected {other} during shutdown: {b}"),
+                        Err(_) => break, // the listener closed
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let status = d.terminate();
+    assert!(status.success(), "{status:?}");
+    let acked: Vec<u64> = workers.into_iter().flat_map(|w| w.join().expect("worker")).collect();
+    assert!(!acked.is_empty());
+    let d = restart_on(&data);
+    for call in &acked {
+        assert_eq!(d.get(&format!("/v1/documents/aircall:call:{call}")).0, 200, "call {call} acknowledged before SIGTERM is missing");
+    }
+}
