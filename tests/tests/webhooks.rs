@@ -298,7 +298,12 @@ fn call_event(i: u64) -> String {
 fn restart_on(data: &std::path::Path) -> Daemon {
     let model = model_dir();
     Daemon::start_with_env(
-        &["--model-dir", model.to_str().expect("utf-8"), "--data-dir", data.to_str().expect("utf-8")],
+        &[
+            "--model-dir",
+            model.to_str().expect("utf-8"),
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+        ],
         &[("CONCIERGE_AIRCALL__TOKENS", AIRCALL_TOKEN)],
         &workspace_root(),
     )
@@ -314,10 +319,21 @@ fn every_webhook_acknowledged_before_a_sigkill_is_searchable_after_restart() {
     let sender = std::thread::spawn(move || {
         for i in 0..10_000u64 {
             let body = call_event(i);
-            let r = std::panic::catch_unwind(|| concierge_tests::http_request(&address, "POST", "/v1/webhooks/aircall", Some(&body), &[("Content-Type", "application/json")]));
+            let r = std::panic::catch_unwind(|| {
+                concierge_tests::http_request(
+                    &address,
+                    "POST",
+                    "/v1/webhooks/aircall",
+                    Some(&body),
+                    &[("Content-Type", "application/json")],
+                )
+            });
             match r {
                 Ok((202, b)) => {
-                    if tx.send((1_000_000 + i, json_of(&b)["seq"].as_u64().unwrap_or(0))).is_err() {
+                    if tx
+                        .send((1_000_000 + i, json_of(&b)["seq"].as_u64().unwrap_or(0)))
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -327,7 +343,10 @@ fn every_webhook_acknowledged_before_a_sigkill_is_searchable_after_restart() {
     });
     let mut acked = Vec::new();
     while acked.len() < 150 {
-        acked.push(rx.recv_timeout(std::time::Duration::from_secs(60)).expect("acknowledgements keep coming"));
+        acked.push(
+            rx.recv_timeout(std::time::Duration::from_secs(60))
+                .expect("acknowledgements keep coming"),
+        );
     }
     d.kill();
     let _ = sender.join();
@@ -336,13 +355,20 @@ fn every_webhook_acknowledged_before_a_sigkill_is_searchable_after_restart() {
     let last = acked.iter().map(|(_, s)| *s).max().expect("some");
     for (call, _) in &acked {
         let (s, b) = d.get(&format!("/v1/documents/aircall:call:{call}"));
-        assert_eq!(s, 200, "call {call} was acknowledged but is gone after SIGKILL: {b}");
+        assert_eq!(
+            s, 200,
+            "call {call} was acknowledged but is gone after SIGKILL: {b}"
+        );
     }
     let (call, _) = acked.last().expect("some");
     let digits = format!("{:04}", call - 1_000_000);
     let (s, b) = d.post_json("/v1/search", &json!({"query": format!("+33 6 00 00 {digits}"), "k": 1, "mode": "keyword", "min_seq": last}).to_string());
     assert_eq!(s, 200, "{b}");
-    assert_eq!(json_of(&b)["hits"][0]["document"]["id"], format!("aircall:call:{call}"), "{b}");
+    assert_eq!(
+        json_of(&b)["hits"][0]["document"]["id"],
+        format!("aircall:call:{call}"),
+        "{b}"
+    );
 }
 
 #[test]
@@ -359,7 +385,15 @@ fn sigterm_drains_in_flight_webhooks_and_exits_cleanly() {
                 for i in 0..2_000u64 {
                     let n = w * 10_000 + i;
                     let body = call_event(n);
-                    match std::panic::catch_unwind(|| concierge_tests::http_request(&address, "POST", "/v1/webhooks/aircall", Some(&body), &[("Content-Type", "application/json")])) {
+                    match std::panic::catch_unwind(|| {
+                        concierge_tests::http_request(
+                            &address,
+                            "POST",
+                            "/v1/webhooks/aircall",
+                            Some(&body),
+                            &[("Content-Type", "application/json")],
+                        )
+                    }) {
                         Ok((202, _)) => acked.push(1_000_000 + n),
                         Ok((503, _)) => {}
                         Ok((other, b)) => panic!("unexpected {other} during shutdown: {b}"),
@@ -373,10 +407,17 @@ fn sigterm_drains_in_flight_webhooks_and_exits_cleanly() {
     std::thread::sleep(std::time::Duration::from_millis(800));
     let status = d.terminate();
     assert!(status.success(), "{status:?}");
-    let acked: Vec<u64> = workers.into_iter().flat_map(|w| w.join().expect("worker")).collect();
+    let acked: Vec<u64> = workers
+        .into_iter()
+        .flat_map(|w| w.join().expect("worker"))
+        .collect();
     assert!(!acked.is_empty());
     let d = restart_on(&data);
     for call in &acked {
-        assert_eq!(d.get(&format!("/v1/documents/aircall:call:{call}")).0, 200, "call {call} acknowledged before SIGTERM is missing");
+        assert_eq!(
+            d.get(&format!("/v1/documents/aircall:call:{call}")).0,
+            200,
+            "call {call} acknowledged before SIGTERM is missing"
+        );
     }
 }

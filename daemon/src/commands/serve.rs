@@ -128,6 +128,7 @@ async fn serve(state: AppState) -> anyhow::Result<()> {
     tracing::info!(address = %local, "concierge listening");
     // Tests and scripts read this line to find an ephemeral port.
     println!("listening on http://{local}");
+    tokio::spawn(crate::http::resume_transcript_fetches(state.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shutting_down = state.shutting_down.clone();
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {

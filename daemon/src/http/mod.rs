@@ -12,6 +12,7 @@ mod metrics;
 mod problem;
 mod search;
 mod webhooks;
+pub use webhooks::resume_transcript_fetches;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -14,7 +14,7 @@ use super::AppState;
 use super::auth::matches_any;
 use super::error::ApiError;
 use super::extract::{RawBody, parse};
-use crate::webhooks::{Action, aircall, guesty, svix};
+use crate::webhooks::{Action, aircall, guesty, svix, transcripts};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -58,6 +58,17 @@ async fn aircall_hook(
         return Err(ApiError::Forbidden("the webhook token is not accepted"));
     }
     let key = envelope.idempotency_key();
+    if let Some(call_id) = envelope.transcription_call_id() {
+        let event_ms = envelope.timestamp.saturating_mul(1_000);
+        state
+            .blocking(move |engine| engine.record_raw_event("aircall", &key, &body))
+            .await?;
+        spawn_transcript_fetch(state, call_id, event_ms);
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"kept": "raw", "transcript": "fetching"})),
+        ));
+    }
     let Some(call_id) = envelope.call_id() else {
         // Not a call event (transcription.created, contacts, users, ...): kept, not indexed.
         tracing::info!(event = %envelope.event, "aircall event kept raw");
@@ -175,5 +186,91 @@ async fn guesty_hook(
                 .await?;
             Ok((StatusCode::ACCEPTED, Json(json!({"kept": "raw"}))))
         }
+    }
+}
+
+/// Fetches a call's transcript in the background and merges it into the call's document. A
+/// failure is logged; the kept event makes the next start try again.
+pub fn spawn_transcript_fetch(state: AppState, call_id: i64, event_ms: i64) {
+    let aircall = &state.config.aircall;
+    let (Some(api_id), Some(api_token)) = (aircall.api_id.clone(), aircall.api_token.clone())
+    else {
+        tracing::warn!(
+            call_id,
+            "a transcript is ready but aircall.api_id / aircall.api_token are not configured; the event is kept"
+        );
+        return;
+    };
+    let api = transcripts::AircallApi {
+        base: aircall.api_base.clone(),
+        api_id,
+        api_token,
+    };
+    tokio::spawn(async move {
+        let fetched = tokio::task::spawn_blocking(move || {
+            api.fetch(call_id, std::time::Duration::from_millis(500))
+        })
+        .await;
+        let transcription = match fetched {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                tracing::error!(call_id, error = %e, "giving up on an Aircall transcript until the next start");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(call_id, error = %e, "the transcript fetch task failed");
+                return;
+            }
+        };
+        let doc_id = aircall::call_doc_id(call_id);
+        let _guard = state.entity_lock(&doc_id).await;
+        let lookup = doc_id.clone();
+        let result = async {
+            let stored = state.blocking(move |engine| engine.get(&lookup)).await?;
+            let doc = aircall::with_transcript(call_id, stored.as_ref(), &transcription, event_ms)
+                .map_err(ApiError::Unprocessable)?;
+            state
+                .blocking(move |engine| engine.ingest(IngestRequest::upsert(doc)))
+                .await
+        }
+        .await;
+        match result {
+            Ok(receipt) => {
+                tracing::info!(call_id, seq = receipt.seq, "transcript added to its call")
+            }
+            Err(e) => tracing::error!(call_id, error = ?e, "storing a transcript failed"),
+        }
+    });
+}
+
+/// At start: fetch the transcripts of kept `transcription.created` events whose call has none yet
+/// (the daemon stopped before the fetch ended, or the API failed).
+pub async fn resume_transcript_fetches(state: AppState) {
+    let pending = state
+        .blocking(|engine| {
+            let mut out = Vec::new();
+            for (_, body) in engine.raw_events("aircall")? {
+                let Ok(envelope) = serde_json::from_slice::<aircall::Envelope>(&body) else {
+                    continue;
+                };
+                if let Some(call_id) = envelope.transcription_call_id() {
+                    let has = engine
+                        .get(&aircall::call_doc_id(call_id))?
+                        .is_some_and(|d| d.metadata.contains_key("transcript_ms"));
+                    if !has {
+                        out.push((call_id, envelope.timestamp.saturating_mul(1_000)));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await;
+    match pending {
+        Ok(list) => {
+            for (call_id, event_ms) in list {
+                spawn_transcript_fetch(state.clone(), call_id, event_ms);
+            }
+        }
+        Err(e) => tracing::error!(error = ?e, "scanning kept Aircall events"),
     }
 }

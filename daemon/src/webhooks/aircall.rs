@@ -53,6 +53,17 @@ impl Envelope {
         format!("aircall:{}:{id}:{}", self.event, self.timestamp)
     }
 
+    /// The call a `transcription.created` event is about.
+    pub fn transcription_call_id(&self) -> Option<i64> {
+        if self.event != "transcription.created" {
+            return None;
+        }
+        self.data
+            .get("call_id")
+            .or_else(|| self.data.get("id"))
+            .and_then(Value::as_i64)
+    }
+
     /// The call this event updates, if it is a call event.
     pub fn call_id(&self) -> Option<i64> {
         if !CALL_EVENTS.contains(&self.event.as_str()) {
@@ -82,6 +93,43 @@ pub fn action(envelope: &Envelope, stored: Option<&Document>) -> Result<Action, 
     let event_ms = envelope.timestamp.saturating_mul(1_000);
     let patch = call_fields(&envelope.data);
     Ok(Action::Upsert(merged(call_id, stored, patch, event_ms)?))
+}
+
+/// A transcript fetched from the Aircall API (`{"transcription": {"content": {"utterances":
+/// [...]}}}`), merged into its call's document. The transcript has its own clock, so call events
+/// and the transcript never overwrite each other.
+pub fn with_transcript(
+    call_id: i64,
+    stored: Option<&Document>,
+    transcription: &Value,
+    event_ms: i64,
+) -> Result<Document, String> {
+    let utterances = transcription
+        .pointer("/transcription/content/utterances")
+        .and_then(Value::as_array)
+        .ok_or("the transcription has no content.utterances")?;
+    let lines: Vec<Value> = utterances
+        .iter()
+        .filter_map(|u| {
+            let t = text(u, &["text"])?;
+            let who = match text(u, &["participant_type"]) {
+                Some("internal") => "Agent",
+                Some("external") => "Caller",
+                _ => "Speaker",
+            };
+            Some(Value::from(format!("{who}: {t}")))
+        })
+        .collect();
+    let mut patch = Map::new();
+    patch.insert("transcript".into(), Value::Array(lines));
+    patch.insert("call_id".into(), Value::from(call_id));
+    let stored_meta = stored.map(|d| d.metadata.clone()).unwrap_or_default();
+    let meta = merge_fields(&stored_meta, patch, event_ms, "transcript_ms");
+    render(
+        call_id,
+        meta,
+        stored.map_or(event_ms, |d| d.updated_at.max(event_ms)),
+    )
 }
 
 fn call_fields(data: &Value) -> Map<String, Value> {

@@ -7,6 +7,7 @@
 pub mod aircall;
 pub mod guesty;
 pub mod svix;
+pub mod transcripts;
 
 use serde_json::{Map, Value};
 
