@@ -17,7 +17,10 @@ const TOKEN: &str = "wh_tok_fixture_3f9c2a7b81";
 
 /// A fake Aircall API: answers the first request with 429, then serves the fixture transcript
 /// to requests with the right Basic credentials. Records the requests it saw.
-fn fake_aircall() -> (String, Arc<Mutex<Vec<(String, u16)>>>) {
+/// Requests a fake server saw: (path, status it answered).
+type Seen = Arc<Mutex<Vec<(String, u16)>>>;
+
+fn fake_aircall() -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let seen = Arc::new(Mutex::new(Vec::new()));
