@@ -11,6 +11,8 @@ mod ann;
 mod corpus;
 mod cpu_time;
 mod embed;
+mod http_client;
+mod load;
 mod peer;
 mod progress;
 mod svg;
@@ -35,6 +37,9 @@ enum Command {
     /// Dense index recall/throughput on real MiniLM vectors beside brute force and hnswlib, and the
     /// engine at the same scale (ingest, hybrid latency, restart).
     Ann(ann::AnnArgs),
+    /// Webhook load on the real daemon: acknowledgements per second and latency at fixed rates,
+    /// acknowledgement to searchable, search over HTTP, resident memory.
+    Load(load::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +58,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Embed(args) => embed::run(&args),
         Command::Ann(args) => ann::run(&args),
+        Command::Load(args) => load::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
