@@ -64,6 +64,10 @@ struct Report {
     rss_after_mb: f64,
 }
 
+/// One request: latency from its scheduled time (ms), acknowledged?, and for sampled ones the
+/// acknowledgement time and sequence.
+type Outcome = (f64, bool, Option<(Instant, u64)>);
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -154,8 +158,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
         let total = (u64::from(rate) * args.seconds) as usize;
         let progress = Progress::new(total, &format!("{rate} req/s"));
         let next = Arc::new(AtomicUsize::new(0));
-        let results: Arc<Mutex<Vec<(f64, bool, Option<(Instant, u64)>)>>> =
-            Arc::new(Mutex::new(Vec::with_capacity(total)));
+        let results: Arc<Mutex<Vec<Outcome>>> = Arc::new(Mutex::new(Vec::with_capacity(total)));
         let start = Instant::now() + Duration::from_millis(50);
         std::thread::scope(|s| {
             for _ in 0..args.connections {
