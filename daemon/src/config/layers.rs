@@ -387,6 +387,20 @@ mod tests {
     }
 
     #[test]
+    fn an_oidc_issuer_is_refused_until_jwt_verification_exists() {
+        let err = load(
+            &Flags::default(),
+            env(&[(
+                "CONCIERGE_AUTH__OIDC_ISSUER",
+                "https://sso.example.com/realms/ops",
+            )]),
+        )
+        .expect_err("refused")
+        .to_string();
+        assert!(err.contains("auth.oidc_issuer"), "{err}");
+    }
+
+    #[test]
     fn listening_beyond_loopback_needs_a_token() {
         let err = load(
             &Flags {

@@ -321,12 +321,12 @@ impl Config {
                 return Err(format!("{key} contains an empty token"));
             }
         }
-        if self.auth.api_tokens.is_empty()
-            && self.auth.oidc_issuer.is_none()
-            && !self.server.listen.ip().is_loopback()
-        {
+        if self.auth.oidc_issuer.is_some() || self.auth.oidc_audience.is_some() {
+            return Err("auth.oidc_issuer / auth.oidc_audience: JWT verification is not available in this version yet; use auth.api_tokens".to_owned());
+        }
+        if self.auth.api_tokens.is_empty() && !self.server.listen.ip().is_loopback() {
             return Err(format!(
-                "server.listen is {} but no API token (auth.api_tokens) or OIDC issuer is configured: concierge only listens on loopback without authentication",
+                "server.listen is {} but no API token (auth.api_tokens) is configured: concierge only listens on loopback without authentication",
                 self.server.listen
             ));
         }
