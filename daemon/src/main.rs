@@ -7,6 +7,7 @@
 mod commands;
 mod config;
 mod http;
+mod verify;
 mod webhooks;
 
 use std::process::ExitCode;

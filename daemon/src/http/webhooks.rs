@@ -4,42 +4,22 @@
 //! `svix-id`). Writes to one entity are serialised so two events of one call cannot lose a merge.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use concierge_engine::IngestRequest;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::matches_any;
 use super::error::ApiError;
-use super::extract::{RawBody, parse};
+use super::extract::{RawBody, parse, require_json};
+use crate::verify::matches_any;
 use crate::webhooks::{Action, aircall, guesty, svix, transcripts};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/webhooks/aircall", post(aircall_hook))
         .route("/v1/webhooks/guesty", post(guesty_hook))
-}
-
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence == "application/json" || essence.ends_with("+json") {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType(format!(
-            "expected Content-Type: application/json, got {ct:?}"
-        )))
-    }
 }
 
 async fn aircall_hook(

@@ -91,13 +91,7 @@ pub fn verify(
         let Ok(given) = STANDARD.decode(b64) else {
             continue;
         };
-        if given.len() == expected.len() {
-            let diff = given
-                .iter()
-                .zip(expected.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            matched |= diff == 0;
-        }
+        matched |= crate::verify::constant_time_eq(&given, &expected);
     }
     if matched {
         Ok(())
