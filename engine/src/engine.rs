@@ -87,7 +87,29 @@ impl Engine {
     /// older than the change log are rebuilt in the background from stored vectors; searches
     /// use the other leg meanwhile. Open never waits for a rebuild.
     pub fn open(config: EngineConfig, embedder: Arc<dyn Embedder>) -> Result<Engine> {
+        let query_embedder = embedder.clone();
+        Engine::open_with_query_embedder(config, embedder, query_embedder)
+    }
+
+    /// [`Engine::open`] with a second embedder for search queries (the same model on its own
+    /// threads, e.g. `BertEmbedder::with_own_pool`), so a query never waits behind an indexing
+    /// batch on the indexer's embedder.
+    pub fn open_with_query_embedder(
+        config: EngineConfig,
+        embedder: Arc<dyn Embedder>,
+        query_embedder: Arc<dyn Embedder>,
+    ) -> Result<Engine> {
         config.validate()?;
+        if query_embedder.model_id() != embedder.model_id()
+            || query_embedder.dim() != embedder.dim()
+        {
+            return Err(Error::ModelMismatch {
+                stored: embedder.model_id().to_owned(),
+                stored_dim: embedder.dim(),
+                configured: query_embedder.model_id().to_owned(),
+                configured_dim: query_embedder.dim(),
+            });
+        }
         let stamp = ModelStamp {
             id: embedder.model_id().to_owned(),
             dim: embedder.dim(),
@@ -104,6 +126,7 @@ impl Engine {
             store,
             Sequencer::new(last),
             embedder,
+            query_embedder,
             config,
             chunking,
         ));

@@ -214,7 +214,7 @@ pub(crate) fn search(shared: &Shared, req: &SearchRequest) -> Result<SearchRespo
     let mut chunk_of: HashMap<(bool, String), u64> = HashMap::new();
     if let Some(d) = &dense {
         let vector = shared
-            .embedder
+            .query_embedder
             .embed(&[req.query.as_str()])?
             .into_iter()
             .next()

@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub store: Store,
     pub sequencer: Sequencer,
     pub embedder: Arc<dyn Embedder>,
+    /// Embeds search queries (its own pool, so a query never waits behind an indexing batch).
+    pub query_embedder: Arc<dyn Embedder>,
     pub config: EngineConfig,
     pub chunking: ChunkingConfig,
     pub dense: RwLock<Option<Arc<DenseIndex>>>,
@@ -60,6 +62,7 @@ impl Shared {
         store: Store,
         sequencer: Sequencer,
         embedder: Arc<dyn Embedder>,
+        query_embedder: Arc<dyn Embedder>,
         config: EngineConfig,
         chunking: ChunkingConfig,
     ) -> Self {
@@ -67,6 +70,7 @@ impl Shared {
             store,
             sequencer,
             embedder,
+            query_embedder,
             config,
             chunking,
             dense: RwLock::new(None),

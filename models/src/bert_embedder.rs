@@ -6,6 +6,7 @@
 //! sorted by length and padded to their longest text, then mean pooling and L2 normalisation.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -30,7 +31,8 @@ enum Encoder {
 /// Cheap to share: wrap it in an `Arc` and call [`Embedder::embed`] from any thread; the forward
 /// passes run on the embedder's own pool of [`EmbedderConfig::threads`] threads.
 pub struct BertEmbedder {
-    encoder: Encoder,
+    /// Shared with embedders made by [`BertEmbedder::with_own_pool`] (weights loaded once).
+    encoder: Arc<Encoder>,
     tokenizer: EmbeddingTokenizer,
     pool: rayon::ThreadPool,
     device: Device,
@@ -49,7 +51,7 @@ impl std::fmt::Debug for BertEmbedder {
             .field("batch_size", &self.batch_size)
             .field(
                 "backend",
-                &match self.encoder {
+                &match *self.encoder {
                     Encoder::Native(_) => Backend::Native,
                     Encoder::Candle(_) => Backend::CandleBert,
                 },
@@ -100,7 +102,7 @@ impl BertEmbedder {
             .thread_name(|i| format!("embed-{i}"))
             .build()?;
         let embedder = Self {
-            encoder,
+            encoder: Arc::new(encoder),
             tokenizer,
             pool,
             device,
@@ -117,6 +119,31 @@ impl BertEmbedder {
             "embedder loaded"
         );
         Ok(embedder)
+    }
+
+    /// Another embedder over the same weights (no second copy in memory) with its own pool of
+    /// `threads` threads: work on one never queues behind work on the other. The daemon gives
+    /// queries their own, so a search never waits for the indexer's batch to finish.
+    pub fn with_own_pool(&self, threads: usize) -> Result<BertEmbedder, ModelError> {
+        let config = EmbedderConfig {
+            threads,
+            batch_size: self.batch_size,
+            ..EmbedderConfig::default()
+        };
+        config.validate()?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("embed-q{i}"))
+            .build()?;
+        Ok(BertEmbedder {
+            encoder: Arc::clone(&self.encoder),
+            tokenizer: self.tokenizer.clone(),
+            pool,
+            device: self.device.clone(),
+            batch_size: self.batch_size,
+            dim: self.dim,
+            model_id: self.model_id.clone(),
+        })
     }
 
     /// One forward pass of candle's `BertModel` over texts already tokenised, padded to the
@@ -140,7 +167,7 @@ impl BertEmbedder {
             .iter()
             .map(|text| self.tokenizer.encode(text))
             .collect::<Result<Vec<_>, _>>()?;
-        match &self.encoder {
+        match &*self.encoder {
             Encoder::Native(forward) => {
                 // No padding, so no sorting: consecutive texts, bounded in count and tokens.
                 let mut out = Vec::with_capacity(texts.len());

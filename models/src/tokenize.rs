@@ -12,7 +12,7 @@ use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStr
 use crate::ModelError;
 
 /// A tokenizer set up for embedding: truncation at `max_tokens`, no padding of its own.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct EmbeddingTokenizer {
     inner: Tokenizer,
     /// The same tokenizer without truncation, for counting.

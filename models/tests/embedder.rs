@@ -275,3 +275,21 @@ fn a_directory_without_the_model_says_how_to_fetch_it() {
     assert!(matches!(err, ModelError::MissingFile { .. }), "{err:?}");
     assert!(err.to_string().contains("models/fetch.sh"));
 }
+
+#[test]
+fn an_embedder_with_its_own_pool_shares_the_weights_and_gives_the_same_vectors() {
+    let base = embedder();
+    let other = base.with_own_pool(2).expect("a second pool");
+    let texts = [
+        "Late check-in after midnight.",
+        "The boiler needs a technician.",
+    ];
+    let a = base.embed(&texts).expect("embed");
+    let b = other.embed(&texts).expect("embed");
+    assert_eq!(a, b);
+    assert_eq!(
+        (other.dim(), other.model_id()),
+        (base.dim(), base.model_id())
+    );
+    assert!(base.with_own_pool(0).is_err(), "zero threads is refused");
+}

@@ -224,3 +224,26 @@ fn every_path_of_the_openapi_document_is_served_and_metrics_count_requests() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_search_does_not_wait_for_the_indexer_to_finish_its_embedding_batch() {
+    let d = start(&[]);
+    let docs: Vec<Value> = (0..400)
+        .map(|i| json!({"id": format!("aircall:call:{i}"), "text": format!("Guest {i} asked about the boiler, the parking garage, a late checkout and fresh towels. ").repeat(4), "updated_at": 1}))
+        .collect();
+    let (s, b) = d.post_json("/v1/documents", &json!({"documents": docs}).to_string());
+    assert_eq!(s, 202, "{b}");
+    // The indexer is now embedding hundreds of ~100-token chunks (seconds of work on one core).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let (s, b) = d.post_json(
+        "/v1/search",
+        &json!({"query": "boiler repair", "k": 5}).to_string(),
+    );
+    assert_eq!(s, 200, "{b}");
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "a search waited {took:?} behind the indexer"
+    );
+}

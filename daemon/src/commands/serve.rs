@@ -60,9 +60,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         },
     )?;
     let (model_id, model_dim) = (embedder.model_id().to_owned(), embedder.dim());
-    let engine = Engine::open(
+    // Queries get their own pool over the same weights: a search never waits for an indexing batch.
+    let query_embedder = embedder.with_own_pool(1)?;
+    let engine = Engine::open_with_query_embedder(
         EngineConfig::new(&config.storage.data_dir),
         Arc::new(embedder),
+        Arc::new(query_embedder),
     )
     .with_context(|| {
         format!(
