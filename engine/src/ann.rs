@@ -144,19 +144,7 @@ mod tests {
         let mut exact = BruteForce::new(dim);
         let mut items = Vec::new();
         for i in 0..200u64 {
-            let mut x = i
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let v: Vec<f32> = (0..dim)
-                .map(|_| {
-                    x = x
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-                })
-                .collect();
-            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            let v: Vec<f32> = v.into_iter().map(|x| x / n).collect();
+            let v = crate::dense::unit(i, dim);
             exact.push(i, &v);
             items.push((i, v));
         }
