@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use concierge_engine::{Engine, SearchMode, SearchRequest};
+use concierge_engine::{Engine, IngestRequest, Operation, SearchMode, SearchRequest};
 
 use super::common::{CountingEmbedder, SENTENCES, config, doc, open, put, wait_indexed};
 
@@ -117,18 +117,29 @@ fn a_graph_with_too_many_tombstones_is_rebuilt_in_the_background() {
     let engine = Engine::open(c, CountingEmbedder::new(None)).expect("opens");
     fill(&engine);
     wait_indexed(&engine);
-    // Rewrite half the documents: their old chunks become tombstones.
-    for (i, s) in SENTENCES.iter().enumerate().take(SENTENCES.len() / 2) {
-        put(
-            &engine,
-            doc(
+    // Rewrite half the documents in one batch, so the indexer applies them together: their old
+    // chunks become tombstones (8 of 25 points, past the 0.2 threshold) and the rebuild that
+    // follows starts from a store that already holds every update. (One write per document
+    // could start the rebuild half-way and leave a few tombstones below the threshold.)
+    let updates = SENTENCES
+        .iter()
+        .enumerate()
+        .take(SENTENCES.len() / 2)
+        .map(|(i, s)| {
+            Operation::Upsert(doc(
                 &format!("aircall:call:{i}"),
                 "",
                 &format!("{s} Updated."),
                 2,
-            ),
-        );
-    }
+            ))
+        })
+        .collect();
+    engine
+        .ingest(IngestRequest {
+            operations: updates,
+            idempotency_key: None,
+        })
+        .expect("ingest");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = engine.status().expect("status");
