@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::indexer::{CheckpointInfo, INDEXER, Indexer, Request};
 use crate::ingest::{self, IngestReceipt, IngestRequest};
 use crate::keyword::KeywordIndex;
+use crate::metrics::EngineMetrics;
 use crate::search::{self, SearchRequest, SearchResponse};
 use crate::shared::{IndexState, Shared};
 use crate::store::{ModelStamp, Store, cf, meta_key};
@@ -255,6 +256,11 @@ impl Engine {
     /// Every change up to this sequence is durable.
     pub fn durable_seq(&self) -> u64 {
         self.shared.sequencer.durable()
+    }
+
+    /// Acknowledged-to-searchable times and the indexer's embedding throughput, since open.
+    pub fn metrics(&self) -> EngineMetrics {
+        self.shared.metrics.snapshot()
     }
 
     /// Lag, index states and dead letters.

@@ -153,7 +153,9 @@ pub(crate) fn process(shared: &Shared, entries: &[ChangeEntry], targets: &[Targe
     }
     if !missing.is_empty() {
         let texts: Vec<&str> = missing.iter().map(|(_, _, t)| t.as_str()).collect();
+        let started = Instant::now();
         let vectors = shared.embedder.embed(&texts)?;
+        shared.metrics.embedded(texts.len(), started.elapsed());
         for ((wi, ci, _), v) in missing.iter().zip(vectors) {
             work[*wi].new[*ci].1 = Some(v);
         }
@@ -418,6 +420,16 @@ impl Indexer {
         self.persist(false)
     }
 
+    /// Times the acknowledged writes both indexes now serve.
+    fn record_searchable(&self) {
+        if let (Some(d), Some(k)) = (self.shared.dense(), self.shared.keyword()) {
+            let through = d.seq().min(k.committed_seq());
+            self.shared
+                .metrics
+                .searchable_through(through, Instant::now());
+        }
+    }
+
     fn targets(&self) -> Vec<Target> {
         let mut t = Vec::new();
         if let Some(d) = self.shared.dense() {
@@ -591,6 +603,7 @@ impl Indexer {
             self.last_commit = Instant::now();
             self.shared.notify_progress();
         }
+        self.record_searchable();
         if let Some(d) = self.shared.dense()
             && d.seq() > self.dense_dumped
             && (force

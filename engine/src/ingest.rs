@@ -269,6 +269,11 @@ pub(crate) fn ingest(shared: &Shared, request: IngestRequest) -> Result<IngestRe
         if writes > 0 || request.idempotency_key.is_some() {
             shared.store.write(batch)?;
         }
+        if writes > 0 {
+            shared
+                .metrics
+                .acknowledged(first + writes - 1, std::time::Instant::now());
+        }
         Ok(receipt)
     })();
     if writes > 0 {

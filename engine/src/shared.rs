@@ -13,6 +13,7 @@ use crate::chunking::ChunkingConfig;
 use crate::config::EngineConfig;
 use crate::dense::DenseIndex;
 use crate::keyword::KeywordIndex;
+use crate::metrics::Recorder;
 use crate::store::Store;
 
 /// Number of lock stripes ingest uses to keep writes to one document (or idempotency key)
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     /// Signalled whenever an index includes more of the log.
     progress: (Mutex<u64>, Condvar),
     pub last_error: Mutex<Option<String>>,
+    /// Acknowledged-to-searchable times and embedding throughput.
+    pub metrics: Recorder,
 }
 
 impl std::fmt::Debug for Shared {
@@ -81,6 +84,7 @@ impl Shared {
             stop: AtomicBool::new(false),
             progress: (Mutex::new(0), Condvar::new()),
             last_error: Mutex::new(None),
+            metrics: Recorder::new(),
         }
     }
 

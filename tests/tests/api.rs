@@ -247,3 +247,60 @@ fn a_search_does_not_wait_for_the_indexer_to_finish_its_embedding_batch() {
         "a search waited {took:?} behind the indexer"
     );
 }
+
+/// The value of an unlabelled series in a Prometheus text page.
+fn series(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+#[test]
+fn metrics_time_each_acknowledged_write_until_searchable_and_count_embedding_work() {
+    let d = start(&[]);
+    let docs: Vec<Value> = (0..3)
+        .map(|i| json!({"id": format!("aircall:call:m{i}"), "text": format!("Guest {i} asked for a late checkout."), "updated_at": 1}))
+        .collect();
+    for doc in &docs {
+        let (s, b) = d.post_json("/v1/documents", &doc.to_string());
+        assert_eq!(s, 202, "{b}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let metrics = loop {
+        let (s, metrics) = d.get("/metrics");
+        assert_eq!(s, 200);
+        if series(&metrics, "concierge_ingest_to_searchable_seconds_count") == Some(3.0) {
+            break metrics;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "three writes were never timed: {metrics}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let sum = series(&metrics, "concierge_ingest_to_searchable_seconds_sum").expect("sum");
+    assert!(sum > 0.0 && sum < 90.0, "{metrics}");
+    assert_eq!(
+        series(
+            &metrics,
+            "concierge_ingest_to_searchable_seconds_bucket{le=\"+Inf\"}"
+        ),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        series(&metrics, "concierge_embedded_chunks_total"),
+        Some(3.0),
+        "one chunk per short document: {metrics}"
+    );
+    assert!(
+        series(&metrics, "concierge_embedding_seconds_total").is_some_and(|s| s > 0.0),
+        "{metrics}"
+    );
+    assert!(
+        series(&metrics, "concierge_embedding_batches_total").is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+}

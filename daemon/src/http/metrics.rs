@@ -1,6 +1,7 @@
 //! `GET /metrics`: Prometheus text exposition, written by hand (no registry crate): request counts
 //! and latency histograms per route, method and status; the engine's durable sequence, consumer
-//! lag, index sizes and states, and dead letters, read at scrape time.
+//! lag, index sizes and states, dead letters, acknowledged-to-searchable latency and embedding
+//! throughput, read at scrape time.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,20 +15,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use concierge_engine::{EngineMetrics, Histogram};
+
 use super::AppState;
 use super::error::ApiError;
 
 /// Latency histogram bucket bounds, in seconds.
-const BUCKETS: [f64; 12] = [
+const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
-
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    total: u64,
-}
 
 /// The request metrics, shared by all handlers.
 #[derive(Debug, Default)]
@@ -38,18 +34,12 @@ pub struct Metrics {
 
 impl Metrics {
     fn observe(&self, route: String, method: String, status: u16, seconds: f64) {
-        let mut map = self
-            .requests
+        self.requests
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let h = map.entry((route, method, status)).or_default();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                h.counts[i] += 1;
-            }
-        }
-        h.sum += seconds;
-        h.total += 1;
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((route, method, status))
+            .or_insert_with(|| Histogram::new(BUCKETS))
+            .observe(seconds);
     }
 
     fn render(&self, out: &mut String) {
@@ -63,36 +53,76 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "concierge_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {}",
-                h.total
+                h.count()
             );
         }
         out.push_str("# HELP concierge_http_request_duration_seconds HTTP request latency.\n# TYPE concierge_http_request_duration_seconds histogram\n");
         for ((route, method, status), h) in &map {
             let labels = format!("route=\"{route}\",method=\"{method}\",status=\"{status}\"");
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "concierge_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {}",
-                    h.counts[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "concierge_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.total
-            );
-            let _ = writeln!(
-                out,
-                "concierge_http_request_duration_seconds_sum{{{labels}}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "concierge_http_request_duration_seconds_count{{{labels}}} {}",
-                h.total
-            );
+            write_histogram(out, "concierge_http_request_duration_seconds", &labels, h);
         }
     }
+}
+
+/// One histogram's `_bucket`, `_sum` and `_count` lines (`labels` without braces, may be empty).
+fn write_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    for (bound, n) in h.buckets() {
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+        h.count()
+    );
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(out, "{name}_sum{braces} {}", h.sum());
+    let _ = writeln!(out, "{name}_count{braces} {}", h.count());
+}
+
+/// The engine's acknowledged-to-searchable histogram and embedding counters.
+fn render_engine(out: &mut String, m: &EngineMetrics) {
+    out.push_str("# HELP concierge_ingest_to_searchable_seconds From an acknowledged write to both indexes serving it.\n# TYPE concierge_ingest_to_searchable_seconds histogram\n");
+    write_histogram(
+        out,
+        "concierge_ingest_to_searchable_seconds",
+        "",
+        &m.searchable,
+    );
+    let counter = |out: &mut String, name: &str, help: &str, value: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    };
+    counter(
+        out,
+        "concierge_ingest_untimed_writes_total",
+        "Acknowledged writes not timed (too many waited at once).",
+        m.untimed_writes as f64,
+    );
+    counter(
+        out,
+        "concierge_embedded_chunks_total",
+        "Chunks the indexer embedded; rate() over concierge_embedding_seconds_total is the throughput.",
+        m.embedded_chunks as f64,
+    );
+    counter(
+        out,
+        "concierge_embedding_batches_total",
+        "Embedding calls the indexer made.",
+        m.embedding_batches as f64,
+    );
+    counter(
+        out,
+        "concierge_embedding_seconds_total",
+        "Seconds the indexer spent embedding.",
+        m.embedding_seconds,
+    );
 }
 
 /// Middleware: times every request under its route template (not the raw path: ids would explode
@@ -121,7 +151,10 @@ pub fn router() -> Router<AppState> {
 async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
     let mut out = String::new();
     state.metrics.render(&mut out);
-    let status = state.blocking(|engine| engine.status()).await?;
+    let (status, engine_metrics) = state
+        .blocking(|engine| Ok((engine.status()?, engine.metrics())))
+        .await?;
+    render_engine(&mut out, &engine_metrics);
     let gauge = |out: &mut String, name: &str, help: &str, value: f64| {
         let _ = writeln!(
             out,
