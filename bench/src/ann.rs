@@ -5,21 +5,21 @@
 //! Corpus: real English sentences (see `corpus`), embedded once with the real model and cached
 //! under `bench/data/cache/`. Queries are held-out sentences; ground truth is the exact top-10.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use concierge_engine::{
-    AnnIndex, BruteForce, Document, Engine, EngineConfig, HnswParams, IndexState, IngestRequest,
-    Operation, SearchMode, SearchRequest,
+    AnnIndex, BruteForce, Document, Engine, EngineConfig, HnswParams, IngestRequest, Operation,
+    SearchMode, SearchRequest,
 };
-use concierge_models::{BertEmbedder, Embedder, EmbedderConfig, ModelError};
+use concierge_models::{BertEmbedder, Embedder, EmbedderConfig};
 use serde::Serialize;
 
 use crate::corpus;
+use crate::corpus_vectors::{CachedEmbedder, vectors, wait_ready};
 use crate::progress::Progress;
 use crate::svg::{Series, line_chart};
 
@@ -123,36 +123,6 @@ fn bar(len: usize, what: &str) -> Progress {
     Progress::new(len, what)
 }
 
-/// The corpus's vectors, from the cache or embedded now.
-fn vectors(
-    args: &AnnArgs,
-    texts: &[String],
-    embedder: &BertEmbedder,
-) -> anyhow::Result<Vec<Vec<f32>>> {
-    std::fs::create_dir_all(&args.cache)
-        .with_context(|| format!("creating {}", args.cache.display()))?;
-    let path = args.cache.join(format!(
-        "{}-{}-{}.f32",
-        embedder.model_id(),
-        texts.len(),
-        corpus::digest(texts)
-    ));
-    if path.is_file() {
-        eprintln!("vectors: cached in {}", path.display());
-        return corpus::read_f32(&path, embedder.dim());
-    }
-    let pb = bar(texts.len(), "embedding");
-    let mut out = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(256) {
-        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        out.extend(embedder.embed(&refs)?);
-        pb.inc(chunk.len() as u64);
-    }
-    pb.finish();
-    corpus::write_f32(&path, &out)?;
-    Ok(out)
-}
-
 fn recall(found: &[Vec<u64>], truth: &[Vec<u64>]) -> f64 {
     let hit: usize = found
         .iter()
@@ -174,7 +144,7 @@ pub fn run(args: &AnnArgs) -> anyhow::Result<()> {
             ..EmbedderConfig::default()
         },
     )?;
-    let all = vectors(args, &texts, &embedder)?;
+    let all = vectors(&args.cache, &texts, &embedder)?;
     let dim = embedder.dim();
     let (base, queries) = all.split_at(args.count);
 
@@ -386,64 +356,6 @@ fn run_hnswlib(
     })
 }
 
-/// The real embedder, answering from the precomputed corpus vectors when it can (the corpus was
-/// embedded by this same model moments ago; embedding speed has its own benchmark).
-struct CachedEmbedder {
-    inner: BertEmbedder,
-    cache: HashMap<String, Vec<f32>>,
-}
-
-impl Embedder for CachedEmbedder {
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
-        let missing: Vec<&str> = texts
-            .iter()
-            .copied()
-            .filter(|t| !self.cache.contains_key(*t))
-            .collect();
-        let mut fresh = self.inner.embed(&missing)?.into_iter();
-        Ok(texts
-            .iter()
-            .map(|t| {
-                self.cache
-                    .get(*t)
-                    .cloned()
-                    .or_else(|| fresh.next())
-                    .unwrap_or_default()
-            })
-            .collect())
-    }
-    fn dim(&self) -> usize {
-        self.inner.dim()
-    }
-    fn model_id(&self) -> &str {
-        self.inner.model_id()
-    }
-    fn max_tokens(&self) -> usize {
-        self.inner.max_tokens()
-    }
-    fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {
-        self.inner.count_tokens(text)
-    }
-}
-
-fn wait_ready(engine: &Engine, pb: Option<&Progress>) -> anyhow::Result<()> {
-    loop {
-        let s = engine.status()?;
-        let want = engine.durable_seq();
-        if let Some(pb) = pb {
-            pb.set_position(s.dense.seq.unwrap_or(0).min(s.keyword.seq.unwrap_or(0)));
-        }
-        if s.dense.state == IndexState::Ready
-            && s.keyword.state == IndexState::Ready
-            && s.dense.seq >= Some(want)
-            && s.keyword.seq >= Some(want)
-        {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn engine_at_scale(
     args: &AnnArgs,
     texts: &[String],
@@ -451,12 +363,11 @@ fn engine_at_scale(
     queries: &[String],
 ) -> anyhow::Result<EngineReport> {
     let dir = tempfile::tempdir_in(args.cache.parent().unwrap_or(Path::new(".")))?;
-    let cache: HashMap<String, Vec<f32>> =
-        texts.iter().cloned().zip(base.iter().cloned()).collect();
-    let embedder = Arc::new(CachedEmbedder {
-        inner: BertEmbedder::load(&args.model_dir, &EmbedderConfig::default())?,
-        cache,
-    });
+    let embedder = Arc::new(CachedEmbedder::new(
+        BertEmbedder::load(&args.model_dir, &EmbedderConfig::default())?,
+        texts,
+        base,
+    ));
     let mut config = EngineConfig::new(dir.path());
     config.hnsw = HnswParams {
         m: args.m,

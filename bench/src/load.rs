@@ -3,17 +3,15 @@
 //! not hidden by a stalled client), the time from acknowledgement to searchable in both indexes,
 //! search latency over HTTP, and the daemon's resident memory.
 
-use std::io::BufRead;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::daemon_process::{DaemonProcess, percentile};
 use crate::http_client::Connection;
 use crate::progress::Progress;
 
@@ -70,24 +68,6 @@ struct Report {
 /// acknowledgement time and sequence.
 type Outcome = (f64, bool, Option<(Instant, u64)>);
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 fn webhook(n: u64, sentence: &str) -> String {
     json!({
         "resource": "call", "event": "call.commented", "timestamp": 1_767_225_900 + n as i64, "token": TOKEN,
@@ -99,37 +79,15 @@ fn webhook(n: u64, sentence: &str) -> String {
 }
 
 pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
-    let exe = std::env::current_exe()?
-        .parent()
-        .map(|p| p.join("concierge"))
-        .context("locating target/<profile>/concierge")?;
-    anyhow::ensure!(
-        exe.is_file(),
-        "{} is not built: cargo build --workspace --bins",
-        exe.display()
-    );
     let data = tempfile::tempdir()?;
-    let mut child = Command::new(&exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path().join("data"))
-        .arg("--model-dir")
-        .arg(&args.model_dir)
-        .env("CONCIERGE_AIRCALL__TOKENS", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting concierge serve")?;
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    let address = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .context("no listening line")?
-        .to_owned();
-    let pid = child.id();
+    let daemon = DaemonProcess::start(
+        &data.path().join("data"),
+        &args.model_dir,
+        &[("CONCIERGE_AIRCALL__TOKENS", TOKEN)],
+    )?;
+    let address = daemon.address.clone();
     std::thread::sleep(Duration::from_millis(500));
-    let rss_idle_mb = rss_mb(pid);
+    let rss_idle_mb = daemon.rss_mb();
     let sentences = crate::texts::short_texts(512);
 
     // Watch the indexes: (time, sequence both legs include).
@@ -285,11 +243,8 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v["durable_seq"].as_u64())
         .unwrap_or(0);
-    let rss_after_mb = rss_mb(pid);
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
+    let rss_after_mb = daemon.rss_mb();
+    daemon.stop()?;
 
     let report = Report {
         rows,

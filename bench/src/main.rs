@@ -6,15 +6,20 @@
 //!   (`bench/peers/onnx_embed.py`, optional: skipped with a message when it cannot run).
 //! - `ann`: recall@10 against queries/s of the dense index on real MiniLM vectors, beside exact
 //!   brute force and hnswlib (`bench/peers/hnswlib_ann.py`), and the whole engine at that scale.
+//! - `load`: open-loop webhook load on the real daemon (acknowledgement latency, searchable lag).
+//! - `scale`: the real daemon at 100k chunks (restart, memory, search over HTTP vs in-process).
 
 mod ann;
 mod corpus;
+mod corpus_vectors;
 mod cpu_time;
+mod daemon_process;
 mod embed;
 mod http_client;
 mod load;
 mod peer;
 mod progress;
+mod scale;
 mod svg;
 mod texts;
 
@@ -40,6 +45,9 @@ enum Command {
     /// Webhook load on the real daemon: acknowledgements per second and latency at fixed rates,
     /// acknowledgement to searchable, search over HTTP, resident memory.
     Load(load::LoadArgs),
+    /// The real daemon at scale (100k chunks by default): restart to ready, resident memory,
+    /// search over HTTP per mode beside the same queries in-process.
+    Scale(scale::ScaleArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +67,7 @@ fn main() -> ExitCode {
         Command::Embed(args) => embed::run(&args),
         Command::Ann(args) => ann::run(&args),
         Command::Load(args) => load::run(&args),
+        Command::Scale(args) => scale::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
