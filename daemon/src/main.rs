@@ -4,9 +4,11 @@
 //! (`concierge-models`, `concierge-engine`). `main` maps failures to exit codes that mean something:
 //! 1 for a runtime failure, 2 for bad usage (clap's), 3 when the model files are not installed.
 
+mod answers;
 mod commands;
 mod config;
 mod http;
+mod rocketchat;
 mod verify;
 mod webhooks;
 

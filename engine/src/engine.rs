@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::sync::mpsc::{Sender, channel};
 use std::thread::JoinHandle;
 
-use concierge_models::Embedder;
+use concierge_models::{Embedder, Generator};
 use serde::Serialize;
 
+use crate::answer::{self, Answer, AnswerEvent, AskRequest};
 use crate::changelog::{self, DeadLetter, Sequencer};
 use crate::chunking::ChunkingConfig;
 use crate::config::EngineConfig;
@@ -256,6 +257,18 @@ impl Engine {
     /// Every change up to this sequence is durable.
     pub fn durable_seq(&self) -> u64 {
         self.shared.sequencer.durable()
+    }
+
+    /// Answers a question from the stored documents with `generator` (and `fallback` if it
+    /// fails), streaming checked text to `on_event`. See [`Answer`].
+    pub fn ask(
+        &self,
+        request: &AskRequest,
+        generator: &dyn Generator,
+        fallback: Option<&dyn Generator>,
+        on_event: &mut dyn FnMut(AnswerEvent<'_>),
+    ) -> Result<Answer> {
+        answer::ask(&self.shared, request, generator, fallback, on_event)
     }
 
     /// Acknowledged-to-searchable times and the indexer's embedding throughput, since open.

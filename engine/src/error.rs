@@ -54,6 +54,9 @@ pub enum Error {
     /// Embedding failed.
     #[error("embedding failed: {0}")]
     Embedding(#[from] concierge_models::ModelError),
+    /// The answer generator (and its fallback, if any) failed.
+    #[error("answer generation failed: {0}")]
+    Generation(concierge_models::ModelError),
     /// The keyword index (tantivy) failed.
     #[error("keyword index error: {0}")]
     Keyword(#[from] tantivy::TantivyError),

@@ -29,9 +29,11 @@
 //! ```
 
 mod ann;
+mod answer;
 mod changelog;
 mod chunk_store;
 mod chunking;
+mod citations;
 mod config;
 mod dense;
 mod dense_snapshot;
@@ -50,6 +52,7 @@ mod shared;
 mod store;
 
 pub use ann::{AnnIndex, BruteForce};
+pub use answer::{Answer, AnswerEvent, AnswerTimings, AskRequest, MAX_PASSAGES, Source};
 pub use changelog::{ChangeEntry, ChangeKind, DeadLetter};
 pub use chunking::ChunkingConfig;
 pub use config::EngineConfig;

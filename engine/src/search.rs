@@ -168,6 +168,16 @@ pub struct SearchResponse {
 }
 
 pub(crate) fn search(shared: &Shared, req: &SearchRequest) -> Result<SearchResponse> {
+    search_with_vector(shared, req, None).map(|(response, _)| response)
+}
+
+/// A search that embeds the query only when `query_vector` is `None`; returns the vector it
+/// used (if the dense leg ran), for callers that compare it with other chunks.
+pub(crate) fn search_with_vector(
+    shared: &Shared,
+    req: &SearchRequest,
+    query_vector: Option<Vec<f32>>,
+) -> Result<(SearchResponse, Option<Vec<f32>>)> {
     let started = Instant::now();
     let meta_terms = req.validate()?;
     let wants_dense = matches!(req.mode, SearchMode::Hybrid | SearchMode::Dense);
@@ -212,19 +222,19 @@ pub(crate) fn search(shared: &Shared, req: &SearchRequest) -> Result<SearchRespo
     let leg_k = (req.k * 3).clamp(30, 300);
     let mut dense_list: Vec<(String, f32)> = Vec::new();
     let mut chunk_of: HashMap<(bool, String), u64> = HashMap::new();
+    let mut used_vector = None;
     if let Some(d) = &dense {
-        let vector = shared
-            .query_embedder
-            .embed(&[req.query.as_str()])?
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Dense("the embedder returned no vector".to_owned()))?;
+        let vector = match query_vector {
+            Some(v) => v,
+            None => embed_query(shared, &req.query)?,
+        };
         let ef = req.ef.unwrap_or(d.params().ef_search);
         let fetch = |ids: &[u64]| chunk_store::vectors(&shared.store, ids, d.dim());
         for hit in d.search(&vector, leg_k, ef, &req.filter, &meta_terms, &fetch)? {
             chunk_of.insert((true, hit.doc_id.to_string()), hit.chunk_id);
             dense_list.push((hit.doc_id.to_string(), hit.score));
         }
+        used_vector = Some(vector);
     }
     let mut keyword_list: Vec<(String, f32)> = Vec::new();
     if let Some(k) = &keyword {
@@ -287,11 +297,24 @@ pub(crate) fn search(shared: &Shared, req: &SearchRequest) -> Result<SearchRespo
             break;
         }
     }
-    Ok(SearchResponse {
-        hits,
-        degraded,
-        took_ms: started.elapsed().as_secs_f64() * 1e3,
-    })
+    Ok((
+        SearchResponse {
+            hits,
+            degraded,
+            took_ms: started.elapsed().as_secs_f64() * 1e3,
+        },
+        used_vector,
+    ))
+}
+
+/// The query's vector, from the query embedder (its own pool).
+pub(crate) fn embed_query(shared: &Shared, query: &str) -> Result<Vec<f32>> {
+    shared
+        .query_embedder
+        .embed(&[query])?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Dense("the embedder returned no vector".to_owned()))
 }
 
 fn hit_chunk(

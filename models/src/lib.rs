@@ -2,7 +2,9 @@
 //!
 //! This crate owns turning text into vectors: the [`Embedder`] trait and its candle implementation,
 //! [`BertEmbedder`], which reproduces sentence-transformers' `all-MiniLM-L6-v2` (mean pooling over
-//! the attention mask, then L2 normalisation). The answer generators join it in a later step.
+//! the attention mask, then L2 normalisation); and writing answers: the [`Generator`] trait over a
+//! grounded [`Prompt`], with [`OpenAiGenerator`] (any OpenAI-compatible API) and
+//! [`ExtractiveGenerator`] (no LLM: the passages' most relevant sentences, cited).
 //!
 //! It does not download anything: `models/fetch.sh` puts the weights in `models/weights/`, checked
 //! against `models/manifest.toml`, and [`BertEmbedder::load`] reads them from a directory.
@@ -22,6 +24,7 @@ mod bert_forward;
 mod candle_threads;
 mod embedder;
 mod error;
+mod generate;
 mod model_dir;
 mod pooling;
 mod tokenize;
@@ -29,5 +32,9 @@ mod tokenize;
 pub use bert_embedder::BertEmbedder;
 pub use candle_threads::confine_candle_elementwise_threads;
 pub use embedder::{Backend, Embedder, EmbedderConfig};
-pub use error::ModelError;
+pub use error::{LlmError, ModelError};
+pub use generate::{
+    ChatMessage, ExtractiveGenerator, Generator, OpenAiConfig, OpenAiGenerator, Passage, Prompt,
+    Role, SYSTEM_INSTRUCTIONS,
+};
 pub use model_dir::ModelDir;

@@ -4,6 +4,10 @@
 //! Binaries come from the same target directory as the test binary (`target/debug/`); the README's
 //! test command builds them first (`cargo build --workspace --bins`).
 
+mod fake_http;
+
+pub use fake_http::{FakeRequest, FakeResponse, FakeServer};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -15,6 +15,7 @@ use anyhow::Context;
 use concierge_engine::{Engine, EngineConfig};
 use concierge_models::{BertEmbedder, Embedder, EmbedderConfig};
 
+use crate::answers::Answerer;
 use crate::config::{self, Config};
 use crate::http::{AppState, app};
 
@@ -61,11 +62,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     )?;
     let (model_id, model_dim) = (embedder.model_id().to_owned(), embedder.dim());
     // Queries get their own pool over the same weights: a search never waits for an indexing batch.
-    let query_embedder = embedder.with_own_pool(1)?;
+    let query_embedder: Arc<dyn Embedder> = Arc::new(embedder.with_own_pool(1)?);
+    let answerer = Arc::new(Answerer::from_config(&config, query_embedder.clone())?);
     let engine = Engine::open_with_query_embedder(
         EngineConfig::new(&config.storage.data_dir),
         Arc::new(embedder),
-        Arc::new(query_embedder),
+        query_embedder,
     )
     .with_context(|| {
         format!(
@@ -81,6 +83,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         model_dim,
         entity_locks: Arc::new((0..64).map(|_| tokio::sync::Mutex::new(())).collect()),
         metrics: Arc::new(crate::http::Metrics::default()),
+        answerer,
+        questions: Arc::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -132,6 +136,8 @@ async fn serve(state: AppState) -> anyhow::Result<()> {
     // Tests and scripts read this line to find an ephemeral port.
     println!("listening on http://{local}");
     tokio::spawn(crate::http::resume_transcript_fetches(state.clone()));
+    let answerer = state.answerer.clone();
+    tokio::task::spawn_blocking(move || answerer.check_model());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shutting_down = state.shutting_down.clone();
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {

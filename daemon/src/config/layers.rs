@@ -213,7 +213,7 @@ fn section<T: DeserializeOwned>(tree: &BTreeMap<String, Value>, name: &str) -> a
 /// Deserialises section by section so that an error names its section.
 fn deserialize(tree: Table) -> anyhow::Result<Config> {
     let tree: BTreeMap<String, Value> = tree.into_iter().collect();
-    const SECTIONS: [&str; 11] = [
+    const SECTIONS: [&str; 12] = [
         "server",
         "storage",
         "auth",
@@ -222,6 +222,7 @@ fn deserialize(tree: Table) -> anyhow::Result<Config> {
         "guesty",
         "rocketchat",
         "llm",
+        "answers",
         "search",
         "qdrant",
         "firestore",
@@ -241,6 +242,7 @@ fn deserialize(tree: Table) -> anyhow::Result<Config> {
         guesty: section(&tree, "guesty")?,
         rocketchat: section(&tree, "rocketchat")?,
         llm: section(&tree, "llm")?,
+        answers: section(&tree, "answers")?,
         search: section(&tree, "search")?,
         qdrant: section(&tree, "qdrant")?,
         firestore: section(&tree, "firestore")?,

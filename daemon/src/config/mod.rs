@@ -24,6 +24,7 @@ pub struct Config {
     pub guesty: Guesty,
     pub rocketchat: RocketChat,
     pub llm: Llm,
+    pub answers: Answers,
     pub search: Search,
     pub qdrant: Qdrant,
     pub firestore: Firestore,
@@ -208,6 +209,41 @@ impl Default for Llm {
     }
 }
 
+/// `[answers]`: how `/v1/ask` and the RocketChat bot answer (an extension of DESIGN.md §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Answers {
+    /// Passages retrieved per question (1..=20).
+    pub passages: usize,
+    /// Passages less similar to the question (cosine of the embeddings) are not used; with none
+    /// left the answer says it does not know.
+    pub min_similarity: f32,
+    /// Longest answer, in tokens (LLM generators).
+    pub max_tokens: u32,
+    /// Link to an Aircall call, `{id}` replaced by the call id.
+    pub aircall_call_link: String,
+    /// Link to a Guesty reservation, `{id}` replaced by the reservation id.
+    pub guesty_reservation_link: String,
+    /// Link to a Guesty listing, `{id}` replaced by the listing id.
+    pub guesty_listing_link: String,
+    /// Link to a Guesty guest conversation, `{id}` replaced by the conversation id.
+    pub guesty_conversation_link: String,
+}
+
+impl Default for Answers {
+    fn default() -> Self {
+        Answers {
+            passages: 5,
+            min_similarity: 0.3,
+            max_tokens: 400,
+            aircall_call_link: "https://dashboard.aircall.io/conversations/{id}".to_owned(),
+            guesty_reservation_link: "https://app.guesty.com/reservations/{id}".to_owned(),
+            guesty_listing_link: "https://app.guesty.com/properties/{id}".to_owned(),
+            guesty_conversation_link: "https://app.guesty.com/inbox/{id}".to_owned(),
+        }
+    }
+}
+
 /// `[search]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -304,6 +340,39 @@ impl Config {
             return Err(format!(
                 "llm.provider must be \"extractive\", \"openai\" or \"local\", got {p:?}"
             ));
+        }
+        if !(1..=concierge_engine::MAX_PASSAGES).contains(&self.answers.passages) {
+            return Err(format!(
+                "answers.passages must be within 1..={}, got {}",
+                concierge_engine::MAX_PASSAGES,
+                self.answers.passages
+            ));
+        }
+        if !(self.answers.min_similarity.is_finite()
+            && (-1.0..=1.0).contains(&self.answers.min_similarity))
+        {
+            return Err(format!(
+                "answers.min_similarity must be within -1..=1, got {}",
+                self.answers.min_similarity
+            ));
+        }
+        if !(1..=8192).contains(&self.answers.max_tokens) {
+            return Err(format!(
+                "answers.max_tokens must be within 1..=8192, got {}",
+                self.answers.max_tokens
+            ));
+        }
+        if self.llm_provider() == "openai"
+            && self
+                .llm
+                .model
+                .as_deref()
+                .is_none_or(|m| m.trim().is_empty())
+        {
+            return Err("llm.provider is \"openai\" but llm.model is not set (e.g. \"openai/gpt-oss-20b\"; model ids are retired over time, so there is no default)".to_owned());
+        }
+        if self.llm_provider() == "local" {
+            return Err("llm.provider = \"local\" (SmolLM2 on candle) is not available in this build yet; use \"extractive\" or an OpenAI-compatible llm.base_url".to_owned());
         }
         if let Some(secret) = &self.guesty.secret
             && !secret.starts_with("whsec_")

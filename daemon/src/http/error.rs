@@ -74,6 +74,13 @@ impl ApiError {
                         "the indexes have not reached sequence {wanted} within {waited_ms} ms (they are at {reached}); retry"
                     ),
                 ),
+                EngineError::Generation(cause) => {
+                    tracing::error!(error = %cause, "answer generation failed");
+                    (
+                        StatusCode::BAD_GATEWAY,
+                        "the answer generator failed; the cause is in the daemon's log".to_owned(),
+                    )
+                }
                 EngineError::Storage(_)
                 | EngineError::FormatVersion { .. }
                 | EngineError::ModelMismatch { .. }
@@ -94,6 +101,14 @@ fn internal(cause: String) -> (StatusCode, String) {
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal error; the cause is in the daemon's log".to_owned(),
     )
+}
+
+impl ApiError {
+    /// The problem body as JSON (for errors sent inside an event stream).
+    pub fn problem_json(self) -> serde_json::Value {
+        let (status, detail) = self.status_and_detail();
+        serde_json::to_value(Problem::new(status, detail)).unwrap_or_default()
+    }
 }
 
 impl IntoResponse for ApiError {

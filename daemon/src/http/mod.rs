@@ -3,6 +3,7 @@
 //! per resource file, merged here; engine calls run on the blocking pool.
 
 mod admin;
+mod ask;
 mod auth;
 mod documents;
 mod error;
@@ -10,6 +11,7 @@ mod extract;
 mod health;
 mod metrics;
 mod problem;
+mod rocketchat;
 mod search;
 mod webhooks;
 pub use webhooks::resume_transcript_fetches;
@@ -22,6 +24,7 @@ use axum::extract::DefaultBodyLimit;
 use concierge_engine::Engine;
 
 use crate::config::Config;
+pub use ask::AnswerView;
 pub use error::ApiError;
 pub use metrics::Metrics;
 
@@ -41,6 +44,10 @@ pub struct AppState {
     pub entity_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
     /// Request counters and latency histograms.
     pub metrics: Arc<metrics::Metrics>,
+    /// The answer generators.
+    pub answerer: Arc<crate::answers::Answerer>,
+    /// RocketChat questions being answered (a redelivery of one is ignored).
+    pub questions: Arc<rocketchat::InFlight>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -61,17 +68,33 @@ impl AppState {
         self.entity_locks[stripe].lock().await
     }
 
+    /// 503 once a shutdown signal arrived.
+    pub fn refuse_when_stopping(&self) -> Result<(), ApiError> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(ApiError::Unavailable(
+                "the daemon is shutting down".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The fusion of hybrid searches as `[search]` configures it.
+    pub fn fusion_defaults(&self) -> concierge_engine::Fusion {
+        concierge_engine::Fusion {
+            k: self.config.search.rrf_k,
+            dense_weight: self.config.search.dense_weight,
+            keyword_weight: self.config.search.keyword_weight,
+            ..concierge_engine::Fusion::default()
+        }
+    }
+
     /// Runs engine work on the blocking pool, so request handling never starves.
     pub async fn blocking<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&Engine) -> concierge_engine::Result<T> + Send + 'static,
     {
-        if self.shutting_down.load(Ordering::Acquire) {
-            return Err(ApiError::Unavailable(
-                "the daemon is shutting down".to_owned(),
-            ));
-        }
+        self.refuse_when_stopping()?;
         let engine = self.engine.clone();
         match tokio::task::spawn_blocking(move || work(&engine)).await {
             Ok(result) => result.map_err(ApiError::from),
@@ -95,6 +118,7 @@ pub fn app(state: AppState) -> Router {
     let protected = Router::new()
         .merge(documents::router())
         .merge(search::router())
+        .merge(ask::router())
         .merge(admin::router())
         .merge(metrics::router())
         .route("/openapi.json", axum::routing::get(openapi))
@@ -105,6 +129,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(webhooks::router())
+        .merge(rocketchat::router())
         .merge(protected)
         .fallback(problem::not_found)
         .layer(axum::middleware::from_fn_with_state(

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use concierge_engine::{Filter, Fusion, SearchMode, SearchRequest, SearchResponse};
+use concierge_engine::{Filter, SearchMode, SearchRequest, SearchResponse};
 use serde::Deserialize;
 
 use super::AppState;
@@ -38,12 +38,7 @@ async fn search(
     JsonBody(body): JsonBody<SearchBody>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     // Fusion: the configured defaults, overridden field by field by the request.
-    let mut fusion = Fusion {
-        k: state.config.search.rrf_k,
-        dense_weight: state.config.search.dense_weight,
-        keyword_weight: state.config.search.keyword_weight,
-        ..Fusion::default()
-    };
+    let mut fusion = state.fusion_defaults();
     if let Some(overrides) = body.fusion {
         let mut merged =
             serde_json::to_value(fusion).map_err(|e| ApiError::Internal(e.to_string()))?;

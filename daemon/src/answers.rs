@@ -1,0 +1,102 @@
+//! The answer generators the configuration asks for (`[llm]`, `[answers]`): the extractive
+//! answerer by default; an OpenAI-compatible LLM (Groq by default) with the extractive answerer
+//! as its fallback when `llm.base_url`/`provider = "openai"` is set. Also the links of sources
+//! (`[answers]` templates) and the check of the configured model against the API's list.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use concierge_engine::{AskRequest, Document, Filter};
+use concierge_models::{Embedder, ExtractiveGenerator, Generator, OpenAiConfig, OpenAiGenerator};
+
+use crate::config::Config;
+
+/// Groq's OpenAI-compatible base, used when `provider = "openai"` names no `base_url`.
+pub const GROQ_BASE_URL: &str = "https://api.groq.com/openai/v1";
+
+/// What answers questions.
+#[derive(Debug, Clone)]
+pub struct Answerer {
+    /// The configured generator.
+    pub generator: Arc<dyn Generator>,
+    /// Used when the generator fails (the extractive answerer behind an LLM).
+    pub fallback: Option<Arc<dyn Generator>>,
+    /// The LLM client, to check its model at start.
+    openai: Option<Arc<OpenAiGenerator>>,
+    config: crate::config::Answers,
+}
+
+impl Answerer {
+    /// From the validated configuration; `embedder` ranks the extractive answer's sentences.
+    pub fn from_config(config: &Config, embedder: Arc<dyn Embedder>) -> anyhow::Result<Self> {
+        let extractive: Arc<dyn Generator> = Arc::new(ExtractiveGenerator::new(embedder));
+        let (generator, fallback, openai) = match config.llm_provider() {
+            "openai" => {
+                let mut c = OpenAiConfig::new(
+                    config.llm.base_url.as_deref().unwrap_or(GROQ_BASE_URL),
+                    config.llm.model.clone().unwrap_or_default(),
+                );
+                c.api_key = config.llm.api_key.clone();
+                c.timeout = Duration::from_millis(config.llm.timeout_ms.max(1));
+                let client =
+                    Arc::new(OpenAiGenerator::new(c).map_err(|e| anyhow::anyhow!("[llm]: {e}"))?);
+                let generator: Arc<dyn Generator> = client.clone();
+                (generator, Some(extractive), Some(client))
+            }
+            _ => (extractive, None, None),
+        };
+        Ok(Answerer {
+            generator,
+            fallback,
+            openai,
+            config: config.answers.clone(),
+        })
+    }
+
+    /// A question with the configured defaults.
+    pub fn request(&self, question: String, filter: Filter) -> AskRequest {
+        let mut r = AskRequest::new(question);
+        r.k = self.config.passages;
+        r.min_similarity = self.config.min_similarity;
+        r.max_tokens = self.config.max_tokens;
+        r.filter = filter;
+        r
+    }
+
+    /// Where a person opens `doc` (Aircall call, Guesty reservation, listing, conversation).
+    pub fn link(&self, doc: &Document) -> Option<String> {
+        let mut parts = doc.id.splitn(3, ':');
+        let (source, kind, external) = (parts.next()?, parts.next()?, parts.next()?);
+        let template = match (source, kind) {
+            ("aircall", "call") => &self.config.aircall_call_link,
+            ("guesty", "reservation") => &self.config.guesty_reservation_link,
+            ("guesty", "listing") => &self.config.guesty_listing_link,
+            ("guesty", "conversation") => &self.config.guesty_conversation_link,
+            _ => return None,
+        };
+        (!template.is_empty()).then(|| template.replace("{id}", external))
+    }
+
+    /// Checks the configured model against the API's list; logs what is wrong (answers then
+    /// come from the fallback until it is fixed). Blocking: run it off the async runtime.
+    pub fn check_model(&self) {
+        let Some(client) = &self.openai else { return };
+        let name = client.name();
+        match client.list_models() {
+            Ok(models) if models.is_empty() => {
+                tracing::info!(generator = %name, "the LLM API lists no models; not checking the model id")
+            }
+            Ok(models) => {
+                let model = name.trim_start_matches("openai:");
+                if models.iter().any(|m| m == model) {
+                    tracing::info!(generator = %name, "the LLM API serves the configured model");
+                } else {
+                    tracing::error!(generator = %name, available = %models.join(", "), "the LLM API does not serve llm.model; answers fall back to the extractive answerer");
+                }
+            }
+            Err(e) => {
+                tracing::error!(generator = %name, error = %e, "could not check llm.model against the LLM API")
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! `POST /v1/ask`: `{question, k, filter, stream, min_seq, min_similarity}` → the answer with its
+//! citations checked, the sources (number, id, title, link, snippet) and timings; with
+//! `stream: true`, server-sent events: `text` pieces as they are generated, `restart` if the LLM
+//! failed part-way (the fallback's answer follows), then `answer` (the whole response) or
+//! `error` (a problem body).
+
+use std::convert::Infallible;
+
+use axum::extract::State;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use concierge_engine::{Answer, AnswerEvent, AnswerTimings, Filter};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::JsonBody;
+use crate::answers::Answerer;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/ask", post(ask))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AskBody {
+    question: String,
+    #[serde(default)]
+    k: Option<usize>,
+    #[serde(default)]
+    filter: Filter,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    min_seq: Option<u64>,
+    #[serde(default)]
+    min_similarity: Option<f32>,
+}
+
+/// A source as clients show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceView {
+    /// The number the answer cites (0: found, not used).
+    pub number: usize,
+    pub id: String,
+    pub title: String,
+    /// Where a person opens it (Aircall, Guesty), if known.
+    pub link: Option<String>,
+    pub snippet: String,
+    pub similarity: f32,
+    pub cited: bool,
+}
+
+/// The response of `/v1/ask` (and what the RocketChat bot posts).
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswerView {
+    pub answer: String,
+    pub known: bool,
+    /// Passage numbers cited, in order.
+    pub citations: Vec<usize>,
+    pub removed_citations: Vec<String>,
+    pub sources: Vec<SourceView>,
+    pub generator: String,
+    pub fallback: Option<String>,
+    pub timings: AnswerTimings,
+}
+
+impl AnswerView {
+    pub fn new(answer: Answer, answerer: &Answerer) -> Self {
+        AnswerView {
+            sources: answer
+                .sources
+                .into_iter()
+                .map(|s| SourceView {
+                    number: s.number,
+                    link: answerer.link(&s.document),
+                    id: s.document.id,
+                    title: s.document.title,
+                    snippet: s.snippet.text,
+                    similarity: s.similarity,
+                    cited: s.cited,
+                })
+                .collect(),
+            answer: answer.answer,
+            known: answer.known,
+            citations: answer.cited,
+            removed_citations: answer.removed_citations,
+            generator: answer.generator,
+            fallback: answer.fallback,
+            timings: answer.timings,
+        }
+    }
+}
+
+async fn ask(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<AskBody>,
+) -> Result<Response, ApiError> {
+    let mut request = state.answerer.request(body.question, body.filter);
+    if let Some(k) = body.k {
+        request.k = k;
+    }
+    if let Some(s) = body.min_similarity {
+        request.min_similarity = s;
+    }
+    request.min_seq = body.min_seq;
+    request.fusion = state.fusion_defaults();
+    let answerer = state.answerer.clone();
+    if !body.stream {
+        let a = answerer.clone();
+        let answer = state
+            .blocking(move |engine| {
+                engine.ask(
+                    &request,
+                    a.generator.as_ref(),
+                    a.fallback.as_deref(),
+                    &mut |_| {},
+                )
+            })
+            .await?;
+        return Ok(Json(AnswerView::new(answer, &answerer)).into_response());
+    }
+    state.refuse_when_stopping()?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let engine = state.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let send = |name: &str, data: serde_json::Value| {
+            let _ = tx.send(Event::default().event(name).data(data.to_string()));
+        };
+        let result = engine.ask(
+            &request,
+            answerer.generator.as_ref(),
+            answerer.fallback.as_deref(),
+            &mut |event| match event {
+                AnswerEvent::Text(t) => send("text", json!({ "text": t })),
+                AnswerEvent::Restart { reason } => send("restart", json!({ "reason": reason })),
+            },
+        );
+        match result {
+            Ok(answer) => send(
+                "answer",
+                serde_json::to_value(AnswerView::new(answer, &answerer)).unwrap_or_default(),
+            ),
+            Err(e) => {
+                let problem = ApiError::Engine(e).problem_json();
+                send("error", problem);
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+    });
+    Ok(Sse::new(stream).into_response())
+}
