@@ -158,7 +158,7 @@ fn retrieve(shared: &Shared, req: &AskRequest) -> Result<Vec<Found>> {
         k: req.k,
         mode: SearchMode::Hybrid,
         filter: req.filter.clone(),
-        fusion: req.fusion.clone(),
+        fusion: req.fusion,
         min_seq: req.min_seq,
         ef: None,
     };

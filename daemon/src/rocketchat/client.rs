@@ -182,9 +182,11 @@ mod tests {
 
     #[test]
     fn posting_needs_all_three_settings_and_hides_the_token() {
-        let mut c = crate::config::RocketChat::default();
-        c.api_base = Some("http://127.0.0.1:1/".to_owned());
-        c.user_id = Some("bot".to_owned());
+        let mut c = crate::config::RocketChat {
+            api_base: Some("http://127.0.0.1:1/".to_owned()),
+            user_id: Some("bot".to_owned()),
+            ..Default::default()
+        };
         assert!(RestClient::new(&c).is_none());
         c.auth_token = Some("secret-token".to_owned());
         let client = RestClient::new(&c).expect("configured");

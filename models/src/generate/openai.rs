@@ -173,14 +173,10 @@ impl OpenAiGenerator {
                 .unwrap_or(self.config.retry_base * 2u32.saturating_pow(n - 1));
             let left = deadline.saturating_duration_since(Instant::now());
             if !err.retry || n >= self.config.max_attempts || wait >= left {
-                let error = match err.error {
-                    LlmError::Unavailable { status, detail, .. } => LlmError::Unavailable {
-                        status,
-                        detail,
-                        attempts: n,
-                    },
-                    other => other,
-                };
+                let mut error = err.error;
+                if let LlmError::Unavailable { attempts, .. } = &mut error {
+                    *attempts = n;
+                }
                 return Err(error.into());
             }
             tracing::warn!(attempt = n, error = %err.error, wait_ms = wait.as_millis() as u64, "LLM call failed; retrying");
