@@ -8,8 +8,10 @@
 //!   brute force and hnswlib (`bench/peers/hnswlib_ann.py`), and the whole engine at that scale.
 //! - `load`: open-loop webhook load on the real daemon (acknowledgement latency, searchable lag).
 //! - `scale`: the real daemon at 100k chunks (restart, memory, search over HTTP vs in-process).
+//! - `ask`: answer latency over HTTP against a fake LLM with a fixed delay (Concierge's share).
 
 mod ann;
+mod ask;
 mod corpus;
 mod corpus_vectors;
 mod cpu_time;
@@ -48,6 +50,9 @@ enum Command {
     /// The real daemon at scale (100k chunks by default): restart to ready, resident memory,
     /// search over HTTP per mode beside the same queries in-process.
     Scale(scale::ScaleArgs),
+    /// Answer latency over HTTP (retrieval, generation) against a fake LLM with a fixed delay,
+    /// and what Concierge adds on top of it; the extractive answerer beside it.
+    Ask(ask::AskArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
         Command::Ann(args) => ann::run(&args),
         Command::Load(args) => load::run(&args),
         Command::Scale(args) => scale::run(&args),
+        Command::Ask(args) => ask::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

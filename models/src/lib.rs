@@ -34,7 +34,7 @@ pub use candle_threads::confine_candle_elementwise_threads;
 pub use embedder::{Backend, Embedder, EmbedderConfig};
 pub use error::{LlmError, ModelError};
 pub use generate::{
-    ChatMessage, ExtractiveGenerator, Generator, OpenAiConfig, OpenAiGenerator, Passage, Prompt,
-    Role, SYSTEM_INSTRUCTIONS,
+    ChatMessage, ExtractiveGenerator, Generator, LocalGenerator, OpenAiConfig, OpenAiGenerator,
+    Passage, Prompt, Role, SMOLLM2_GGUF, SYSTEM_INSTRUCTIONS, gguf_tokenizer, tokenizer_json,
 };
 pub use model_dir::ModelDir;

@@ -1,16 +1,19 @@
 //! Answer generation: the [`Generator`] trait and the grounded [`Prompt`] every generator gets
 //! (a question and numbered passages; rendered as chat messages for LLMs). Implementations:
 //! [`OpenAiGenerator`] (any OpenAI-compatible chat-completions API, Groq by default),
-//! [`ExtractiveGenerator`] (the embedded default: the passages' most relevant sentences, cited).
+//! [`ExtractiveGenerator`] (the embedded default: the passages' most relevant sentences, cited),
+//! [`LocalGenerator`] (opt-in: SmolLM2-135M-Instruct on candle, from its GGUF).
 //!
 //! Not here: retrieval, citation checking and the "don't know" decision (the engine's `answer`),
 //! HTTP serving (the daemon).
 
 mod extractive;
+mod local;
 mod openai;
 mod sse;
 
 pub use extractive::ExtractiveGenerator;
+pub use local::{LocalGenerator, SMOLLM2_GGUF, gguf_tokenizer, tokenizer_json};
 pub use openai::{OpenAiConfig, OpenAiGenerator};
 
 use crate::ModelError;
