@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace: fetches the model if it is missing, builds the binaries the
+# Runs every test of the workspace: fetches the models if they are missing (the embedder and the
+# opt-in local answer model), builds the binaries the
 # black-box tests start, then runs the unit, integration and doc tests.
 # Arguments go to the test runner, e.g.  ./test.sh parity
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 scripts/system-deps.sh
 models/fetch.sh
+# The opt-in local answer model: its tokenizer and generation are tested too.
+models/fetch.sh SmolLM2-135M-Instruct
 cargo build --workspace --bins
 # Doc tests first, so the run ends with the main runner's summary.
 cargo test --workspace --doc

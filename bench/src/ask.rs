@@ -93,7 +93,12 @@ fn measure(
     for q in questions {
         let body = json!({"question": q, "min_seq": min_seq}).to_string();
         let t = Instant::now();
-        let (s, b) = c.request("POST", "/v1/ask", &body, &[("Content-Type", "application/json")])?;
+        let (s, b) = c.request(
+            "POST",
+            "/v1/ask",
+            &body,
+            &[("Content-Type", "application/json")],
+        )?;
         let ms = t.elapsed().as_secs_f64() * 1e3;
         anyhow::ensure!(s == 200, "ask answered {s}: {b}");
         let v: Value = serde_json::from_str(&b)?;
@@ -142,7 +147,9 @@ fn loaded_daemon(
             &[("Content-Type", "application/json")],
         )?;
         anyhow::ensure!(s == 202, "ingest answered {s}: {b}");
-        seq = serde_json::from_str::<Value>(&b)?["seq"].as_u64().unwrap_or(seq);
+        seq = serde_json::from_str::<Value>(&b)?["seq"]
+            .as_u64()
+            .unwrap_or(seq);
     }
     Ok((daemon, seq))
 }
@@ -158,7 +165,12 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
     let questions: Vec<String> = sentences
         .iter()
         .take(args.questions)
-        .map(|s| format!("Which call says that {}", s.trim_end_matches('.').to_lowercase()))
+        .map(|s| {
+            format!(
+                "Which call says that {}",
+                s.trim_end_matches('.').to_lowercase()
+            )
+        })
         .collect();
     let llm = fake_llm(Duration::from_millis(args.llm_delay_ms));
     let scratch = tempfile::tempdir()?;
@@ -171,7 +183,11 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
     ];
     for (name, env) in [("llm", &env[..]), ("extractive", &[][..])] {
         let (daemon, seq) = loaded_daemon(args, &scratch.path().join(name), env, &docs)?;
-        let delay = if name == "llm" { args.llm_delay_ms as f64 } else { 0.0 };
+        let delay = if name == "llm" {
+            args.llm_delay_ms as f64
+        } else {
+            0.0
+        };
         // One unmeasured question: waits for the indexes and warms up.
         measure(&daemon, &questions[..1], seq, delay)?;
         rows.push(measure(&daemon, &questions, seq, delay)?);
@@ -184,7 +200,10 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
         rows,
     };
     std::fs::create_dir_all(&args.out)?;
-    std::fs::write(args.out.join("ask.json"), serde_json::to_vec_pretty(&report)?)?;
+    std::fs::write(
+        args.out.join("ask.json"),
+        serde_json::to_vec_pretty(&report)?,
+    )?;
     let mut md = format!(
         "# `/v1/ask` over HTTP ({} documents, {} questions; the fake LLM answers in {} ms)\n\n| generator | known | retrieval p50 / p99 ms | generation p50 / p99 ms | total p50 / p99 ms | added by Concierge p50 / p99 ms |\n|---|---:|---:|---:|---:|---:|\n",
         report.documents, report.questions, report.llm_delay_ms

@@ -56,11 +56,21 @@ impl DaemonProcess {
 
     /// Resident memory, MB (NaN if unreadable).
     pub fn rss_mb(&self) -> f64 {
+        self.status_mb("VmRSS:")
+    }
+
+    /// Resident memory that is the process's own (heap, stacks), MB; the rest of the RSS is
+    /// mapped files (the binary, mmapped index files).
+    pub fn rss_anon_mb(&self) -> f64 {
+        self.status_mb("RssAnon:")
+    }
+
+    fn status_mb(&self, field: &str) -> f64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .ok()
             .and_then(|s| {
                 s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
+                    .find(|l| l.starts_with(field))
                     .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
             })
             .map_or(f64::NAN, |kb| kb / 1024.0)

@@ -45,6 +45,10 @@ pub struct ScaleArgs {
     /// Where the report goes.
     #[arg(long, default_value = "bench/out/scale")]
     pub out: PathBuf,
+    /// Keep the filled data directory here (reused by the next run when it holds `--count`
+    /// chunks, so a rerun measures the daemon without refilling); default: a temporary one.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,6 +67,7 @@ struct Report {
     fill_seconds: f64,
     restart_to_ready_seconds: f64,
     rss_ready_mb: f64,
+    rss_ready_anon_mb: f64,
     rss_after_searches_mb: f64,
     data_dir_mb: f64,
     stop_seconds: f64,
@@ -96,7 +101,8 @@ fn dir_mb(path: &std::path::Path) -> f64 {
     walk(path) as f64 / 1e6
 }
 
-/// Fills `dir` with the documents; returns the in-process latencies (ms, sorted) per mode.
+/// Fills `dir` with the documents unless it already holds them; returns the in-process
+/// latencies (ms, sorted) per mode.
 fn fill(
     args: &ScaleArgs,
     dir: &std::path::Path,
@@ -110,6 +116,34 @@ fn fill(
         base,
     ));
     let engine = Engine::open(EngineConfig::new(dir), embedder)?;
+    let filled = engine.durable_seq() as usize;
+    anyhow::ensure!(
+        filled == 0 || filled == texts.len(),
+        "{} holds {filled} changes, not 0 or {}: remove it or pass another --data-dir",
+        dir.display(),
+        texts.len()
+    );
+    if filled == 0 {
+        ingest_all(&engine, texts)?;
+    }
+    let pb = Progress::new(engine.durable_seq() as usize, "fill: indexing");
+    wait_ready(&engine, Some(&pb))?;
+    pb.finish();
+    let mut per_mode = Vec::new();
+    for (mode, _) in MODES {
+        let mut ms = Vec::with_capacity(queries.len());
+        for q in queries {
+            let t = Instant::now();
+            engine.search(&SearchRequest::new(q.clone()).k(10).mode(mode))?;
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        per_mode.push(sorted(ms));
+    }
+    engine.close()?;
+    Ok(per_mode)
+}
+
+fn ingest_all(engine: &Engine, texts: &[String]) -> anyhow::Result<()> {
     let pb = Progress::new(texts.len(), "fill: ingest");
     for (c, chunk) in texts.chunks(1_000).enumerate() {
         let operations = chunk
@@ -132,21 +166,7 @@ fn fill(
         pb.inc(chunk.len() as u64);
     }
     pb.finish();
-    let pb = Progress::new(engine.durable_seq() as usize, "fill: indexing");
-    wait_ready(&engine, Some(&pb))?;
-    pb.finish();
-    let mut per_mode = Vec::new();
-    for (mode, _) in MODES {
-        let mut ms = Vec::with_capacity(queries.len());
-        for q in queries {
-            let t = Instant::now();
-            engine.search(&SearchRequest::new(q.clone()).k(10).mode(mode))?;
-            ms.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        per_mode.push(sorted(ms));
-    }
-    engine.close()?;
-    Ok(per_mode)
+    Ok(())
 }
 
 pub fn run(args: &ScaleArgs) -> anyhow::Result<()> {
@@ -165,7 +185,10 @@ pub fn run(args: &ScaleArgs) -> anyhow::Result<()> {
     let base = &all[..args.count];
 
     let scratch = tempfile::tempdir_in(args.cache.parent().unwrap_or(std::path::Path::new(".")))?;
-    let data = scratch.path().join("data");
+    let data = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| scratch.path().join("data"));
     let started = Instant::now();
     let engine_ms = fill(args, &data, base_texts, base, query_texts)?;
     let fill_seconds = started.elapsed().as_secs_f64();
@@ -196,6 +219,7 @@ pub fn run(args: &ScaleArgs) -> anyhow::Result<()> {
     let restart_to_ready_seconds = started.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(500));
     let rss_ready_mb = daemon.rss_mb();
+    let rss_ready_anon_mb = daemon.rss_anon_mb();
 
     let pb = Progress::new(query_texts.len() * MODES.len(), "search over http");
     let mut modes = Vec::new();
@@ -233,6 +257,7 @@ pub fn run(args: &ScaleArgs) -> anyhow::Result<()> {
         fill_seconds,
         restart_to_ready_seconds,
         rss_ready_mb,
+        rss_ready_anon_mb,
         rss_after_searches_mb,
         data_dir_mb: dir_mb(&data),
         stop_seconds,
@@ -255,11 +280,12 @@ fn write_report(args: &ScaleArgs, r: &Report) -> anyhow::Result<()> {
         ));
     }
     md.push_str(&format!(
-        "\n| measure | value |\n|---|---:|\n| fill through the engine (cached vectors) | {:.0} s |\n| restart to both indexes ready | {:.1} s |\n| resident memory, ready / after {} searches | {:.0} / {:.0} MB |\n| data directory on disk | {:.0} MB |\n| SIGTERM to exit (drain, flush) | {:.1} s |\n",
+        "\n| measure | value |\n|---|---:|\n| fill through the engine (cached vectors) | {:.0} s |\n| restart to both indexes ready | {:.1} s |\n| resident memory, ready (of which anonymous) / after {} searches | {:.0} ({:.0}) / {:.0} MB |\n| data directory on disk | {:.0} MB |\n| SIGTERM to exit (drain, flush) | {:.1} s |\n",
         r.fill_seconds,
         r.restart_to_ready_seconds,
         r.queries * MODES.len(),
         r.rss_ready_mb,
+        r.rss_ready_anon_mb,
         r.rss_after_searches_mb,
         r.data_dir_mb,
         r.stop_seconds

@@ -1,18 +1,24 @@
 //! The answer generators the configuration asks for (`[llm]`, `[answers]`): the extractive
-//! answerer by default; an OpenAI-compatible LLM (Groq by default) with the extractive answerer
-//! as its fallback when `llm.base_url`/`provider = "openai"` is set. Also the links of sources
+//! answerer by default; an OpenAI-compatible LLM (Groq by default) when `llm.base_url` /
+//! `provider = "openai"` is set, or the local SmolLM2 with `provider = "local"`, each with the
+//! extractive answerer as its fallback. Also the links of sources
 //! (`[answers]` templates) and the check of the configured model against the API's list.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use concierge_engine::{AskRequest, Document, Filter};
-use concierge_models::{Embedder, ExtractiveGenerator, Generator, OpenAiConfig, OpenAiGenerator};
+use concierge_models::{
+    Embedder, ExtractiveGenerator, Generator, LocalGenerator, OpenAiConfig, OpenAiGenerator,
+};
 
 use crate::config::Config;
 
 /// Groq's OpenAI-compatible base, used when `provider = "openai"` names no `base_url`.
 pub const GROQ_BASE_URL: &str = "https://api.groq.com/openai/v1";
+/// The local model's directory under `[models] dir` unless `llm.model` names another.
+pub const LOCAL_MODEL: &str = "SmolLM2-135M-Instruct";
 
 /// What answers questions.
 #[derive(Debug, Clone)]
@@ -42,6 +48,20 @@ impl Answerer {
                     Arc::new(OpenAiGenerator::new(c).map_err(|e| anyhow::anyhow!("[llm]: {e}"))?);
                 let generator: Arc<dyn Generator> = client.clone();
                 (generator, Some(extractive), Some(client))
+            }
+            "local" => {
+                let dir = config
+                    .models
+                    .dir
+                    .join(config.llm.model.as_deref().unwrap_or(LOCAL_MODEL));
+                tracing::info!(dir = %dir.display(), "loading the local answer model");
+                let local: Arc<dyn Generator> = Arc::new(LocalGenerator::load(&dir).with_context(|| {
+                    format!(
+                        "[llm] provider = \"local\": loading {} (run models/fetch.sh {LOCAL_MODEL})",
+                        dir.display()
+                    )
+                })?);
+                (local, Some(extractive), None)
             }
             _ => (extractive, None, None),
         };

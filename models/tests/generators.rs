@@ -42,18 +42,23 @@ fn prompt() -> Prompt {
 #[test]
 fn the_extractive_answer_quotes_the_most_relevant_sentence_with_its_citation() {
     let dir = workspace_root().join("models/weights/all-MiniLM-L6-v2");
-    let embedder = BertEmbedder::load(&dir, &EmbedderConfig::default()).expect("the embedder loads");
+    let embedder =
+        BertEmbedder::load(&dir, &EmbedderConfig::default()).expect("the embedder loads");
     let g = ExtractiveGenerator::new(Arc::new(embedder));
     let answer = g.generate(&prompt()).expect("an answer");
     assert!(answer.contains("backup code 4471. [2]"), "{answer}");
-    assert!(!answer.contains("bank transfer"), "an unrelated sentence was quoted: {answer}");
+    assert!(
+        !answer.contains("bank transfer"),
+        "an unrelated sentence was quoted: {answer}"
+    );
     assert!(answer.matches('[').count() <= g.max_sentences, "{answer}");
 }
 
 #[test]
 fn the_gguf_tokenizer_gives_the_reference_token_ids() {
     let fixture: Value = serde_json::from_str(
-        &std::fs::read_to_string(workspace_root().join("tests/fixtures/smollm2-tokens.json")).expect("fixture"),
+        &std::fs::read_to_string(workspace_root().join("tests/fixtures/smollm2-tokens.json"))
+            .expect("fixture"),
     )
     .expect("JSON");
     let tokenizer = gguf_tokenizer(&smollm2_dir().join(SMOLLM2_GGUF))
@@ -62,8 +67,17 @@ fn the_gguf_tokenizer_gives_the_reference_token_ids() {
     assert!(!items.is_empty());
     for item in items {
         let text = item["text"].as_str().expect("text");
-        let want: Vec<u32> = item["ids"].as_array().expect("ids").iter().map(|v| v.as_u64().expect("id") as u32).collect();
-        let got = tokenizer.encode(text, false).expect("encode").get_ids().to_vec();
+        let want: Vec<u32> = item["ids"]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .map(|v| v.as_u64().expect("id") as u32)
+            .collect();
+        let got = tokenizer
+            .encode(text, false)
+            .expect("encode")
+            .get_ids()
+            .to_vec();
         assert_eq!(got, want, "{text:?}");
         let back = tokenizer.decode(&got, false).expect("decode");
         assert_eq!(back, text, "decoding gives the text back");
@@ -89,8 +103,14 @@ fn the_local_model_answers_a_grounded_question_in_streamed_pieces() {
     assert!(!answer.trim().is_empty());
     assert!(pieces.len() > 1, "the answer streamed: {pieces:?}");
     assert_eq!(pieces.concat(), answer);
-    assert!(!answer.contains("<|im_end|>") && !answer.contains("<|im_start|>"), "{answer}");
-    assert!(answer.contains("4471"), "the grounded fact is in the answer: {answer}");
+    assert!(
+        !answer.contains("<|im_end|>") && !answer.contains("<|im_start|>"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("4471"),
+        "the grounded fact is in the answer: {answer}"
+    );
 }
 
 #[test]

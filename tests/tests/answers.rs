@@ -553,3 +553,60 @@ fn rocketchat_messages_from_bots_are_ignored_and_wrong_tokens_refused() {
     assert_eq!(s, 404, "{b}");
     assert!(b.contains("rocketchat.token"), "{b}");
 }
+
+#[test]
+fn the_local_model_answers_when_configured_and_its_citations_are_checked() {
+    let weights = workspace_root().join("models/weights");
+    let d = start(&[
+        ("CONCIERGE_LLM__PROVIDER", "local"),
+        ("CONCIERGE_MODELS__DIR", weights.to_str().expect("utf-8")),
+        ("CONCIERGE_ANSWERS__MAX_TOKENS", "60"),
+    ]);
+    let seq = ingest_call(&d);
+    let a = ask(&d, json!({"question": QUESTION, "min_seq": seq}));
+    assert_eq!(a["generator"], "local:SmolLM2-135M-Instruct", "{a}");
+    assert_eq!(a["known"], true, "{a}");
+    assert!(
+        a["answer"].as_str().is_some_and(|t| !t.trim().is_empty()),
+        "{a}"
+    );
+    let numbers: Vec<u64> = a["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .filter_map(|s| s["number"].as_u64())
+        .collect();
+    for c in a["citations"].as_array().expect("citations") {
+        assert!(
+            numbers.contains(&c.as_u64().expect("number")),
+            "citation {c} points at no source: {a}"
+        );
+    }
+}
+
+#[test]
+fn the_local_provider_without_its_model_fails_at_start_with_the_fetch_command() {
+    let empty = concierge_tests::temp_dir();
+    let model = model_dir();
+    let out = std::process::Command::new(concierge_tests::binary("concierge"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--model-dir",
+            model.to_str().expect("utf-8"),
+            "--data-dir",
+        ])
+        .arg(empty.path().join("data"))
+        .env("CONCIERGE_LLM__PROVIDER", "local")
+        .env("CONCIERGE_MODELS__DIR", empty.path())
+        .current_dir(workspace_root())
+        .output()
+        .expect("run concierge serve");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("models/fetch.sh SmolLM2-135M-Instruct"),
+        "{stderr}"
+    );
+}

@@ -371,9 +371,6 @@ impl Config {
         {
             return Err("llm.provider is \"openai\" but llm.model is not set (e.g. \"openai/gpt-oss-20b\"; model ids are retired over time, so there is no default)".to_owned());
         }
-        if self.llm_provider() == "local" {
-            return Err("llm.provider = \"local\" (SmolLM2 on candle) is not available in this build yet; use \"extractive\" or an OpenAI-compatible llm.base_url".to_owned());
-        }
         if let Some(secret) = &self.guesty.secret
             && !secret.starts_with("whsec_")
         {

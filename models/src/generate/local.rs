@@ -74,7 +74,9 @@ pub fn tokenizer_json(ct: &gguf_file::Content, path: &Path) -> Result<Value, Mod
     if model != Some("gpt2") {
         return Err(gguf_error(
             path,
-            format!("tokenizer model {model:?} is not the byte-level BPE (gpt2) this loader builds"),
+            format!(
+                "tokenizer model {model:?} is not the byte-level BPE (gpt2) this loader builds"
+            ),
         ));
     }
     let tokens = strings(ct, "tokenizer.ggml.tokens", path)?;
@@ -195,7 +197,11 @@ impl LocalGenerator {
     pub fn chat_text(prompt: &Prompt) -> String {
         let mut text = String::new();
         for m in prompt.messages() {
-            text.push_str(&format!("<|im_start|>{}\n{}<|im_end|>\n", m.role.as_str(), m.content));
+            text.push_str(&format!(
+                "<|im_start|>{}\n{}<|im_end|>\n",
+                m.role.as_str(),
+                m.content
+            ));
         }
         text.push_str("<|im_start|>assistant\n");
         text
