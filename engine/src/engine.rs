@@ -406,6 +406,8 @@ impl Engine {
             handle
                 .join()
                 .map_err(|_| Error::Dense("the indexer thread panicked".to_owned()))?;
+            // Once: a later `stop` (from `Drop` after `close`) finds no indexer.
+            self.shared.store.flush_all()?;
         }
         Ok(())
     }

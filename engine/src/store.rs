@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rocksdb::{
-    BoundColumnFamily, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, Options,
+    BlockBasedOptions, BoundColumnFamily, Cache, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, Options,
     WriteBatch, WriteOptions,
 };
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,10 @@ type Db = rocksdb::DBWithThreadMode<rocksdb::MultiThreaded>;
 /// The on-disk format this build reads and writes. Bump it (with a migration or a clear
 /// error) whenever a key or value encoding changes.
 pub const FORMAT_VERSION: u32 = 1;
+/// Memtables of all column families together, bytes.
+const MEMTABLE_BUDGET: usize = 64 << 20;
+/// The block cache all column families share, bytes.
+const BLOCK_CACHE: usize = 32 << 20;
 
 /// Column families (DESIGN.md §3).
 pub(crate) mod cf {
@@ -91,9 +95,16 @@ impl Store {
         opts.enable_statistics();
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(5);
+        // Memory: one memtable budget for all eight families (unbounded, each could hold
+        // 2 × 64 MB) and one block cache shared by them (by default each has its own 8 MB).
+        opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
+        let cache = Cache::new_lru_cache(BLOCK_CACHE)?;
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
         let cfs = cf::ALL.iter().map(|name| {
             let mut cf_opts = Options::default();
             cf_opts.set_compression_type(DBCompressionType::Lz4);
+            cf_opts.set_block_based_table_factory(&table);
             ColumnFamilyDescriptor::new(*name, cf_opts)
         });
         let db = Db::open_cf_descriptors(&opts, path, cfs)?;
@@ -109,6 +120,15 @@ impl Store {
         store.check_format()?;
         store.check_model(model)?;
         Ok(store)
+    }
+
+    /// Writes every memtable to disk, so the next open has no write-ahead log to replay into
+    /// memory (called at close).
+    pub fn flush_all(&self) -> Result<()> {
+        for name in cf::ALL {
+            self.db.flush_cf(&self.cf(name))?;
+        }
+        Ok(())
     }
 
     fn check_format(&self) -> Result<()> {
