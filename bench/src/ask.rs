@@ -151,6 +151,28 @@ fn loaded_daemon(
             .as_u64()
             .unwrap_or(seq);
     }
+    // Embedding the documents takes a while on a small machine: wait until both indexes have them.
+    let pb = Progress::new(seq as usize, "indexing");
+    let deadline = Instant::now() + Duration::from_secs(1_800);
+    loop {
+        let (s, b) = c.request("GET", "/v1/admin/status", "", &[])?;
+        anyhow::ensure!(s == 200, "status answered {s}: {b}");
+        let v: Value = serde_json::from_str(&b)?;
+        let at = v["dense"]["seq"]
+            .as_u64()
+            .unwrap_or(0)
+            .min(v["keyword"]["seq"].as_u64().unwrap_or(0));
+        pb.set_position(at);
+        if at >= seq {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the indexes never caught up: {b}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    pb.finish();
     Ok((daemon, seq))
 }
 

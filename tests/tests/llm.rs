@@ -236,3 +236,17 @@ fn the_model_list_is_read_from_the_models_endpoint() {
     let models = client(&server).list_models().expect("the list");
     assert_eq!(models, ["openai/gpt-oss-20b", "qwen/qwen3-32b"]);
 }
+
+#[test]
+fn a_server_that_ignores_stream_true_still_gives_its_whole_answer() {
+    let server = scripted(vec![FakeResponse::json(
+        200,
+        completion("Whole answer [1]."),
+    )]);
+    let mut pieces = Vec::new();
+    let text = client(&server)
+        .generate_stream(&prompt(), &mut |p| pieces.push(p.to_owned()))
+        .expect("an answer");
+    assert_eq!(text, "Whole answer [1].");
+    assert_eq!(pieces, ["Whole answer [1]."]);
+}

@@ -126,14 +126,17 @@ pub fn tokenizer_json(ct: &gguf_file::Content, path: &Path) -> Result<Value, Mod
 
 /// Reads the GGUF at `path`: its content and its bytes.
 fn read_gguf(path: &Path) -> Result<(gguf_file::Content, Vec<u8>), ModelError> {
-    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => ModelError::MissingFile {
-            path: path.to_owned(),
-        },
-        _ => ModelError::Io {
-            path: path.to_owned(),
-            source,
-        },
+    let bytes = std::fs::read(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ModelError::MissingFile {
+                path: path.to_owned(),
+            }
+        } else {
+            ModelError::Io {
+                path: path.to_owned(),
+                source,
+            }
+        }
     })?;
     let ct = gguf_file::Content::read(&mut Cursor::new(&bytes)).map_err(|e| gguf_error(path, e))?;
     Ok((ct, bytes))

@@ -280,6 +280,37 @@ fn status_error(status: u16, body: &str, model: &str) -> AttemptError {
     }
 }
 
+/// The answer of a whole (non-streamed) completion.
+fn read_completion(
+    response: &mut ureq::http::Response<ureq::Body>,
+) -> Result<String, AttemptError> {
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| AttemptError {
+            error: LlmError::Unavailable {
+                status: Some(200),
+                detail: format!("reading the completion: {e}"),
+                attempts: 1,
+            },
+            retry: true,
+            wait: None,
+        })?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| protocol(format!("the completion is not JSON: {e}")))?;
+    if let Some(e) = body_error(&v) {
+        return Err(AttemptError {
+            error: LlmError::Failed(e),
+            retry: false,
+            wait: None,
+        });
+    }
+    v["choices"][0]["message"]["content"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| protocol("the completion has no choices[0].message.content".to_owned()))
+}
+
 fn protocol(detail: String) -> AttemptError {
     AttemptError {
         error: LlmError::Protocol(detail),
@@ -306,33 +337,7 @@ impl Generator for OpenAiGenerator {
         let body = self.body(prompt, false);
         self.with_retries(|left| {
             let mut response = self.post(&body, left)?;
-            let text = response
-                .body_mut()
-                .read_to_string()
-                .map_err(|e| AttemptError {
-                    error: LlmError::Unavailable {
-                        status: Some(200),
-                        detail: format!("reading the completion: {e}"),
-                        attempts: 1,
-                    },
-                    retry: true,
-                    wait: None,
-                })?;
-            let v: Value = serde_json::from_str(&text)
-                .map_err(|e| protocol(format!("the completion is not JSON: {e}")))?;
-            if let Some(e) = body_error(&v) {
-                return Err(AttemptError {
-                    error: LlmError::Failed(e),
-                    retry: false,
-                    wait: None,
-                });
-            }
-            v["choices"][0]["message"]["content"]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    protocol("the completion has no choices[0].message.content".to_owned())
-                })
+            read_completion(&mut response)
         })
     }
 
@@ -343,7 +348,18 @@ impl Generator for OpenAiGenerator {
     ) -> Result<String, ModelError> {
         let body = self.body(prompt, true);
         self.with_retries(|left| {
-            let response = self.post(&body, left)?;
+            let mut response = self.post(&body, left)?;
+            let whole = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/json"));
+            if whole {
+                // A server that ignores `stream: true` answers with the whole completion.
+                let text = read_completion(&mut response)?;
+                on_text(&text);
+                return Ok(text);
+            }
             let mut events = SseReader::new(BufReader::new(response.into_body().into_reader()));
             let mut text = String::new();
             let mut finished = false;
