@@ -12,14 +12,13 @@ use std::time::Instant;
 
 use anyhow::Context;
 use concierge_engine::{
-    AnnIndex, BruteForce, Document, Engine, EngineConfig, HnswParams, IngestRequest, Operation,
-    SearchMode, SearchRequest,
+    AnnIndex, BruteForce, Engine, EngineConfig, HnswParams, SearchMode, SearchRequest,
 };
 use concierge_models::{BertEmbedder, Embedder, EmbedderConfig};
 use serde::Serialize;
 
 use crate::corpus;
-use crate::corpus_vectors::{CachedEmbedder, vectors, wait_ready};
+use crate::corpus_vectors::{CachedEmbedder, ingest_all, vectors, wait_ready};
 use crate::progress::Progress;
 use crate::svg::{Series, line_chart};
 
@@ -375,30 +374,9 @@ fn engine_at_scale(
         ef_search: 64,
     };
     let engine = Engine::open(config.clone(), embedder.clone())?;
-    let pb = bar(texts.len(), "engine ingest");
     let started = Instant::now();
-    for (c, chunk) in texts.chunks(1_000).enumerate() {
-        let operations = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                Document::new(
-                    format!("bench:sentence:{}", c * 1_000 + i),
-                    "",
-                    t.clone(),
-                    1,
-                )
-                .map(Operation::Upsert)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        engine.ingest(IngestRequest {
-            operations,
-            idempotency_key: None,
-        })?;
-        pb.inc(chunk.len() as u64);
-    }
+    ingest_all(&engine, texts, "engine ingest")?;
     let acknowledged = started.elapsed().as_secs_f64();
-    pb.finish();
     let pb = bar(engine.durable_seq() as usize, "engine indexing");
     wait_ready(&engine, Some(&pb))?;
     let indexed = started.elapsed().as_secs_f64();

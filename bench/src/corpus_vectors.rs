@@ -1,14 +1,14 @@
 //! The corpus's vectors, embedded once by the real model and cached, and an embedder that answers
 //! from them: so the benchmarks that load the engine at scale (`ann`, `scale`) measure indexing
-//! and search, not embedding (which has its own benchmark). Also: waiting until an engine's
-//! indexes include everything durable.
+//! and search, not embedding (which has its own benchmark). Also: loading the sentences as
+//! documents, and waiting until an engine's indexes include everything durable.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use concierge_engine::{Engine, IndexState};
+use concierge_engine::{Document, Engine, IndexState, IngestRequest, Operation};
 use concierge_models::{BertEmbedder, Embedder, ModelError};
 
 use crate::corpus;
@@ -110,4 +110,31 @@ pub fn wait_ready(engine: &Engine, pb: Option<&Progress>) -> anyhow::Result<()> 
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Ingests `texts` as one-sentence documents `bench:sentence:<i>`, 1 000 per synced batch.
+pub fn ingest_all(engine: &Engine, texts: &[String], label: &str) -> anyhow::Result<()> {
+    let pb = Progress::new(texts.len(), label);
+    for (c, chunk) in texts.chunks(1_000).enumerate() {
+        let operations = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                Document::new(
+                    format!("bench:sentence:{}", c * 1_000 + i),
+                    "",
+                    t.clone(),
+                    1,
+                )
+                .map(Operation::Upsert)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        engine.ingest(IngestRequest {
+            operations,
+            idempotency_key: None,
+        })?;
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish();
+    Ok(())
 }

@@ -11,15 +11,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use concierge_engine::{
-    Document, Engine, EngineConfig, IngestRequest, Operation, SearchMode, SearchRequest,
-};
+use concierge_engine::{Engine, EngineConfig, SearchMode, SearchRequest};
 use concierge_models::{BertEmbedder, EmbedderConfig};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::corpus;
-use crate::corpus_vectors::{CachedEmbedder, vectors, wait_ready};
+use crate::corpus_vectors::{CachedEmbedder, ingest_all, vectors, wait_ready};
 use crate::daemon_process::{DaemonProcess, percentile};
 use crate::http_client::Connection;
 use crate::progress::Progress;
@@ -124,7 +122,7 @@ fn fill(
         texts.len()
     );
     if filled == 0 {
-        ingest_all(&engine, texts)?;
+        ingest_all(&engine, texts, "fill: ingest")?;
     }
     let pb = Progress::new(engine.durable_seq() as usize, "fill: indexing");
     wait_ready(&engine, Some(&pb))?;
@@ -141,32 +139,6 @@ fn fill(
     }
     engine.close()?;
     Ok(per_mode)
-}
-
-fn ingest_all(engine: &Engine, texts: &[String]) -> anyhow::Result<()> {
-    let pb = Progress::new(texts.len(), "fill: ingest");
-    for (c, chunk) in texts.chunks(1_000).enumerate() {
-        let operations = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                Document::new(
-                    format!("bench:sentence:{}", c * 1_000 + i),
-                    "",
-                    t.clone(),
-                    1,
-                )
-                .map(Operation::Upsert)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        engine.ingest(IngestRequest {
-            operations,
-            idempotency_key: None,
-        })?;
-        pb.inc(chunk.len() as u64);
-    }
-    pb.finish();
-    Ok(())
 }
 
 pub fn run(args: &ScaleArgs) -> anyhow::Result<()> {

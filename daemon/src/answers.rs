@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use concierge_engine::{AskRequest, Document, Filter};
+use concierge_engine::{Answer, AnswerEvent, AskRequest, Document, Engine, Filter};
 use concierge_models::{
     Embedder, ExtractiveGenerator, Generator, LocalGenerator, OpenAiConfig, OpenAiGenerator,
 };
@@ -71,6 +71,22 @@ impl Answerer {
             openai,
             config: config.answers.clone(),
         })
+    }
+
+    /// Answers `request` with the configured generator and fallback (blocking: run it on the
+    /// blocking pool).
+    pub fn ask(
+        &self,
+        engine: &Engine,
+        request: &AskRequest,
+        on_event: &mut dyn FnMut(AnswerEvent<'_>),
+    ) -> concierge_engine::Result<Answer> {
+        engine.ask(
+            request,
+            self.generator.as_ref(),
+            self.fallback.as_deref(),
+            on_event,
+        )
     }
 
     /// A question with the configured defaults.

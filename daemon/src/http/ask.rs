@@ -112,14 +112,7 @@ async fn ask(
     if !body.stream {
         let a = answerer.clone();
         let answer = state
-            .blocking(move |engine| {
-                engine.ask(
-                    &request,
-                    a.generator.as_ref(),
-                    a.fallback.as_deref(),
-                    &mut |_| {},
-                )
-            })
+            .blocking(move |engine| a.ask(engine, &request, &mut |_| {}))
             .await?;
         return Ok(Json(AnswerView::new(answer, &answerer)).into_response());
     }
@@ -130,15 +123,10 @@ async fn ask(
         let send = |name: &str, data: serde_json::Value| {
             let _ = tx.send(Event::default().event(name).data(data.to_string()));
         };
-        let result = engine.ask(
-            &request,
-            answerer.generator.as_ref(),
-            answerer.fallback.as_deref(),
-            &mut |event| match event {
-                AnswerEvent::Text(t) => send("text", json!({ "text": t })),
-                AnswerEvent::Restart { reason } => send("restart", json!({ "reason": reason })),
-            },
-        );
+        let result = answerer.ask(&engine, &request, &mut |event| match event {
+            AnswerEvent::Text(t) => send("text", json!({ "text": t })),
+            AnswerEvent::Restart { reason } => send("restart", json!({ "reason": reason })),
+        });
         match result {
             Ok(answer) => send(
                 "answer",

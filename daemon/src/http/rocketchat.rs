@@ -144,14 +144,7 @@ async fn answer_and_record(
         request.fusion = state.fusion_defaults();
         let a = answerer.clone();
         let answer = state
-            .blocking(move |engine| {
-                engine.ask(
-                    &request,
-                    a.generator.as_ref(),
-                    a.fallback.as_deref(),
-                    &mut |_| {},
-                )
-            })
+            .blocking(move |engine| a.ask(engine, &request, &mut |_| {}))
             .await?;
         let view = AnswerView::new(answer, &answerer);
         let now_ms = std::time::SystemTime::now()
