@@ -1,62 +1,68 @@
-//! `concierge-bench ann`: the dense index on real MiniLM vectors beside exact brute force and
-//! hnswlib, plus the whole engine at the same scale (ingest-to-searchable time, hybrid query
-//! latency, restart time).
+//! `concierge-bench ann`: the dense index (hnsw_rs plus the engine's wrapper) on a file of vectors,
+//! beside the exact scan and the peers (hnswlib, FAISS HNSW and flat) on the same files, in the
+//! same run: build time, memory per vector, and single-thread queries/s against recall@k over an
+//! ef_search sweep; then the same with filters matching 50 %, 10 % and 1 % of the vectors, with
+//! recall against the filtered exact answer.
 //!
-//! Corpus: real English sentences (see `corpus`), embedded once with the real model and cached
-//! under `bench/data/cache/`. Queries are held-out sentences; ground truth is the exact top-10.
+//! Each vector gets a label 0..100 from a hash of its row number; a filter at selectivity s keeps
+//! the labels below 100·s. Our index filters the way the engine's dense leg does (filtered HNSW,
+//! or an exact scan of the matching vectors when few match); the peers use their own filter APIs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
-use concierge_engine::{
-    AnnIndex, BruteForce, Engine, EngineConfig, HnswParams, SearchMode, SearchRequest,
-};
-use concierge_models::{BertEmbedder, Embedder, EmbedderConfig};
-use serde::Serialize;
+use anyhow::{Context, ensure};
+use concierge_engine::{AnnIndex, BruteForce, HnswParams};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use crate::corpus;
-use crate::corpus_vectors::{CachedEmbedder, ingest_all, vectors, wait_ready};
+use crate::plot::{Series, recall_throughput};
 use crate::progress::Progress;
-use crate::svg::{Series, line_chart};
+use crate::run_info::RunInfo;
+use crate::vectors_file;
 
 /// Arguments of `concierge-bench ann`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct AnnArgs {
-    /// Vectors in the index.
-    #[arg(long, default_value_t = 100_000)]
-    pub count: usize,
-    /// Held-out query sentences.
-    #[arg(long, default_value_t = 1_000)]
-    pub queries: usize,
+    /// The indexed vectors (`.npy` float32 or `.fvecs`); `bench/data/prepare.sh` makes the default.
+    #[arg(long, default_value = "bench/data/wordnet/base.npy")]
+    pub base: PathBuf,
+    /// The query vectors (`.npy` float32 or `.fvecs`).
+    #[arg(long, default_value = "bench/data/wordnet/queries.npy")]
+    pub queries: PathBuf,
+    /// Neighbours per query (recall is recall@k).
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
     /// HNSW links per node.
     #[arg(long, default_value_t = 16)]
     pub m: usize,
     /// HNSW ef_construction.
     #[arg(long, default_value_t = 200)]
     pub ef_construction: usize,
-    /// ef values of the recall/throughput sweep.
+    /// ef_search values of the unfiltered sweep.
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "10,16,24,32,48,64,96,128,192,256,384,512"
     )]
     pub efs: Vec<usize>,
-    /// Threads for building the graphs (ours and hnswlib's); queries always run on one.
+    /// ef_search values of the filtered sweeps.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
+    pub filter_efs: Vec<usize>,
+    /// Filter selectivities (fraction of the vectors a filter keeps); `--selectivities ''` skips them.
+    #[arg(long, value_delimiter = ',', default_value = "0.5,0.1,0.01")]
+    pub selectivities: Vec<f64>,
+    /// Threads for building the graphs (ours and the peers'); queries always run on one.
     #[arg(long, default_value_t = 2)]
     pub build_threads: usize,
-    /// Also load the whole engine at this scale (ingest, hybrid latency, restart).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    pub engine: bool,
-    /// The model directory.
-    #[arg(long, default_value = "models/weights/all-MiniLM-L6-v2")]
-    pub model_dir: PathBuf,
-    /// Python for the hnswlib peer: `auto` (bench/.venv, else python3), a path, or `none`.
+    /// Peers to run (`bench/peers/<name>_ann.py`); `none` for none.
+    #[arg(long, value_delimiter = ',', default_value = "hnswlib,faiss")]
+    pub peers: Vec<String>,
+    /// Python for the peers: `auto` (bench/.venv, else python3), a path, or `none`.
     #[arg(long, default_value = "auto")]
     pub python: String,
-    /// Where vectors are cached.
+    /// Where ground truth is cached.
     #[arg(long, default_value = "bench/data/cache")]
     pub cache: PathBuf,
     /// Where the report goes.
@@ -64,47 +70,79 @@ pub struct AnnArgs {
     pub out: PathBuf,
 }
 
-#[derive(Debug, Clone, Serialize)]
-struct Point {
-    ef: usize,
-    recall: f64,
-    qps: f64,
+/// One measured point (the JSON row every library reports, peers included).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Row {
+    pub library: String,
+    /// The fraction of vectors the filter keeps; `None` unfiltered.
+    pub selectivity: Option<f64>,
+    /// `None` for exact scans.
+    pub ef_search: Option<usize>,
+    /// recall@k (k = `params.k`, 10 by default).
+    pub recall_at_10: f64,
+    pub qps: f64,
+    pub build_s: f64,
+    pub bytes_per_vector: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
-struct Curve {
-    name: String,
-    build_seconds: f64,
-    memory_bytes_per_vector: f64,
-    points: Vec<Point>,
+/// The exact answers of one filter (or none), shared with the peers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TruthSet {
+    selectivity: Option<f64>,
+    /// Labels below this pass.
+    below: u8,
+    /// The fraction that actually passes.
+    matching: f64,
+    truth: Vec<Vec<u64>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Truth {
+    k: usize,
+    sets: Vec<TruthSet>,
 }
 
 #[derive(Debug, Serialize)]
-struct EngineReport {
-    chunks: usize,
-    ingest_acknowledged_seconds: f64,
-    indexed_seconds: f64,
-    hybrid_p50_ms: f64,
-    hybrid_p99_ms: f64,
-    dense_p50_ms: f64,
-    keyword_p50_ms: f64,
-    close_seconds: f64,
-    reopen_seconds: f64,
-    ready_seconds: f64,
+struct Params {
+    base: String,
+    queries: String,
+    count: usize,
+    query_count: usize,
+    dim: usize,
+    k: usize,
+    m: usize,
+    ef_construction: usize,
+    build_threads: usize,
+    efs: Vec<usize>,
+    filter_efs: Vec<usize>,
+    selectivities: Vec<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct PeerStatus {
+    peer: String,
+    versions: serde_json::Value,
+    skipped: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 struct Report {
-    count: usize,
-    queries: usize,
-    dim: usize,
-    m: usize,
-    ef_construction: usize,
-    build_threads: usize,
-    brute_force_qps: f64,
-    curves: Vec<Curve>,
-    peer_skipped: Option<String>,
-    engine: Option<EngineReport>,
+    run: RunInfo,
+    params: Params,
+    rows: Vec<Row>,
+    peers: Vec<PeerStatus>,
+}
+
+const OURS: &str = "concierge";
+const EXACT: &str = "exact";
+
+/// The filter label of row `i`: a fixed hash, uniform over 0..100.
+pub fn label(i: usize) -> u8 {
+    let mut x = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    (x % 100) as u8
 }
 
 fn rss_bytes() -> f64 {
@@ -118,11 +156,8 @@ fn rss_bytes() -> f64 {
         .map_or(0.0, |pages| pages * 4096.0)
 }
 
-fn bar(len: usize, what: &str) -> Progress {
-    Progress::new(len, what)
-}
-
-fn recall(found: &[Vec<u64>], truth: &[Vec<u64>]) -> f64 {
+/// recall@k of `found` against `truth`.
+pub fn recall(found: &[Vec<u64>], truth: &[Vec<u64>]) -> f64 {
     let hit: usize = found
         .iter()
         .zip(truth)
@@ -132,41 +167,147 @@ fn recall(found: &[Vec<u64>], truth: &[Vec<u64>]) -> f64 {
     hit as f64 / all.max(1) as f64
 }
 
-pub fn run(args: &AnnArgs) -> anyhow::Result<()> {
-    let k = 10;
-    eprintln!("corpus: collecting sentences ...");
-    let texts = corpus::sentences(args.count + args.queries)?;
-    let embedder = BertEmbedder::load(
-        &args.model_dir,
-        &EmbedderConfig {
-            threads: args.build_threads,
-            ..EmbedderConfig::default()
-        },
-    )?;
-    let all = vectors(&args.cache, &texts, &embedder)?;
-    let dim = embedder.dim();
-    let (base, queries) = all.split_at(args.count);
+fn file_digest(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes))[..16].to_owned())
+}
 
-    // Exact brute force: the ground truth and the reference speed (one thread).
-    let mut exact = BruteForce::new(dim);
-    for (i, v) in base.iter().enumerate() {
-        exact.push(i as u64, v);
+fn load_inputs(args: &AnnArgs) -> anyhow::Result<(Vec<Vec<f32>>, Vec<Vec<f32>>, usize)> {
+    let missing = |p: &Path| {
+        format!(
+            "{} is missing: run bench/data/prepare.sh (WordNet vectors) or pass --base/--queries",
+            p.display()
+        )
+    };
+    ensure!(args.base.is_file(), missing(&args.base));
+    ensure!(args.queries.is_file(), missing(&args.queries));
+    let base = vectors_file::read(&args.base)?;
+    let queries = vectors_file::read(&args.queries)?;
+    ensure!(
+        base.dim == queries.dim,
+        "the base vectors have {} dimensions, the queries {}",
+        base.dim,
+        queries.dim
+    );
+    ensure!(base.rows.len() > args.k, "fewer base vectors than k");
+    ensure!(!queries.rows.is_empty(), "no queries");
+    ensure!(args.k > 0, "k must be at least 1");
+    for s in &args.selectivities {
+        ensure!(*s > 0.0 && *s < 1.0, "selectivity {s} is not within (0, 1)");
     }
-    let pb = bar(queries.len(), "brute force");
-    let started = Instant::now();
-    let truth: Vec<Vec<u64>> = queries
-        .iter()
-        .map(|q| {
-            pb.inc(1);
-            exact.search(q, k).into_iter().map(|(id, _)| id).collect()
-        })
-        .collect();
-    let brute_force_qps = queries.len() as f64 / started.elapsed().as_secs_f64();
-    pb.finish();
-    drop(exact);
+    // The index and the peers use cosine as the dot product of unit vectors.
+    let unit = |rows: Vec<Vec<f32>>| -> Vec<Vec<f32>> {
+        rows.into_iter()
+            .map(|mut v| {
+                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                if n > 0.0 && (n - 1.0).abs() > 1e-3 {
+                    v.iter_mut().for_each(|x| *x /= n);
+                }
+                v
+            })
+            .collect()
+    };
+    Ok((unit(base.rows), unit(queries.rows), base.dim))
+}
 
-    // Our index.
-    rayon_threads(args.build_threads)?;
+/// The exact answers (computed and cached, or read back) and the exact scan's queries/s per set.
+fn exact(
+    args: &AnnArgs,
+    base: &[Vec<f32>],
+    queries: &[Vec<f32>],
+    dim: usize,
+) -> anyhow::Result<(Truth, Vec<Row>)> {
+    let key = format!(
+        "truth-{}-{}-k{}-{}.json",
+        file_digest(&args.base)?,
+        file_digest(&args.queries)?,
+        args.k,
+        args.selectivities
+            .iter()
+            .map(|s| format!("{s}"))
+            .collect::<Vec<_>>()
+            .join("_")
+    );
+    let cache = args.cache.join(key);
+    let cached: Option<Truth> = std::fs::read(&cache)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let mut sets = Vec::new();
+    let mut rows = Vec::new();
+    let filters: Vec<Option<f64>> = std::iter::once(None)
+        .chain(args.selectivities.iter().copied().map(Some))
+        .collect();
+    for (n, selectivity) in filters.into_iter().enumerate() {
+        let below = selectivity.map_or(100, |s| (s * 100.0).round().clamp(1.0, 99.0) as u8);
+        let mut scan = BruteForce::new(dim);
+        let mut matching = 0usize;
+        for (i, v) in base.iter().enumerate() {
+            if label(i) < below {
+                scan.push(i as u64, v);
+                matching += 1;
+            }
+        }
+        // With cached answers, the scan is timed on a sample (its speed does not vary per query).
+        let known = cached.as_ref().and_then(|c| c.sets.get(n)).cloned();
+        let timed = if known.is_some() {
+            queries.len().min(200)
+        } else {
+            queries.len()
+        };
+        let what = match selectivity {
+            None => "exact scan".to_owned(),
+            Some(s) => format!("exact scan, {:.0} %", s * 100.0),
+        };
+        let pb = Progress::new(timed, &what);
+        let started = Instant::now();
+        let answers: Vec<Vec<u64>> = queries[..timed]
+            .iter()
+            .map(|q| {
+                pb.inc(1);
+                scan.search(q, args.k)
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect()
+            })
+            .collect();
+        let qps = timed as f64 / started.elapsed().as_secs_f64();
+        pb.finish();
+        rows.push(Row {
+            library: EXACT.into(),
+            selectivity,
+            ef_search: None,
+            recall_at_10: 1.0,
+            qps,
+            build_s: 0.0,
+            bytes_per_vector: (dim * 4) as f64,
+        });
+        sets.push(known.unwrap_or(TruthSet {
+            selectivity,
+            below,
+            matching: matching as f64 / base.len() as f64,
+            truth: answers,
+        }));
+    }
+    let truth = Truth { k: args.k, sets };
+    if cached.is_none() {
+        std::fs::create_dir_all(&args.cache)?;
+        std::fs::write(&cache, serde_json::to_vec(&truth)?)?;
+    }
+    Ok((truth, rows))
+}
+
+pub fn run(args: &AnnArgs) -> anyhow::Result<()> {
+    let run = RunInfo::now();
+    let (base, queries, dim) = load_inputs(args)?;
+    eprintln!(
+        "ann: {} vectors of {dim} dimensions, {} queries, k = {}",
+        base.len(),
+        queries.len(),
+        args.k
+    );
+    let (truth, mut rows) = exact(args, &base, &queries, dim)?;
+
+    rayon_threads(args.build_threads);
     let params = HnswParams {
         m: args.m,
         ef_construction: args.ef_construction,
@@ -174,336 +315,381 @@ pub fn run(args: &AnnArgs) -> anyhow::Result<()> {
     };
     let before = rss_bytes();
     let index = AnnIndex::new(dim, params, base.len());
-    let pb = bar(base.len(), "building hnsw");
+    let pb = Progress::new(base.len(), "building hnsw");
     let started = Instant::now();
     for (c, chunk) in base.chunks(5_000).enumerate() {
-        index.insert_parallel(
+        index.insert_parallel_labelled(
             chunk
                 .iter()
                 .enumerate()
-                .map(|(i, v)| ((c * 5_000 + i) as u64, v.clone()))
+                .map(|(i, v)| {
+                    let id = c * 5_000 + i;
+                    (id as u64, i64::from(label(id)), v.clone())
+                })
                 .collect(),
         );
         pb.inc(chunk.len() as u64);
     }
-    let build_seconds = started.elapsed().as_secs_f64();
+    let build_s = started.elapsed().as_secs_f64();
     pb.finish();
-    let memory = (rss_bytes() - before) / base.len() as f64;
-    let mut points = Vec::new();
-    let pb = bar(args.efs.len(), "ef sweep");
-    for &ef in &args.efs {
-        let started = Instant::now();
-        let mut found = Vec::with_capacity(queries.len());
-        for q in queries {
-            found.push(
-                index
-                    .search(q, k, ef)?
-                    .into_iter()
-                    .map(|(id, _)| id)
-                    .collect::<Vec<_>>(),
-            );
+    let bytes_per_vector = (rss_bytes() - before) / base.len() as f64;
+    let fetch = |ids: &[u64]| -> Vec<Option<Vec<f32>>> {
+        ids.iter().map(|i| base.get(*i as usize).cloned()).collect()
+    };
+    for set in &truth.sets {
+        let efs = if set.selectivity.is_none() {
+            &args.efs
+        } else {
+            &args.filter_efs
+        };
+        let pb = Progress::new(efs.len(), &sweep_label(set.selectivity));
+        for &ef in efs {
+            let started = Instant::now();
+            let mut found = Vec::with_capacity(queries.len());
+            for q in &queries {
+                let hits = if set.selectivity.is_none() {
+                    index.search(q, args.k, ef)?
+                } else {
+                    index.search_label_below(q, args.k, ef, i64::from(set.below), &fetch)?
+                };
+                found.push(hits.into_iter().map(|(id, _)| id).collect::<Vec<_>>());
+            }
+            let qps = queries.len() as f64 / started.elapsed().as_secs_f64();
+            rows.push(Row {
+                library: OURS.into(),
+                selectivity: set.selectivity,
+                ef_search: Some(ef),
+                recall_at_10: recall(&found, &set.truth),
+                qps,
+                build_s,
+                bytes_per_vector,
+            });
+            pb.inc(1);
         }
-        let qps = queries.len() as f64 / started.elapsed().as_secs_f64();
-        points.push(Point {
-            ef,
-            recall: recall(&found, &truth),
-            qps,
-        });
-        pb.inc(1);
+        pb.finish();
     }
-    pb.finish();
     drop(index);
-    let mut curves = vec![Curve {
-        name: "concierge (hnsw_rs + wrapper)".into(),
-        build_seconds,
-        memory_bytes_per_vector: memory,
-        points,
-    }];
 
-    // The peer, on the same files.
-    let peer_skipped = match run_hnswlib(args, base, queries, &truth, dim) {
-        Ok(curve) => {
-            curves.push(curve);
-            None
+    let mut peers = Vec::new();
+    for peer in args.peers.iter().filter(|p| p.as_str() != "none") {
+        match run_peer(args, peer, &truth, base.len()) {
+            Ok((peer_rows, versions)) => {
+                rows.extend(peer_rows);
+                peers.push(PeerStatus {
+                    peer: peer.clone(),
+                    versions,
+                    skipped: None,
+                });
+            }
+            Err(reason) => {
+                eprintln!("{peer} peer skipped: {reason:#}");
+                peers.push(PeerStatus {
+                    peer: peer.clone(),
+                    versions: serde_json::Value::Null,
+                    skipped: Some(format!("{reason:#}")),
+                });
+            }
         }
-        Err(reason) => {
-            eprintln!("hnswlib peer skipped: {reason:#}");
-            Some(format!("{reason:#}"))
-        }
-    };
+    }
 
-    let engine = if args.engine {
-        Some(engine_at_scale(
-            args,
-            &texts[..args.count],
-            base,
-            &texts[args.count..],
-        )?)
-    } else {
-        None
-    };
     let report = Report {
-        count: args.count,
-        queries: args.queries,
-        dim,
-        m: args.m,
-        ef_construction: args.ef_construction,
-        build_threads: args.build_threads,
-        brute_force_qps,
-        curves,
-        peer_skipped,
-        engine,
+        run,
+        params: Params {
+            base: args.base.display().to_string(),
+            queries: args.queries.display().to_string(),
+            count: base.len(),
+            query_count: queries.len(),
+            dim,
+            k: args.k,
+            m: args.m,
+            ef_construction: args.ef_construction,
+            build_threads: args.build_threads,
+            efs: args.efs.clone(),
+            filter_efs: args.filter_efs.clone(),
+            selectivities: args.selectivities.clone(),
+        },
+        rows,
+        peers,
     };
-    write_report(args, &report)
+    write_report(args, &report, &truth)
 }
 
-fn rayon_threads(n: usize) -> anyhow::Result<()> {
+fn sweep_label(selectivity: Option<f64>) -> String {
+    selectivity.map_or("ef sweep".to_owned(), |s| {
+        format!("ef sweep, {:.0} %", s * 100.0)
+    })
+}
+
+fn rayon_threads(n: usize) {
     // The global pool is what hnsw_rs's parallel insert uses.
-    match rayon::ThreadPoolBuilder::new()
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build_global()
     {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            eprintln!("rayon global pool already set: {e}");
-            Ok(())
-        }
+        eprintln!("rayon global pool already set: {e}");
     }
 }
 
-fn run_hnswlib(
+/// Runs `bench/peers/<peer>_ann.py` on the same files; its rows and package versions.
+fn run_peer(
     args: &AnnArgs,
-    base: &[Vec<f32>],
-    queries: &[Vec<f32>],
-    truth: &[Vec<u64>],
-    dim: usize,
-) -> anyhow::Result<Curve> {
+    peer: &str,
+    truth: &Truth,
+    count: usize,
+) -> anyhow::Result<(Vec<Row>, serde_json::Value)> {
     let python = crate::peer::python(&args.python).context("--python none")?;
+    let script = crate::peer::peers_dir().join(format!("{peer}_ann.py"));
+    ensure!(script.is_file(), "no peer script {}", script.display());
     let dir = tempfile::tempdir()?;
-    let (b, q, t) = (
-        dir.path().join("base.f32"),
-        dir.path().join("queries.f32"),
-        dir.path().join("truth.json"),
-    );
-    corpus::write_f32(&b, base)?;
-    corpus::write_f32(&q, queries)?;
-    std::fs::write(&t, serde_json::to_vec(truth)?)?;
-    let efs = args
-        .efs
-        .iter()
-        .map(usize::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    eprintln!("running the hnswlib peer with {} ...", python.display());
+    let (truth_file, labels_file) = (dir.path().join("truth.json"), dir.path().join("labels.u8"));
+    std::fs::write(&truth_file, serde_json::to_vec(truth)?)?;
+    std::fs::write(&labels_file, (0..count).map(label).collect::<Vec<u8>>())?;
+    let join = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    eprintln!("running the {peer} peer with {} ...", python.display());
     let out = Command::new(&python)
-        .arg(crate::peer::peers_dir().join("hnswlib_ann.py"))
-        .args([
-            "--base".as_ref(),
-            b.as_os_str(),
-            "--queries".as_ref(),
-            q.as_os_str(),
-            "--truth".as_ref(),
-            t.as_os_str(),
-        ])
-        .args([
-            "--dim",
-            &dim.to_string(),
-            "--m",
-            &args.m.to_string(),
-            "--ef-construction",
-            &args.ef_construction.to_string(),
-            "--efs",
-            &efs,
-            "--threads-build",
-            &args.build_threads.to_string(),
-        ])
+        .arg(&script)
+        .arg("--base")
+        .arg(&args.base)
+        .arg("--queries")
+        .arg(&args.queries)
+        .arg("--truth")
+        .arg(&truth_file)
+        .arg("--labels")
+        .arg(&labels_file)
+        .args(["--m", &args.m.to_string()])
+        .args(["--ef-construction", &args.ef_construction.to_string()])
+        .args(["--efs", &join(&args.efs)])
+        .args(["--filter-efs", &join(&args.filter_efs)])
+        .args(["--threads-build", &args.build_threads.to_string()])
+        .stderr(std::process::Stdio::inherit())
         .output()
-        .context("starting python")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    #[derive(serde::Deserialize)]
-    struct PeerPoint {
-        ef: usize,
-        recall: f64,
-        qps: f64,
+        .with_context(|| format!("starting {}", python.display()))?;
+    match out.status.code() {
+        Some(0) => {}
+        Some(3) => {
+            anyhow::bail!("its Python packages are not installed (run bench/peers/setup.sh)")
+        }
+        _ => anyhow::bail!("the peer failed ({})", out.status),
     }
-    #[derive(serde::Deserialize)]
+    #[derive(Deserialize)]
     struct PeerOut {
-        peer: String,
-        build_seconds: f64,
-        memory_bytes: f64,
-        points: Vec<PeerPoint>,
+        rows: Vec<Row>,
+        versions: serde_json::Value,
     }
     let p: PeerOut = serde_json::from_slice(&out.stdout).context("reading the peer's JSON")?;
-    Ok(Curve {
-        name: p.peer,
-        build_seconds: p.build_seconds,
-        memory_bytes_per_vector: p.memory_bytes / base.len() as f64,
-        points: p
-            .points
-            .into_iter()
-            .map(|p| Point {
-                ef: p.ef,
-                recall: p.recall,
-                qps: p.qps,
-            })
-            .collect(),
-    })
+    Ok((p.rows, p.versions))
 }
 
-fn engine_at_scale(
-    args: &AnnArgs,
-    texts: &[String],
-    base: &[Vec<f32>],
-    queries: &[String],
-) -> anyhow::Result<EngineReport> {
-    let dir = tempfile::tempdir_in(args.cache.parent().unwrap_or(Path::new(".")))?;
-    let embedder = Arc::new(CachedEmbedder::new(
-        BertEmbedder::load(&args.model_dir, &EmbedderConfig::default())?,
-        texts,
-        base,
-    ));
-    let mut config = EngineConfig::new(dir.path());
-    config.hnsw = HnswParams {
-        m: args.m,
-        ef_construction: args.ef_construction,
-        ef_search: 64,
-    };
-    let engine = Engine::open(config.clone(), embedder.clone())?;
-    let started = Instant::now();
-    ingest_all(&engine, texts, "engine ingest")?;
-    let acknowledged = started.elapsed().as_secs_f64();
-    let pb = bar(engine.durable_seq() as usize, "engine indexing");
-    wait_ready(&engine, Some(&pb))?;
-    let indexed = started.elapsed().as_secs_f64();
-    pb.finish();
-
-    let latencies = |mode: SearchMode, n: usize| -> anyhow::Result<(f64, f64)> {
-        let mut ms: Vec<f64> = Vec::new();
-        for q in queries.iter().take(n) {
-            let t = Instant::now();
-            engine.search(&SearchRequest::new(q.clone()).k(10).mode(mode))?;
-            ms.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        ms.sort_by(f64::total_cmp);
-        let pick = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
-        Ok((pick(0.5), pick(0.99)))
-    };
-    let (hybrid_p50, hybrid_p99) = latencies(SearchMode::Hybrid, queries.len())?;
-    let (dense_p50, _) = latencies(SearchMode::Dense, 200)?;
-    let (keyword_p50, _) = latencies(SearchMode::Keyword, 200)?;
-
-    let t = Instant::now();
-    engine.close()?;
-    let close_seconds = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let engine = Engine::open(config, embedder)?;
-    let reopen_seconds = t.elapsed().as_secs_f64();
-    wait_ready(&engine, None)?;
-    let ready_seconds = t.elapsed().as_secs_f64();
-    engine.close()?;
-    Ok(EngineReport {
-        chunks: texts.len(),
-        ingest_acknowledged_seconds: acknowledged,
-        indexed_seconds: indexed,
-        hybrid_p50_ms: hybrid_p50,
-        hybrid_p99_ms: hybrid_p99,
-        dense_p50_ms: dense_p50,
-        keyword_p50_ms: keyword_p50,
-        close_seconds,
-        reopen_seconds,
-        ready_seconds,
-    })
-}
-
-/// Queries/s of the fastest sweep point reaching `target` recall.
-fn qps_at(curve: &Curve, target: f64) -> Option<(f64, usize)> {
-    curve
-        .points
-        .iter()
-        .filter(|p| p.recall >= target)
-        .map(|p| (p.qps, p.ef))
+/// Queries/s of the fastest point of `library` reaching `target` recall, with its ef.
+fn qps_at(
+    rows: &[Row],
+    library: &str,
+    selectivity: Option<f64>,
+    target: f64,
+) -> Option<(f64, Option<usize>)> {
+    rows.iter()
+        .filter(|r| {
+            r.library == library && r.selectivity == selectivity && r.recall_at_10 >= target
+        })
+        .map(|r| (r.qps, r.ef_search))
         .max_by(|a, b| a.0.total_cmp(&b.0))
 }
 
-fn write_report(args: &AnnArgs, r: &Report) -> anyhow::Result<()> {
+fn libraries(rows: &[Row]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in rows {
+        if !out.contains(&r.library) {
+            out.push(r.library.clone());
+        }
+    }
+    out
+}
+
+fn filter_name(selectivity: Option<f64>) -> String {
+    selectivity.map_or("none".to_owned(), |s| format!("{:.0} %", s * 100.0))
+}
+
+/// The Markdown report.
+fn markdown(r: &Report, truth: &Truth) -> String {
+    let p = &r.params;
+    let mut md = format!(
+        "# Dense index: {} vectors of {} dimensions, {} queries, recall@{}\n\n{}\n\nM = {}, ef_construction = {}, graphs built on {} threads; every query alone on one thread. \
+         Ratio: queries/s against hnswlib's at the same recall target.\n\n",
+        p.count,
+        p.dim,
+        p.query_count,
+        p.k,
+        r.run.markdown_line(),
+        p.m,
+        p.ef_construction,
+        p.build_threads
+    );
+    let targets = [0.90, 0.95, 0.99];
+    for set in &truth.sets {
+        let sel = set.selectivity;
+        md.push_str(&format!(
+            "## Filter: {} (matching {:.1} % of the vectors)\n\n| library | build (s) | bytes / vector | q/s @ recall 0.90 | q/s @ 0.95 | q/s @ 0.99 | best recall | × hnswlib @ 0.95 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+            filter_name(sel),
+            set.matching * 100.0
+        ));
+        let hnswlib95 = qps_at(&r.rows, "hnswlib", sel, 0.95).map(|(q, _)| q);
+        for lib in libraries(&r.rows) {
+            let mine: Vec<&Row> = r
+                .rows
+                .iter()
+                .filter(|x| x.library == lib && x.selectivity == sel)
+                .collect();
+            let Some(first) = mine.first() else { continue };
+            let best = mine.iter().map(|x| x.recall_at_10).fold(0.0, f64::max);
+            let cell = |t: f64| {
+                qps_at(&r.rows, &lib, sel, t).map_or("not reached".to_owned(), |(q, ef)| match ef {
+                    Some(ef) => format!("{q:.0} (ef {ef})"),
+                    None => format!("{q:.0}"),
+                })
+            };
+            let ratio = match (qps_at(&r.rows, &lib, sel, 0.95), hnswlib95) {
+                (Some((q, _)), Some(h)) => format!("{:.2}×", q / h),
+                _ => "–".to_owned(),
+            };
+            md.push_str(&format!(
+                "| {lib} | {:.1} | {:.0} | {} | {} | {} | {best:.4} | {ratio} |\n",
+                first.build_s,
+                first.bytes_per_vector,
+                cell(targets[0]),
+                cell(targets[1]),
+                cell(targets[2])
+            ));
+        }
+        md.push('\n');
+    }
+    for peer in &r.peers {
+        if let Some(reason) = &peer.skipped {
+            md.push_str(&format!("{} peer skipped: {reason}\n\n", peer.peer));
+        }
+    }
+    md.push_str("## Every point\n\n| library | filter | ef_search | recall@k | q/s |\n|---|---|---:|---:|---:|\n");
+    for row in &r.rows {
+        md.push_str(&format!(
+            "| {} | {} | {} | {:.4} | {:.0} |\n",
+            row.library,
+            filter_name(row.selectivity),
+            row.ef_search.map_or("exact".to_owned(), |e| e.to_string()),
+            row.recall_at_10,
+            row.qps
+        ));
+    }
+    md
+}
+
+fn write_report(args: &AnnArgs, r: &Report, truth: &Truth) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     std::fs::write(args.out.join("ann.json"), serde_json::to_vec_pretty(r)?)?;
-    let mut md = format!(
-        "# Dense index: {} real MiniLM vectors (dim {}), {} held-out queries, k = 10\n\nM = {}, ef_construction = {}, graphs built on {} threads, queries on one thread.\n\n",
-        r.count, r.dim, r.queries, r.m, r.ef_construction, r.build_threads
-    );
-    md.push_str("| index | build (s) | memory / vector | q/s @ recall 0.90 | q/s @ 0.95 | q/s @ 0.99 |\n|---|---:|---:|---:|---:|---:|\n");
-    let cell = |c: &Curve, t: f64| {
-        qps_at(c, t).map_or("not reached".to_owned(), |(q, ef)| {
-            format!("{q:.0} (ef {ef})")
-        })
-    };
-    for c in &r.curves {
-        md.push_str(&format!(
-            "| {} | {:.1} | {:.0} B | {} | {} | {} |\n",
-            c.name,
-            c.build_seconds,
-            c.memory_bytes_per_vector,
-            cell(c, 0.90),
-            cell(c, 0.95),
-            cell(c, 0.99)
-        ));
-    }
-    md.push_str(&format!(
-        "| exact brute force | 0 | {} B | {:.0} (recall 1.0) | | |\n",
-        r.dim * 4,
-        r.brute_force_qps
-    ));
-    if let Some(reason) = &r.peer_skipped {
-        md.push_str(&format!("\nhnswlib peer skipped: {reason}\n"));
-    }
-    md.push_str("\n## Sweep\n\n| index | ef | recall@10 | q/s |\n|---|---:|---:|---:|\n");
-    for c in &r.curves {
-        for p in &c.points {
-            md.push_str(&format!(
-                "| {} | {} | {:.4} | {:.0} |\n",
-                c.name, p.ef, p.recall, p.qps
-            ));
-        }
-    }
-    if let Some(e) = &r.engine {
-        md.push_str(&format!(
-            "\n## The whole engine at {} chunks\n\n| measure | value |\n|---|---:|\n| ingest, all acknowledged (1000 documents per call) | {:.1} s |\n| ingest to fully searchable (chunk, vectors CF, HNSW + tantivy) | {:.1} s |\n| hybrid query p50 / p99 (query embedding included) | {:.2} / {:.2} ms |\n| dense-only p50 / keyword-only p50 | {:.2} / {:.2} ms |\n| close (keyword commit + HNSW snapshot) | {:.2} s |\n| reopen (load snapshot, open index) | {:.2} s |\n| reopen to both indexes ready | {:.2} s |\n",
-            e.chunks, e.ingest_acknowledged_seconds, e.indexed_seconds, e.hybrid_p50_ms, e.hybrid_p99_ms, e.dense_p50_ms, e.keyword_p50_ms, e.close_seconds, e.reopen_seconds, e.ready_seconds
-        ));
-    }
+    let md = markdown(r, truth);
     std::fs::write(args.out.join("ann.md"), &md)?;
-    let mut series: Vec<Series> = r
-        .curves
-        .iter()
-        .map(|c| Series {
-            label: c.name.clone(),
-            points: c.points.iter().map(|p| (p.recall, p.qps)).collect(),
-        })
-        .collect();
-    series.push(Series {
-        label: "exact brute force".into(),
-        points: vec![(1.0, r.brute_force_qps)],
-    });
-    std::fs::write(
-        args.out.join("ann.svg"),
-        line_chart(
-            &format!(
-                "recall@10 vs queries/s, {} MiniLM vectors, 1 thread",
-                r.count
+    for set in &truth.sets {
+        let series: Vec<Series> = libraries(&r.rows)
+            .into_iter()
+            .map(|lib| Series {
+                points: r
+                    .rows
+                    .iter()
+                    .filter(|x| x.library == lib && x.selectivity == set.selectivity)
+                    .map(|x| (x.recall_at_10, x.qps))
+                    .collect(),
+                label: lib,
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect();
+        let (name, title) = match set.selectivity {
+            None => ("ann.svg".to_owned(), String::new()),
+            Some(s) => (
+                format!("ann-filtered-{:.0}.svg", s * 100.0),
+                format!(", filter keeps {:.0} %", s * 100.0),
             ),
-            "recall@10",
+        };
+        recall_throughput(
+            &args.out.join(name),
+            &format!(
+                "recall@{} vs queries/s, {} vectors, one thread{title}",
+                r.params.k, r.params.count
+            ),
+            &format!("recall@{}", r.params.k),
             "queries per second (log)",
             &series,
-        ),
-    )?;
+        )?;
+    }
     println!("{md}");
-    eprintln!("wrote {}/ann.{{json,md,svg}}", args.out.display());
+    eprintln!(
+        "wrote {}/ann.{{json,md,svg}} and ann-filtered-*.svg",
+        args.out.display()
+    );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_uniform_enough_for_the_selectivities() {
+        let n = 100_000;
+        for below in [50u8, 10, 1] {
+            let matching = (0..n).filter(|i| label(*i) < below).count() as f64 / n as f64;
+            let want = f64::from(below) / 100.0;
+            assert!(
+                (matching - want).abs() < want * 0.1 + 0.001,
+                "{below}: {matching}"
+            );
+        }
+    }
+
+    #[test]
+    fn recall_counts_the_true_neighbours_found() {
+        let truth = vec![vec![1, 2, 3, 4], vec![5, 6, 7, 8]];
+        let found = vec![vec![1, 2, 9, 10], vec![8, 7, 6, 5]];
+        assert!((recall(&found, &truth) - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_fastest_point_reaching_the_target_is_reported_with_its_ef() {
+        let row = |ef, recall, qps| Row {
+            library: "x".into(),
+            selectivity: None,
+            ef_search: Some(ef),
+            recall_at_10: recall,
+            qps,
+            build_s: 1.0,
+            bytes_per_vector: 1.0,
+        };
+        let rows = vec![
+            row(16, 0.93, 5000.0),
+            row(32, 0.96, 3000.0),
+            row(64, 0.99, 1500.0),
+        ];
+        assert_eq!(qps_at(&rows, "x", None, 0.95), Some((3000.0, Some(32))));
+        assert_eq!(qps_at(&rows, "x", None, 0.995), None);
+        assert_eq!(qps_at(&rows, "x", Some(0.5), 0.9), None);
+    }
+
+    #[test]
+    fn a_missing_vector_file_says_how_to_make_it() {
+        let args = AnnArgs {
+            base: "no/such/base.npy".into(),
+            queries: "no/such/queries.npy".into(),
+            k: 10,
+            m: 16,
+            ef_construction: 200,
+            efs: vec![16],
+            filter_efs: vec![16],
+            selectivities: vec![0.5],
+            build_threads: 1,
+            peers: vec![],
+            python: "none".into(),
+            cache: "x".into(),
+            out: "x".into(),
+        };
+        let err = load_inputs(&args).expect_err("missing");
+        assert!(err.to_string().contains("bench/data/prepare.sh"), "{err}");
+    }
 }

@@ -12,18 +12,24 @@
 
 mod ann;
 mod ask;
+mod beir;
 mod corpus;
 mod corpus_vectors;
 mod cpu_time;
 mod daemon_process;
 mod embed;
 mod http_client;
+mod ir_metrics;
 mod load;
 mod peer;
+mod plot;
 mod progress;
+mod retrieval;
+mod run_info;
 mod scale;
-mod svg;
 mod texts;
+mod vectors_file;
+mod wordnet;
 
 use std::process::ExitCode;
 
@@ -44,6 +50,9 @@ enum Command {
     /// Dense index recall/throughput on real MiniLM vectors beside brute force and hnswlib, and the
     /// engine at the same scale (ingest, hybrid latency, restart).
     Ann(ann::AnnArgs),
+    /// Retrieval quality (nDCG@10, recall@100, MRR@10) and latency per search mode on a dataset
+    /// in the BEIR layout (WordNet by default), ingested through the whole engine.
+    Retrieval(retrieval::RetrievalArgs),
     /// Webhook load on the real daemon: acknowledgements per second and latency at fixed rates,
     /// acknowledgement to searchable, search over HTTP, resident memory.
     Load(load::LoadArgs),
@@ -53,6 +62,9 @@ enum Command {
     /// Answer latency over HTTP (retrieval, generation) against a fake LLM with a fixed delay,
     /// and what Concierge adds on top of it; the extractive answerer beside it.
     Ask(ask::AskArgs),
+    /// Builds the WordNet datasets (BEIR layout and vector files) from an unpacked
+    /// `wordnet-base`; `bench/data/prepare.sh` downloads it and calls this.
+    PrepareWordnet(wordnet::PrepareArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,9 +83,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Embed(args) => embed::run(&args),
         Command::Ann(args) => ann::run(&args),
+        Command::Retrieval(args) => retrieval::run(&args),
         Command::Load(args) => load::run(&args),
         Command::Scale(args) => scale::run(&args),
         Command::Ask(args) => ask::run(&args),
+        Command::PrepareWordnet(args) => wordnet::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

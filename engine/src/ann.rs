@@ -1,14 +1,15 @@
 //! A bare approximate-nearest-neighbour index over ids and unit vectors: the dense index the
-//! engine uses (hnsw_rs plus our slots, tombstones and distance) without documents or filters,
-//! and the exact scan it is measured against. For benchmarks and tools; the engine itself goes
-//! through documents and the change log.
+//! engine uses (hnsw_rs plus our slots, tombstones and distance) without documents, with an
+//! optional integer label per vector to filter on the way the engine filters, and the exact scan
+//! it is measured against. For benchmarks and tools; the engine itself goes through documents and
+//! the change log.
 
 use std::sync::Arc;
 
 use crate::dense::{DenseIndex, DenseItem, HnswParams};
 use crate::distance::dot;
 use crate::error::Result;
-use crate::filter::{DocAttrs, Filter};
+use crate::filter::{DocAttrs, Filter, TimeRange};
 
 /// HNSW over `(id, unit vector)` pairs; one id is one point (re-inserting an id replaces it).
 #[derive(Debug)]
@@ -16,11 +17,13 @@ pub struct AnnIndex {
     inner: DenseIndex,
 }
 
-fn attrs() -> DocAttrs {
+/// A vector's label is kept where the engine keeps a document's `updated_at`, so a label filter
+/// takes the same path through the index as a time-range filter.
+fn attrs(label: i64) -> DocAttrs {
     DocAttrs {
         source: String::new(),
         kind: String::new(),
-        updated_at: 0,
+        updated_at: label,
         meta_terms: Vec::new(),
     }
 }
@@ -38,7 +41,7 @@ impl AnnIndex {
         self.inner.apply(
             &id.to_string(),
             Some((
-                attrs(),
+                attrs(0),
                 vec![DenseItem {
                     chunk_id: id,
                     vector,
@@ -49,12 +52,23 @@ impl AnnIndex {
 
     /// Inserts many new vectors in parallel on the global rayon pool (as index rebuilds do).
     pub fn insert_parallel(&self, items: Vec<(u64, Vec<f32>)>) {
+        self.insert_parallel_labelled(
+            items
+                .into_iter()
+                .map(|(id, vector)| (id, 0, vector))
+                .collect(),
+        );
+    }
+
+    /// Like [`AnnIndex::insert_parallel`], each vector with a label for
+    /// [`AnnIndex::search_label_below`].
+    pub fn insert_parallel_labelled(&self, items: Vec<(u64, i64, Vec<f32>)>) {
         let docs = items
             .into_iter()
-            .map(|(id, vector)| {
+            .map(|(id, label, vector)| {
                 (
                     Arc::from(id.to_string().as_str()),
-                    attrs(),
+                    attrs(label),
                     vec![DenseItem {
                         chunk_id: id,
                         vector,
@@ -76,6 +90,33 @@ impl AnnIndex {
         Ok(self
             .inner
             .search(query, k, ef, &Filter::default(), &[], &none)?
+            .into_iter()
+            .map(|h| (h.chunk_id, h.score))
+            .collect())
+    }
+
+    /// The `k` nearest ids whose label is below `below`, found the way the engine's dense leg
+    /// serves a filtered search: filtered HNSW when many vectors match, else an exact scan of the
+    /// matching ones, whose vectors `vectors` returns by id (the engine reads them from its store).
+    pub fn search_label_below(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        below: i64,
+        vectors: &dyn Fn(&[u64]) -> Vec<Option<Vec<f32>>>,
+    ) -> Result<Vec<(u64, f32)>> {
+        let filter = Filter {
+            updated_at: Some(TimeRange {
+                gte: None,
+                lt: Some(below),
+            }),
+            ..Filter::default()
+        };
+        let fetch = |ids: &[u64]| Ok(vectors(ids));
+        Ok(self
+            .inner
+            .search(query, k, ef, &filter, &[], &fetch)?
             .into_iter()
             .map(|h| (h.chunk_id, h.score))
             .collect())
@@ -172,5 +213,44 @@ mod tests {
                 .iter()
                 .all(|(id, _)| *id != 17)
         );
+    }
+
+    #[test]
+    fn a_label_filter_returns_only_matching_vectors_like_the_filtered_exact_scan() {
+        let dim = 16;
+        let n = 3_000u64;
+        let index = AnnIndex::new(dim, HnswParams::default(), n as usize);
+        let vectors: Vec<Vec<f32>> = (0..n).map(|i| crate::dense::unit(i, dim)).collect();
+        let label = |i: u64| (i % 10) as i64;
+        index.insert_parallel_labelled(
+            (0..n)
+                .map(|i| (i, label(i), vectors[i as usize].clone()))
+                .collect(),
+        );
+        let fetch = |ids: &[u64]| -> Vec<Option<Vec<f32>>> {
+            ids.iter()
+                .map(|i| vectors.get(*i as usize).cloned())
+                .collect()
+        };
+        // Below 5: half match (filtered HNSW); below 1: 300 match (the exact scan).
+        for below in [5, 1] {
+            let mut exact = BruteForce::new(dim);
+            for i in (0..n).filter(|i| label(*i) < below) {
+                exact.push(i, &vectors[i as usize]);
+            }
+            let query = &vectors[1234];
+            let got = index
+                .search_label_below(query, 10, 128, below, &fetch)
+                .expect("search");
+            assert_eq!(got.len(), 10);
+            assert!(got.iter().all(|(id, _)| label(*id) < below), "{got:?}");
+            let want: Vec<u64> = exact
+                .search(query, 10)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            let hit = got.iter().filter(|(id, _)| want.contains(id)).count();
+            assert!(hit >= 9, "below {below}: {hit}/10 of the exact answer");
+        }
     }
 }
