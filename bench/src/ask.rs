@@ -54,6 +54,7 @@ struct Row {
 
 #[derive(Debug, Serialize)]
 struct Report {
+    run: crate::run_info::RunInfo,
     documents: usize,
     questions: usize,
     llm_delay_ms: u64,
@@ -216,6 +217,7 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
         daemon.stop()?;
     }
     let report = Report {
+        run: crate::run_info::RunInfo::now(),
         documents: args.documents,
         questions: args.questions,
         llm_delay_ms: args.llm_delay_ms,
@@ -227,8 +229,11 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
         serde_json::to_vec_pretty(&report)?,
     )?;
     let mut md = format!(
-        "# `/v1/ask` over HTTP ({} documents, {} questions; the fake LLM answers in {} ms)\n\n| generator | known | retrieval p50 / p99 ms | generation p50 / p99 ms | total p50 / p99 ms | added by Concierge p50 / p99 ms |\n|---|---:|---:|---:|---:|---:|\n",
-        report.documents, report.questions, report.llm_delay_ms
+        "# `/v1/ask` over HTTP ({} documents, {} questions; the fake LLM answers in {} ms)\n\n{}\n\n| generator | known | retrieval p50 / p99 ms | generation p50 / p99 ms | total p50 / p99 ms | added by Concierge p50 / p99 ms |\n|---|---:|---:|---:|---:|---:|\n",
+        report.documents,
+        report.questions,
+        report.llm_delay_ms,
+        report.run.markdown_line()
     );
     for r in &report.rows {
         md.push_str(&format!(

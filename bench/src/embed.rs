@@ -71,6 +71,7 @@ struct Row {
 
 #[derive(Debug, Serialize)]
 struct Report {
+    run: crate::run_info::RunInfo,
     model: String,
     seconds_per_row: f64,
     backends: Vec<&'static str>,
@@ -190,6 +191,7 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
         }
     };
     let report = Report {
+        run: crate::run_info::RunInfo::now(),
         model: model_id(&args.model_dir),
         seconds_per_row: args.seconds,
         backends: args.backends.iter().map(|b| b.name()).collect(),
@@ -266,10 +268,11 @@ fn markdown(report: &Report) -> String {
     let peer = report.peer.as_deref().unwrap_or("ONNX Runtime (not run)");
     let mut md = format!(
         "Embedding throughput of {}: Concierge's embedder ({}) vs {peer}, {} s per row, same texts, same run. \
-         Sentences per second, wall clock (per CPU-second in parentheses).\n\n",
+         Sentences per second, wall clock (per CPU-second in parentheses).\n\n{}\n\n",
         report.model,
         report.backends.join(", "),
-        report.seconds_per_row
+        report.seconds_per_row,
+        report.run.markdown_line()
     );
     if let Some(cos) = report.peer_parity_min_cosine {
         md.push_str(&format!(

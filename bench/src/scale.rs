@@ -60,6 +60,7 @@ struct ModeRow {
 
 #[derive(Debug, Serialize)]
 struct Report {
+    run: crate::run_info::RunInfo,
     chunks: usize,
     queries: usize,
     fill_seconds: f64,
@@ -224,6 +225,7 @@ pub fn run(args: &ScaleArgs) -> anyhow::Result<()> {
     let stop_seconds = daemon.stop()?.as_secs_f64();
 
     let report = Report {
+        run: crate::run_info::RunInfo::now(),
         chunks: args.count,
         queries: query_texts.len(),
         fill_seconds,
@@ -242,8 +244,9 @@ fn write_report(args: &ScaleArgs, r: &Report) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(args.out.join("scale.json"), serde_json::to_vec_pretty(r)?)?;
     let mut md = format!(
-        "# `concierge serve` at {} chunks\n\n| search mode | HTTP p50 / p99 ms | engine in-process p50 / p99 ms (same queries, same run) |\n|---|---:|---:|\n",
-        r.chunks
+        "# `concierge serve` at {} chunks\n\n{}\n\n| search mode | HTTP p50 / p99 ms | engine in-process p50 / p99 ms (same queries, same run) |\n|---|---:|---:|\n",
+        r.chunks,
+        r.run.markdown_line()
     );
     for m in &r.modes {
         md.push_str(&format!(
