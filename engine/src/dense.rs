@@ -137,6 +137,38 @@ pub struct DenseStats {
 
 const MAX_LAYER: usize = 16;
 
+/// Filters keeping at most this share of the chunks are served by an exact scan of the matching
+/// chunks (cheaper than a search whose candidate list must grow by 1 / share, and exact).
+const EXACT_SHARE: f64 = 0.2;
+/// Up to this many matching chunks, the exact scan reads their vectors through the caller;
+/// beyond it, one pass over the graph's points scores them from memory.
+const FETCHED_SCAN_MAX: usize = 2_048;
+/// The widest candidate list of the post-filtered search before it falls back to the exact scan.
+const MAX_POSTFILTER_CANDIDATES: usize = 8_192;
+/// Live chunks sampled to estimate a filter's share.
+const SHARE_SAMPLE: usize = 1_024;
+
+/// The share of live chunks `filter` keeps, from an evenly spaced sample of the slots.
+fn sampled_share(m: &Maps, filter: &Filter, meta_terms: &[String]) -> f64 {
+    let step = (m.slots.len() / SHARE_SAMPLE).max(1);
+    let (mut seen, mut kept) = (0usize, 0usize);
+    for slot in (0..m.slots.len()).step_by(step) {
+        if let Some(doc) = m.is_live(slot) {
+            seen += 1;
+            if m.docs
+                .get(doc)
+                .is_some_and(|e| filter.matches(&e.attrs, meta_terms))
+            {
+                kept += 1;
+            }
+        }
+    }
+    if seen == 0 {
+        return 0.0;
+    }
+    kept as f64 / seen as f64
+}
+
 impl DenseIndex {
     pub fn new(dim: usize, params: HnswParams, capacity: usize) -> Self {
         let hnsw = Hnsw::new(
@@ -367,63 +399,90 @@ impl DenseIndex {
                 fetch = (fetch * 4).min(m.slots.len());
             }
         }
-        // Filtered: how many chunks can match at all?
-        let mut matching_docs = 0usize;
-        let mut matching_chunks = 0usize;
-        for entry in m.docs.values() {
-            if filter.matches(&entry.attrs, meta_terms) {
-                matching_docs += 1;
-                matching_chunks += entry.chunks.len();
+        // Filtered. A sample of the live chunks estimates the share the filter keeps (checking
+        // every document on every query would cost more than the search).
+        let share = sampled_share(&m, filter, meta_terms);
+        if share > EXACT_SHARE {
+            // Broad filter: search without it and keep what passes, with a candidate list
+            // widened by 1 / share so about `ef` passing candidates come back. (hnsw_rs's own
+            // filtered search never stops early and visits most of the graph.)
+            let mut fetch = ((ef.max(k) as f64 / share) * 1.2).ceil() as usize;
+            fetch = fetch.max(k).min(m.slots.len()).max(1);
+            loop {
+                let found = self.hnsw.search(query, fetch, fetch);
+                let hits = collapse(
+                    found.iter().filter_map(|n| {
+                        m.is_live(n.d_id)
+                            .filter(|doc| {
+                                m.docs
+                                    .get(*doc)
+                                    .is_some_and(|e| filter.matches(&e.attrs, meta_terms))
+                            })
+                            .map(|doc| (n, doc))
+                    }),
+                    &m,
+                    k,
+                );
+                if hits.len() >= k {
+                    return Ok(hits);
+                }
+                if fetch >= m.slots.len() || fetch >= MAX_POSTFILTER_CANDIDATES {
+                    break;
+                }
+                fetch = (fetch * 4).min(m.slots.len());
             }
         }
-        if matching_docs == 0 {
-            return Ok(Vec::new());
-        }
-        let exact_threshold = 2_000usize.max(m.live.len() / 20);
-        if matching_chunks > exact_threshold && matching_docs > k {
-            let passes = |slot: &usize| {
-                m.is_live(*slot)
-                    .and_then(|doc| m.docs.get(doc))
-                    .is_some_and(|e| filter.matches(&e.attrs, meta_terms))
-            };
-            let fetch = k * 3 + 10;
-            let found = self
-                .hnsw
-                .search_filter(query, fetch, ef.max(fetch), Some(&passes));
-            // hnsw_rs can return points that do not pass its filter: check again.
-            let hits = collapse(
-                found
-                    .iter()
-                    .filter(|n| passes(&n.d_id))
-                    .filter_map(|n| m.is_live(n.d_id).map(|doc| (n, doc))),
-                &m,
-                k,
-            );
-            if hits.len() >= k {
-                return Ok(hits);
-            }
-        }
-        // Exact scan over the matching chunks.
-        let mut candidates: Vec<(u64, Arc<str>)> = Vec::with_capacity(matching_chunks);
+        // Selective filter (or too few passing candidates): exact scan of the matching chunks.
+        let mut candidates: Vec<(usize, u64, Arc<str>)> = Vec::new();
         for (doc, entry) in &m.docs {
             if filter.matches(&entry.attrs, meta_terms) {
-                candidates.extend(entry.chunks.iter().map(|c| (*c, doc.clone())));
+                candidates.extend(entry.chunks.iter().filter_map(|c| {
+                    m.live
+                        .get(c)
+                        .filter(|l| Arc::ptr_eq(&l.doc, doc) || l.doc == *doc)
+                        .map(|l| (l.slot, *c, doc.clone()))
+                }));
             }
         }
-        drop(m);
-        let ids: Vec<u64> = candidates.iter().map(|(c, _)| *c).collect();
-        let vectors = fetch_vectors(&ids)?;
-        let mut scored: Vec<DenseHit> = candidates
-            .into_iter()
-            .zip(vectors)
-            .filter_map(|((chunk_id, doc_id), v)| {
-                v.map(|v| DenseHit {
-                    chunk_id,
-                    doc_id,
-                    score: dot(query, &v),
-                })
-            })
-            .collect();
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut scored: Vec<DenseHit> = Vec::with_capacity(candidates.len());
+        if candidates.len() <= FETCHED_SCAN_MAX {
+            // Few: read their vectors (the engine reads its store).
+            drop(m);
+            let ids: Vec<u64> = candidates.iter().map(|(_, c, _)| *c).collect();
+            let vectors = fetch_vectors(&ids)?;
+            scored.extend(candidates.into_iter().zip(vectors).filter_map(
+                |((_, chunk_id, doc_id), v)| {
+                    v.map(|v| DenseHit {
+                        chunk_id,
+                        doc_id,
+                        score: dot(query, &v),
+                    })
+                },
+            ));
+        } else {
+            // Many: score them from the graph's own copy of the vectors, in one pass over it.
+            let mut by_slot: Vec<u32> = vec![u32::MAX; m.slots.len()];
+            for (i, (slot, _, _)) in candidates.iter().enumerate() {
+                if let Some(x) = by_slot.get_mut(*slot) {
+                    *x = u32::try_from(i).unwrap_or(u32::MAX);
+                }
+            }
+            for point in self.hnsw.get_point_indexation() {
+                let Some(&i) = by_slot.get(point.get_origin_id()) else {
+                    continue;
+                };
+                if let Some((_, chunk_id, doc_id)) = candidates.get(i as usize) {
+                    scored.push(DenseHit {
+                        chunk_id: *chunk_id,
+                        doc_id: doc_id.clone(),
+                        score: dot(query, point.get_v()),
+                    });
+                }
+            }
+        }
         scored.sort_by(|a, b| b.score.total_cmp(&a.score));
         let mut seen = HashSet::new();
         scored.retain(|h| seen.insert(h.doc_id.clone()));
