@@ -9,6 +9,8 @@ scripts/system-deps.sh
 models/fetch.sh
 # The opt-in local answer model: its tokenizer and generation are tested too.
 models/fetch.sh SmolLM2-135M-Instruct
+# restic and moto_server for the backup tests.
+scripts/test-tools.sh
 cargo build --workspace --bins
 # Doc tests first, so the run ends with the main runner's summary.
 cargo test --workspace --doc

@@ -2,10 +2,11 @@
 # Installs the Debian packages building and testing Concierge needs, when they are missing:
 #   librocksdb-dev, libclang-dev  the engine's RocksDB (Debian's library, see ARCHITECTURE.md)
 #   python3, python3-pip, curl    models/fetch.sh (the model download)
+#   python3-venv                  scripts/test-tools.sh (moto_server for the backup tests)
 #   ca-certificates               HTTPS for the above
 # Uses apt-get directly as root, sudo otherwise; prints the command when neither works.
 set -euo pipefail
-needed=(ca-certificates curl python3 python3-pip librocksdb-dev libclang-dev)
+needed=(ca-certificates curl python3 python3-pip python3-venv librocksdb-dev libclang-dev)
 missing=()
 for pkg in "${needed[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

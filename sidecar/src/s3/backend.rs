@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rustic_core::{BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend};
+use rustic_core::{
+    BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
+};
 
 use super::client::{S3Client, S3Error};
 
@@ -35,7 +37,11 @@ impl S3Backend {
     }
 
     fn prefix(&self) -> String {
-        if self.root.is_empty() { String::new() } else { format!("{}/", self.root) }
+        if self.root.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.root)
+        }
     }
 
     /// The object key of a repository file.
@@ -58,7 +64,10 @@ impl ReadBackend for S3Backend {
     fn list_with_size(&self, tpe: FileType) -> RusticResult<Vec<(Id, u32)>> {
         if tpe == FileType::Config {
             let key = format!("{}config", self.prefix());
-            let found = self.client.list(&key).map_err(backend_error)?;
+            let found = match self.client.list(&key) {
+                Err(S3Error::NotFound { .. }) => Vec::new(),
+                other => other.map_err(backend_error)?,
+            };
             return Ok(found
                 .into_iter()
                 .filter(|o| o.key == key)
@@ -66,7 +75,11 @@ impl ReadBackend for S3Backend {
                 .collect());
         }
         let prefix = format!("{}{}/", self.prefix(), tpe.dirname());
-        let objects = self.client.list(&prefix).map_err(backend_error)?;
+        let objects = match self.client.list(&prefix) {
+            // No bucket yet: no repository yet (`create` makes the bucket at init).
+            Err(S3Error::NotFound { .. }) => Vec::new(),
+            other => other.map_err(backend_error)?,
+        };
         let mut out = Vec::with_capacity(objects.len());
         for o in objects {
             let name = o.key.rsplit('/').next().unwrap_or_default();
@@ -76,8 +89,11 @@ impl ReadBackend for S3Backend {
                 continue;
             };
             let size = u32::try_from(o.size).map_err(|_| {
-                RusticError::new(ErrorKind::Backend, "repository file {key} is larger than 4 GiB")
-                    .attach_context("key", o.key.clone())
+                RusticError::new(
+                    ErrorKind::Backend,
+                    "repository file {key} is larger than 4 GiB",
+                )
+                .attach_context("key", o.key.clone())
             })?;
             out.push((id, size));
         }
@@ -91,9 +107,19 @@ impl ReadBackend for S3Backend {
             .map_err(backend_error)
     }
 
-    fn read_partial(&self, tpe: FileType, id: &Id, _cacheable: bool, offset: u32, length: u32) -> RusticResult<Bytes> {
+    fn read_partial(
+        &self,
+        tpe: FileType,
+        id: &Id,
+        _cacheable: bool,
+        offset: u32,
+        length: u32,
+    ) -> RusticResult<Bytes> {
         self.client
-            .get(&self.key(tpe, id), Some((u64::from(offset), u64::from(length))))
+            .get(
+                &self.key(tpe, id),
+                Some((u64::from(offset), u64::from(length))),
+            )
             .map(Bytes::from)
             .map_err(backend_error)
     }
@@ -112,17 +138,27 @@ impl WriteBackend for S3Backend {
         Ok(())
     }
 
-    fn write_bytes(&self, tpe: FileType, id: &Id, _cacheable: bool, content: BytesList) -> RusticResult<()> {
+    fn write_bytes(
+        &self,
+        tpe: FileType,
+        id: &Id,
+        _cacheable: bool,
+        content: BytesList,
+    ) -> RusticResult<()> {
         let parts = content.into_vec();
         let body: Vec<u8> = if parts.len() == 1 {
             parts[0].to_vec()
         } else {
             parts.iter().flat_map(|b| b.iter().copied()).collect()
         };
-        self.client.put(&self.key(tpe, id), &body).map_err(backend_error)
+        self.client
+            .put(&self.key(tpe, id), &body)
+            .map_err(backend_error)
     }
 
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
-        self.client.delete(&self.key(tpe, id)).map_err(backend_error)
+        self.client
+            .delete(&self.key(tpe, id))
+            .map_err(backend_error)
     }
 }

@@ -47,7 +47,9 @@ impl std::fmt::Debug for S3Config {
 pub enum S3Error {
     #[error("{what}: not found (404 {code})")]
     NotFound { what: String, code: String },
-    #[error("{what}: access denied ({status} {code}: {message}); check the repository's access_key_id / secret_access_key and the bucket name")]
+    #[error(
+        "{what}: access denied ({status} {code}: {message}); check the repository's access_key_id / secret_access_key and the bucket name"
+    )]
     Denied {
         what: String,
         status: u16,
@@ -123,12 +125,17 @@ fn amz_date_now() -> String {
 impl S3Client {
     /// Checks the configuration; no request is made.
     pub fn new(config: S3Config) -> Result<Self, S3Error> {
-        let (scheme, rest) = config
-            .endpoint
-            .split_once("://")
-            .ok_or_else(|| S3Error::Config(format!("endpoint {:?} must start with https:// or http://", config.endpoint)))?;
+        let (scheme, rest) = config.endpoint.split_once("://").ok_or_else(|| {
+            S3Error::Config(format!(
+                "endpoint {:?} must start with https:// or http://",
+                config.endpoint
+            ))
+        })?;
         if scheme != "https" && scheme != "http" {
-            return Err(S3Error::Config(format!("endpoint {:?} must use https or http", config.endpoint)));
+            return Err(S3Error::Config(format!(
+                "endpoint {:?} must use https or http",
+                config.endpoint
+            )));
         }
         let authority = rest.trim_end_matches('/');
         if authority.is_empty() || authority.contains('/') {
@@ -153,7 +160,9 @@ impl S3Client {
             )));
         }
         if config.access_key_id.is_empty() || config.secret_access_key.is_empty() {
-            return Err(S3Error::Config("access_key_id and secret_access_key are required".into()));
+            return Err(S3Error::Config(
+                "access_key_id and secret_access_key are required".into(),
+            ));
         }
         let (host, bucket_path) = if config.path_style {
             (authority.clone(), format!("/{}", config.bucket))
@@ -166,7 +175,11 @@ impl S3Client {
             .build()
             .into();
         Ok(S3Client {
-            signer: Signer::new(&config.access_key_id, &config.secret_access_key, &config.region),
+            signer: Signer::new(
+                &config.access_key_id,
+                &config.secret_access_key,
+                &config.region,
+            ),
             origin: format!("{scheme}://{host}"),
             host,
             bucket_path,
@@ -177,12 +190,20 @@ impl S3Client {
 
     /// `endpoint/bucket`, for messages.
     pub fn location(&self) -> String {
-        format!("{}/{}", self.config.endpoint.trim_end_matches('/'), self.config.bucket)
+        format!(
+            "{}/{}",
+            self.config.endpoint.trim_end_matches('/'),
+            self.config.bucket
+        )
     }
 
     fn path(&self, key: &str) -> String {
         if key.is_empty() {
-            if self.bucket_path.is_empty() { "/".to_owned() } else { self.bucket_path.clone() }
+            if self.bucket_path.is_empty() {
+                "/".to_owned()
+            } else {
+                self.bucket_path.clone()
+            }
         } else {
             format!("{}/{}", self.bucket_path, uri_encode(key, true))
         }
@@ -198,7 +219,11 @@ impl S3Client {
         body: &[u8],
     ) -> Result<(u16, Vec<u8>), String> {
         let path = self.path(key);
-        let payload = if body.is_empty() { EMPTY_SHA256.to_owned() } else { sha256_hex(body) };
+        let payload = if body.is_empty() {
+            EMPTY_SHA256.to_owned()
+        } else {
+            sha256_hex(body)
+        };
         let date = amz_date_now();
         let mut headers = vec![
             ("host".to_owned(), self.host.clone()),
@@ -207,7 +232,13 @@ impl S3Client {
         ];
         headers.extend(extra.iter().cloned());
         let authorization = self.signer.authorization(
-            &Request { method, path: &path, query, headers: &headers, payload_sha256: &payload },
+            &Request {
+                method,
+                path: &path,
+                query,
+                headers: &headers,
+                payload_sha256: &payload,
+            },
             &date,
         );
         let query_string = Signer::canonical_query(query);
@@ -264,7 +295,11 @@ impl S3Client {
             if !err.retryable() || attempt >= attempts {
                 return Err(err);
             }
-            let base = self.config.backoff.saturating_mul(1 << (attempt - 1).min(10)).min(Duration::from_secs(20));
+            let base = self
+                .config
+                .backoff
+                .saturating_mul(1 << (attempt - 1).min(10))
+                .min(Duration::from_secs(20));
             let jitter = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| u64::from(d.subsec_nanos()) % 1000);
@@ -277,26 +312,46 @@ impl S3Client {
     fn status_error(&self, what: &str, status: u16, body: &[u8]) -> S3Error {
         let text = String::from_utf8_lossy(body);
         let code = xml::first(&text, "Code").unwrap_or_default();
-        let message = xml::first(&text, "Message").unwrap_or_else(|| text.chars().take(200).collect());
+        let message =
+            xml::first(&text, "Message").unwrap_or_else(|| text.chars().take(200).collect());
         let what = what.to_owned();
         match status {
             404 => S3Error::NotFound { what, code },
-            401 | 403 => S3Error::Denied { what, status, code, message },
-            _ => S3Error::Status { what, status, code, message },
+            401 | 403 => S3Error::Denied {
+                what,
+                status,
+                code,
+                message,
+            },
+            _ => S3Error::Status {
+                what,
+                status,
+                code,
+                message,
+            },
         }
     }
 
     /// Stores an object (replacing it).
     pub fn put(&self, key: &str, body: &[u8]) -> Result<(), S3Error> {
-        let extra = [("content-type".to_owned(), "application/octet-stream".to_owned())];
-        self.call(&format!("PUT {key}"), "PUT", key, &[], &extra, body, &[]).map(drop)
+        let extra = [(
+            "content-type".to_owned(),
+            "application/octet-stream".to_owned(),
+        )];
+        self.call(&format!("PUT {key}"), "PUT", key, &[], &extra, body, &[])
+            .map(drop)
     }
 
     /// Reads an object, or `length` bytes of it from `offset`.
     pub fn get(&self, key: &str, range: Option<(u64, u64)>) -> Result<Vec<u8>, S3Error> {
         let extra: Vec<(String, String)> = range
             .filter(|(_, len)| *len > 0)
-            .map(|(offset, len)| ("range".to_owned(), format!("bytes={offset}-{}", offset + len - 1)))
+            .map(|(offset, len)| {
+                (
+                    "range".to_owned(),
+                    format!("bytes={offset}-{}", offset + len - 1),
+                )
+            })
             .into_iter()
             .collect();
         let bytes = self.call(&format!("GET {key}"), "GET", key, &[], &extra, &[], &[])?;
@@ -314,7 +369,16 @@ impl S3Client {
 
     /// Deletes an object (deleting a missing one succeeds, as S3 defines it).
     pub fn delete(&self, key: &str) -> Result<(), S3Error> {
-        self.call(&format!("DELETE {key}"), "DELETE", key, &[], &[], &[], &[404]).map(drop)
+        self.call(
+            &format!("DELETE {key}"),
+            "DELETE",
+            key,
+            &[],
+            &[],
+            &[],
+            &[404],
+        )
+        .map(drop)
     }
 
     /// Every object under `prefix`, following continuation tokens.
@@ -371,6 +435,15 @@ impl S3Client {
 
     /// Creates the bucket (R2 accepts the region `auto` as its location).
     pub fn create_bucket(&self) -> Result<(), S3Error> {
-        self.call("CREATE bucket", "PUT", "", &[], &[], &[], &[]).map(drop)
+        let region = self.config.region.as_str();
+        let body = if region.is_empty() || region == "us-east-1" {
+            String::new()
+        } else {
+            format!(
+                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
+            )
+        };
+        self.call("CREATE bucket", "PUT", "", &[], &[], body.as_bytes(), &[])
+            .map(drop)
     }
 }

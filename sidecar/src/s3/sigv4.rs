@@ -14,10 +14,12 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// HMAC-SHA256 (RFC 2104).
@@ -43,7 +45,9 @@ pub fn uri_encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
             b'/' if keep_slash => out.push('/'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -115,7 +119,11 @@ impl Signer {
             })
             .collect();
         headers.sort();
-        let signed = headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(";");
+        let signed = headers
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+            .join(";");
         let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
         (
             format!(
@@ -141,7 +149,10 @@ impl Signer {
             "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
             sha256_hex(canonical.as_bytes())
         );
-        let mut key = hmac_sha256(format!("AWS4{}", self.secret_access_key).as_bytes(), date.as_bytes());
+        let mut key = hmac_sha256(
+            format!("AWS4{}", self.secret_access_key).as_bytes(),
+            date.as_bytes(),
+        );
         for part in [self.region.as_str(), "s3", "aws4_request"] {
             key = hmac_sha256(&key, part.as_bytes());
         }
@@ -162,7 +173,10 @@ mod tests {
     const DATE: &str = "20130524T000000Z";
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     fn signature(auth: &str) -> &str {
@@ -186,10 +200,19 @@ mod tests {
             ("x-amz-content-sha256", EMPTY_SHA256),
             ("x-amz-date", DATE),
         ]);
-        let req = Request { method: "GET", path: "/test.txt", query: &[], headers: &headers, payload_sha256: EMPTY_SHA256 };
+        let req = Request {
+            method: "GET",
+            path: "/test.txt",
+            query: &[],
+            headers: &headers,
+            payload_sha256: EMPTY_SHA256,
+        };
         let auth = signer.authorization(&req, DATE);
         assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "), "{auth}");
-        assert_eq!(signature(&auth), "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
+        assert_eq!(
+            signature(&auth),
+            "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+        );
     }
 
     #[test]
@@ -204,9 +227,18 @@ mod tests {
             ("x-amz-content-sha256", &payload),
         ]);
         let path = format!("/{}", uri_encode("test$file.text", true));
-        let req = Request { method: "PUT", path: &path, query: &[], headers: &headers, payload_sha256: &payload };
+        let req = Request {
+            method: "PUT",
+            path: &path,
+            query: &[],
+            headers: &headers,
+            payload_sha256: &payload,
+        };
         let auth = signer.authorization(&req, DATE);
-        assert_eq!(signature(&auth), "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd");
+        assert_eq!(
+            signature(&auth),
+            "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd"
+        );
     }
 
     #[test]
@@ -218,15 +250,31 @@ mod tests {
             ("x-amz-date", DATE),
         ]);
         let query = h(&[("prefix", "J"), ("max-keys", "2")]);
-        let req = Request { method: "GET", path: "/", query: &query, headers: &headers, payload_sha256: EMPTY_SHA256 };
+        let req = Request {
+            method: "GET",
+            path: "/",
+            query: &query,
+            headers: &headers,
+            payload_sha256: EMPTY_SHA256,
+        };
         let auth = signer.authorization(&req, DATE);
-        assert_eq!(signature(&auth), "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7");
+        assert_eq!(
+            signature(&auth),
+            "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"
+        );
     }
 
     #[test]
     fn query_values_and_keys_are_encoded_slashes_included() {
-        let q = h(&[("prefix", "data/ab"), ("list-type", "2"), ("continuation-token", "a+b=")]);
-        assert_eq!(Signer::canonical_query(&q), "continuation-token=a%2Bb%3D&list-type=2&prefix=data%2Fab");
+        let q = h(&[
+            ("prefix", "data/ab"),
+            ("list-type", "2"),
+            ("continuation-token", "a+b="),
+        ]);
+        assert_eq!(
+            Signer::canonical_query(&q),
+            "continuation-token=a%2Bb%3D&list-type=2&prefix=data%2Fab"
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub fn unescape(s: &str) -> String {
             "lt" => Some('<'),
             "gt" => Some('>'),
             "quot" => Some('"'),
-            "apos" => Some('\\''),
+            "apos" => Some('\''),
             _ => entity
                 .strip_prefix("#x")
                 .and_then(|h| u32::from_str_radix(h, 16).ok())
@@ -65,9 +65,13 @@ mod tests {
 
     #[test]
     fn a_listing_gives_keys_sizes_and_the_continuation_token() {
-        let keys: Vec<String> = all(LISTING, "Contents").filter_map(|c| first(c, "Key")).collect();
+        let keys: Vec<String> = all(LISTING, "Contents")
+            .filter_map(|c| first(c, "Key"))
+            .collect();
         assert_eq!(keys, ["repo/data/ab/ab12", "repo/a&b"]);
-        let sizes: Vec<String> = all(LISTING, "Contents").filter_map(|c| first(c, "Size")).collect();
+        let sizes: Vec<String> = all(LISTING, "Contents")
+            .filter_map(|c| first(c, "Size"))
+            .collect();
         assert_eq!(sizes, ["1234", "0"]);
         assert_eq!(first(LISTING, "IsTruncated").as_deref(), Some("true"));
         assert_eq!(
@@ -80,12 +84,18 @@ mod tests {
     fn an_error_document_gives_code_and_message() {
         let e = "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>";
         assert_eq!(first(e, "Code").as_deref(), Some("NoSuchBucket"));
-        assert_eq!(first(e, "Message").as_deref(), Some("The specified bucket does not exist"));
+        assert_eq!(
+            first(e, "Message").as_deref(),
+            Some("The specified bucket does not exist")
+        );
         assert_eq!(first(e, "Missing"), None);
     }
 
     #[test]
     fn entities_are_decoded_and_broken_ones_kept() {
-        assert_eq!(unescape("a&lt;b&gt;&#65;&#x42;&apos;&bogus;&"), "a<b>AB'&bogus;&");
+        assert_eq!(
+            unescape("a&lt;b&gt;&#65;&#x42;&apos;&bogus;&"),
+            "a<b>AB'&bogus;&"
+        );
     }
 }

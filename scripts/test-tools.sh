@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the tools the backup tests start, when they are missing:
+#   restic        (Debian package) proves our repositories are restic-readable
+#   moto_server   (pip `moto[server]`, pinned, in tests/.venv) the S3-compatible server on loopback
+# Idempotent; ./test.sh and CI call it.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if ! [ -x /usr/bin/restic ]; then
+  as_root=()
+  [ "$(id -u)" -ne 0 ] && as_root=(sudo)
+  echo "test-tools: installing restic" >&2
+  "${as_root[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends restic
+fi
+venv="$root/tests/.venv"
+if ! [ -x "$venv/bin/moto_server" ]; then
+  echo "test-tools: installing moto[server] into tests/.venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  "$venv/bin/python" -m pip install --quiet 'moto[server]==5.2.5'
+fi

@@ -1,0 +1,434 @@
+//! `concierge-sidecar backup`: the real binary against a local repository and a real
+//! S3-compatible server (`moto_server`, started on loopback), and the real `restic` reading what
+//! it wrote. Neither tool missing is a pass: `./test.sh` installs both (scripts/test-tools.sh).
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use concierge_tests::{FakeResponse, FakeServer, binary, temp_dir, workspace_root};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// `restic`, which must be installed.
+fn restic() -> PathBuf {
+    let found = ["/usr/bin/restic", "/usr/local/bin/restic"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file());
+    found.expect("restic is not installed: run scripts/test-tools.sh (./test.sh does)")
+}
+
+/// `moto_server`: from scripts/test-tools.sh's virtualenv, else PATH.
+fn moto_server() -> PathBuf {
+    let venv = workspace_root().join("tests/.venv/bin/moto_server");
+    if venv.is_file() {
+        return venv;
+    }
+    let on_path = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("moto_server"))
+            .find(|c| c.is_file())
+    });
+    on_path.expect("moto_server is not installed: run scripts/test-tools.sh (./test.sh does)")
+}
+
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(moto_server())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tree with what breaks naive backups: binary and empty files, a file of several packs,
+/// unicode names, nested and empty directories, symlinks (to a file, to a directory, dangling).
+fn make_tree(root: &Path) {
+    let mut x: u64 = 0x1234_5678;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    };
+    std::fs::create_dir_all(root.join("nested/deeper/deepest")).expect("mkdir");
+    std::fs::create_dir_all(root.join("empty-dir")).expect("mkdir");
+    std::fs::create_dir_all(root.join("données/ünïcødé 日本")).expect("mkdir");
+    std::fs::write(root.join("binary.bin"), noise(300_000)).expect("write");
+    std::fs::write(root.join("empty"), b"").expect("write");
+    std::fs::write(root.join("large.bin"), noise(12 * 1024 * 1024)).expect("write");
+    std::fs::write(
+        root.join("données/ünïcødé 日本/café ☕.txt"),
+        "crème brûlée\n".repeat(100),
+    )
+    .expect("write");
+    std::fs::write(
+        root.join("nested/deeper/deepest/text.txt"),
+        "the guest checked in at 14:00\n".repeat(5000),
+    )
+    .expect("write");
+    std::fs::write(root.join("nested/skip.tmp"), b"excluded").expect("write");
+    std::os::unix::fs::symlink("binary.bin", root.join("link-to-file")).expect("symlink");
+    std::os::unix::fs::symlink("nested/deeper", root.join("link-to-dir")).expect("symlink");
+    std::os::unix::fs::symlink("does/not/exist", root.join("dangling")).expect("symlink");
+}
+
+/// Every entry under `root`: relative path -> "dir", "link:<target>" or the file's bytes' digest.
+fn listing(root: &Path) -> BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .expect("read_dir")
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let path = e.path();
+            let rel = path
+                .strip_prefix(root)
+                .expect("under root")
+                .display()
+                .to_string();
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).expect("readlink");
+                out.insert(rel, format!("link:{}", target.display()));
+            } else if meta.is_dir() {
+                out.insert(rel, "dir".into());
+                walk(root, &path, out);
+            } else {
+                use sha2::Digest;
+                let bytes = std::fs::read(&path).expect("read");
+                out.insert(
+                    rel,
+                    format!("{} bytes {:x}", bytes.len(), sha2::Sha256::digest(&bytes)),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// The tree as it should come back: all of it but the excluded file.
+fn expected(root: &Path) -> BTreeMap<String, String> {
+    let mut l = listing(root);
+    l.remove("nested/skip.tmp");
+    l
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Setup {
+    fn new(location: &str) -> Setup {
+        let dir = temp_dir();
+        let pw = dir.path().join("password");
+        std::fs::write(&pw, format!("{PASSWORD}\n")).expect("write");
+        make_tree(&dir.path().join("source"));
+        let p = |s: &str| dir.path().join(s).display().to_string();
+        let location = location.replace("{dir}", &p(""));
+        let env = vec![
+            ("CONCIERGE_SIDECAR_REPOSITORY__LOCATION".into(), location),
+            (
+                "CONCIERGE_SIDECAR_REPOSITORY__PASSWORD_FILE".into(),
+                pw.display().to_string(),
+            ),
+            ("CONCIERGE_SIDECAR_BACKUP__SOURCES".into(), p("source")),
+            ("CONCIERGE_SIDECAR_BACKUP__EXCLUDE".into(), "*.tmp".into()),
+            ("CONCIERGE_SIDECAR_BACKUP__HOST".into(), "test-host".into()),
+            ("CONCIERGE_SIDECAR_STATUS__FILE".into(), p("status.json")),
+            ("RUST_LOG".into(), "warn".into()),
+        ];
+        Setup { dir, env }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn set(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    fn sidecar(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(binary("concierge-sidecar"));
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c.output().expect("run concierge-sidecar")
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.path("status.json")).expect("status file"))
+            .expect("status JSON")
+    }
+}
+
+fn ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?})\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn restic_cmd(s: &Setup, repo: &str, extra_env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = Command::new(restic());
+    c.args(["--no-cache", "-r", repo, "--password-file"])
+        .arg(s.path("password"))
+        .args(args)
+        .env("HOME", s.dir.path());
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    c.output().expect("run restic")
+}
+
+/// Backs up, restores with us and with restic, and compares each restore with the source.
+fn round_trip(s: &Setup, restic_repo: &str, restic_env: &[(&str, &str)]) {
+    let out = s.sidecar(&["backup", "run", "--init"]);
+    ok(&out, "backup run --init");
+    let status = s.status();
+    assert_eq!(status["last_run"]["outcome"], "ok", "{status}");
+    assert!(
+        status["last_run"]["files"].as_u64().unwrap_or(0) >= 6,
+        "{status}"
+    );
+    let snapshot = status["last_run"]["snapshot_id"]
+        .as_str()
+        .expect("snapshot id")
+        .to_owned();
+    let want = expected(&s.path("source"));
+
+    ok(
+        &s.sidecar(&[
+            "backup",
+            "restore",
+            "latest",
+            "--target",
+            &s.path("ours").display().to_string(),
+        ]),
+        "restore",
+    );
+    let source_abs = std::fs::canonicalize(s.path("source")).expect("canonical");
+    let ours = s
+        .path("ours")
+        .join(source_abs.strip_prefix("/").expect("absolute"));
+    assert_eq!(listing(&ours), want, "our restore differs from the source");
+
+    let check = restic_cmd(s, restic_repo, restic_env, &["check", "--read-data"]);
+    ok(&check, "restic check --read-data");
+    let snaps = restic_cmd(s, restic_repo, restic_env, &["snapshots", "--json"]);
+    ok(&snaps, "restic snapshots");
+    let listed: serde_json::Value = serde_json::from_slice(&snaps.stdout).expect("restic JSON");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["id"], snapshot.as_str());
+    assert_eq!(listed[0]["hostname"], "test-host");
+    let target = s.path("restic-restore");
+    let restored = restic_cmd(
+        s,
+        restic_repo,
+        restic_env,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            &target.display().to_string(),
+        ],
+    );
+    ok(&restored, "restic restore");
+    let theirs = target.join(source_abs.strip_prefix("/").expect("absolute"));
+    assert_eq!(
+        listing(&theirs),
+        want,
+        "restic's restore differs from the source"
+    );
+
+    // An unchanged second run adds (almost) nothing and both snapshots stay readable.
+    ok(&s.sidecar(&["backup", "run"]), "second backup run");
+    let second = s.status();
+    assert!(
+        second["last_run"]["bytes_added"]
+            .as_u64()
+            .unwrap_or(u64::MAX)
+            < 100_000,
+        "{second}"
+    );
+    let snaps = restic_cmd(s, restic_repo, restic_env, &["snapshots", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&snaps.stdout).expect("restic JSON");
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+}
+
+#[test]
+fn a_tree_backed_up_to_a_local_repository_restores_byte_for_byte_also_with_restic() {
+    let s = Setup::new("{dir}/repo");
+    let repo = s.path("repo").display().to_string();
+    round_trip(&s, &repo, &[]);
+    ok(
+        &s.sidecar(&["backup", "check", "--read-data-subset", "100"]),
+        "backup check",
+    );
+}
+
+#[test]
+fn a_tree_backed_up_to_s3_restores_byte_for_byte_also_with_restic_over_s3() {
+    let moto = Moto::start();
+    let mut s = Setup::new("s3://backups/concierge/nightly");
+    s.set("CONCIERGE_SIDECAR_REPOSITORY_S3__ENDPOINT", &moto.endpoint);
+    s.set("CONCIERGE_SIDECAR_REPOSITORY_S3__ACCESS_KEY_ID", "AKIDTEST");
+    s.set(
+        "CONCIERGE_SIDECAR_REPOSITORY_S3__SECRET_ACCESS_KEY",
+        "secret-test-key",
+    );
+    let repo = format!("s3:{}/backups/concierge/nightly", moto.endpoint);
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "secret-test-key"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ];
+    round_trip(&s, &repo, &env);
+}
+
+#[test]
+fn a_wrong_password_fails_with_its_exit_code_records_the_failure_and_alerts_without_secrets() {
+    let hook = FakeServer::start(|_| FakeResponse::json(200, serde_json::json!({"success": true})));
+    let mut s = Setup::new("{dir}/repo");
+    ok(&s.sidecar(&["backup", "init"]), "backup init");
+    let wrong = s.path("wrong");
+    std::fs::write(&wrong, "not the password").expect("write");
+    s.set(
+        "CONCIERGE_SIDECAR_REPOSITORY__PASSWORD_FILE",
+        &wrong.display().to_string(),
+    );
+    let url = format!("{}/hooks/SECRET-HOOK-TOKEN", hook.base);
+    s.set("CONCIERGE_SIDECAR_ALERT__ROCKETCHAT_WEBHOOK_URL", &url);
+    let out = s.sidecar(&["backup", "run"]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password is wrong"));
+    let status = s.status();
+    assert_eq!(status["last_run"]["outcome"], "failed");
+    assert_eq!(status["last_run"]["error_kind"], "wrong_password");
+    let alerts = hook.wait_for("/hooks/SECRET-HOOK-TOKEN", 1, Duration::from_secs(10));
+    let text = alerts[0].json()["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        text.contains("test-host")
+            && text.contains("backup run failed")
+            && text.contains("wrong_password"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("not the password") && !text.contains("SECRET-HOOK-TOKEN"),
+        "{text}"
+    );
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !logs.contains("SECRET-HOOK-TOKEN") && !logs.contains("not the password"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn an_unreachable_endpoint_fails_with_exit_code_3_and_leaves_a_failed_status() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let mut s = Setup::new("s3://backups/repo");
+    s.set(
+        "CONCIERGE_SIDECAR_REPOSITORY_S3__ENDPOINT",
+        &format!("http://127.0.0.1:{port}"),
+    );
+    s.set("CONCIERGE_SIDECAR_REPOSITORY_S3__ACCESS_KEY_ID", "AK");
+    s.set("CONCIERGE_SIDECAR_REPOSITORY_S3__SECRET_ACCESS_KEY", "SK");
+    s.set("CONCIERGE_SIDECAR_REPOSITORY__RETRIES", "2");
+    let out = s.sidecar(&["backup", "run", "--init"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.status()["last_run"]["error_kind"], "unreachable");
+    let stale = s.sidecar(&["backup", "status", "--max-age", "26h"]);
+    assert_eq!(stale.status.code(), Some(8));
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("no backup has succeeded yet"));
+}
+
+#[test]
+fn status_passes_after_a_good_run_and_fails_once_it_is_older_than_max_age() {
+    let s = Setup::new("{dir}/repo");
+    ok(&s.sidecar(&["backup", "run", "--init"]), "backup run");
+    ok(
+        &s.sidecar(&["backup", "status", "--max-age", "26h"]),
+        "fresh status",
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    let out = s.sidecar(&["backup", "status", "--max-age", "1s"]);
+    assert_eq!(out.status.code(), Some(8));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("more than the allowed"));
+}
+
+#[test]
+fn a_bad_configuration_is_refused_before_touching_anything() {
+    let mut s = Setup::new("{dir}/repo");
+    s.set("CONCIERGE_SIDECAR_RETENTION__KEEP_DAILY", "seven");
+    let out = s.sidecar(&["backup", "run", "--init"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("retention.keep_daily"));
+    assert!(!s.path("repo").exists());
+    assert!(!s.path("status.json").exists());
+}
