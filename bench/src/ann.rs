@@ -50,9 +50,9 @@ pub struct AnnArgs {
     /// ef_search values of the filtered sweeps.
     #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
     pub filter_efs: Vec<usize>,
-    /// Filter selectivities (fraction of the vectors a filter keeps); `--selectivities ''` skips them.
-    #[arg(long, value_delimiter = ',', default_value = "0.5,0.1,0.01")]
-    pub selectivities: Vec<f64>,
+    /// Filter selectivities (fraction of the vectors a filter keeps); `--selectivities none` skips them.
+    #[arg(long, value_delimiter = ',', default_value = "0.5,0.1,0.01", value_parser = selectivity)]
+    pub selectivities: Vec<Selectivity>,
     /// Threads for building the graphs (ours and the peers'); queries always run on one.
     #[arg(long, default_value_t = 2)]
     pub build_threads: usize,
@@ -68,6 +68,29 @@ pub struct AnnArgs {
     /// Where the report goes.
     #[arg(long, default_value = "bench/out/ann")]
     pub out: PathBuf,
+}
+
+/// A `--selectivities` entry: a fraction, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Selectivity(pub Option<f64>);
+
+/// The filter fractions to measure (`none` entries dropped).
+fn fractions(args: &AnnArgs) -> Vec<f64> {
+    args.selectivities.iter().filter_map(|s| s.0).collect()
+}
+
+fn selectivity(text: &str) -> Result<Selectivity, String> {
+    if text.trim() == "none" {
+        return Ok(Selectivity(None));
+    }
+    let s: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a fraction (e.g. 0.1) or `none`"))?;
+    if !(s > 0.0 && s < 1.0) {
+        return Err(format!("selectivity {s} is not within (0, 1)"));
+    }
+    Ok(Selectivity(Some(s)))
 }
 
 /// One measured point (the JSON row every library reports, peers included).
@@ -172,7 +195,10 @@ fn file_digest(path: &Path) -> anyhow::Result<String> {
     Ok(format!("{:x}", Sha256::digest(&bytes))[..16].to_owned())
 }
 
-fn load_inputs(args: &AnnArgs) -> anyhow::Result<(Vec<Vec<f32>>, Vec<Vec<f32>>, usize)> {
+/// Base vectors, query vectors, dimension.
+type Inputs = (Vec<Vec<f32>>, Vec<Vec<f32>>, usize);
+
+fn load_inputs(args: &AnnArgs) -> anyhow::Result<Inputs> {
     let missing = |p: &Path| {
         format!(
             "{} is missing: run bench/data/prepare.sh (WordNet vectors) or pass --base/--queries",
@@ -192,9 +218,6 @@ fn load_inputs(args: &AnnArgs) -> anyhow::Result<(Vec<Vec<f32>>, Vec<Vec<f32>>, 
     ensure!(base.rows.len() > args.k, "fewer base vectors than k");
     ensure!(!queries.rows.is_empty(), "no queries");
     ensure!(args.k > 0, "k must be at least 1");
-    for s in &args.selectivities {
-        ensure!(*s > 0.0 && *s < 1.0, "selectivity {s} is not within (0, 1)");
-    }
     // The index and the peers use cosine as the dot product of unit vectors.
     let unit = |rows: Vec<Vec<f32>>| -> Vec<Vec<f32>> {
         rows.into_iter()
@@ -222,7 +245,7 @@ fn exact(
         file_digest(&args.base)?,
         file_digest(&args.queries)?,
         args.k,
-        args.selectivities
+        fractions(args)
             .iter()
             .map(|s| format!("{s}"))
             .collect::<Vec<_>>()
@@ -235,7 +258,7 @@ fn exact(
     let mut sets = Vec::new();
     let mut rows = Vec::new();
     let filters: Vec<Option<f64>> = std::iter::once(None)
-        .chain(args.selectivities.iter().copied().map(Some))
+        .chain(fractions(args).into_iter().map(Some))
         .collect();
     for (n, selectivity) in filters.into_iter().enumerate() {
         let below = selectivity.map_or(100, |s| (s * 100.0).round().clamp(1.0, 99.0) as u8);
@@ -406,7 +429,7 @@ pub fn run(args: &AnnArgs) -> anyhow::Result<()> {
             build_threads: args.build_threads,
             efs: args.efs.clone(),
             filter_efs: args.filter_efs.clone(),
-            selectivities: args.selectivities.clone(),
+            selectivities: fractions(args),
         },
         rows,
         peers,
@@ -645,6 +668,14 @@ mod tests {
     }
 
     #[test]
+    fn selectivities_are_fractions_or_none() {
+        assert_eq!(selectivity("0.1"), Ok(Selectivity(Some(0.1))));
+        assert_eq!(selectivity("none"), Ok(Selectivity(None)));
+        assert!(selectivity("1.5").is_err());
+        assert!(selectivity("").is_err());
+    }
+
+    #[test]
     fn recall_counts_the_true_neighbours_found() {
         let truth = vec![vec![1, 2, 3, 4], vec![5, 6, 7, 8]];
         let found = vec![vec![1, 2, 9, 10], vec![8, 7, 6, 5]];
@@ -682,7 +713,7 @@ mod tests {
             ef_construction: 200,
             efs: vec![16],
             filter_efs: vec![16],
-            selectivities: vec![0.5],
+            selectivities: vec![Selectivity(Some(0.5))],
             build_threads: 1,
             peers: vec![],
             python: "none".into(),

@@ -27,6 +27,9 @@ pub struct Query {
     pub text: String,
 }
 
+/// One judgement: query id, document id, grade.
+pub type Qrel = (String, String, u32);
+
 /// Graded relevance: query id → (document id → grade > 0).
 pub type Qrels = HashMap<String, HashMap<String, u32>>;
 

@@ -191,7 +191,7 @@ fn step(
     };
     let start = Instant::now() + Duration::from_millis(50);
     let sample = |i: u64, ok: bool, seq: Option<u64>, done: Instant| {
-        (ok && i % 10 == 0)
+        (ok && i.is_multiple_of(10))
             .then_some(())
             .and(seq.map(|s| (done, s)))
     };

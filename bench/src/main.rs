@@ -4,9 +4,11 @@
 //! - `embed`: sentences per second of the candle embedder at several batch sizes and thread counts,
 //!   for short and ~128-token texts, beside ONNX Runtime on the same model and texts
 //!   (`bench/peers/onnx_embed.py`, optional: skipped with a message when it cannot run).
-//! - `ann`: recall@10 against queries/s of the dense index on real MiniLM vectors, beside exact
-//!   brute force and hnswlib (`bench/peers/hnswlib_ann.py`), and the whole engine at that scale.
-//! - `load`: open-loop webhook load on the real daemon (acknowledgement latency, searchable lag).
+//! - `ann`: recall@10 against queries/s of the dense index on a vector file (`.npy`/`.fvecs`),
+//!   unfiltered and filtered, beside the exact scan, hnswlib and FAISS (`bench/peers/*_ann.py`).
+//! - `retrieval`: nDCG@10, recall@100, MRR@10 and latency per search mode on a BEIR dataset.
+//! - `prepare-wordnet`: the WordNet datasets both use (`bench/data/prepare.sh` calls it).
+//! - `load`: HTTP load on a running or started daemon (webhooks or searches, open or closed loop).
 //! - `scale`: the real daemon at 100k chunks (restart, memory, search over HTTP vs in-process).
 //! - `ask`: answer latency over HTTP against a fake LLM with a fixed delay (Concierge's share).
 
@@ -47,14 +49,14 @@ struct Cli {
 enum Command {
     /// Embedding throughput: candle against ONNX Runtime, same model, same texts, same run.
     Embed(embed::EmbedArgs),
-    /// Dense index recall/throughput on real MiniLM vectors beside brute force and hnswlib, and the
-    /// engine at the same scale (ingest, hybrid latency, restart).
+    /// Dense index recall/throughput (unfiltered and filtered) on a vector file, beside the exact
+    /// scan, hnswlib and FAISS on the same files.
     Ann(ann::AnnArgs),
     /// Retrieval quality (nDCG@10, recall@100, MRR@10) and latency per search mode on a dataset
     /// in the BEIR layout (WordNet by default), ingested through the whole engine.
     Retrieval(retrieval::RetrievalArgs),
-    /// Webhook load on the real daemon: acknowledgements per second and latency at fixed rates,
-    /// acknowledgement to searchable, search over HTTP, resident memory.
+    /// HTTP load on a running (or a started) daemon: webhooks or searches, fixed rates or fixed
+    /// concurrency; throughput and latency p50/p90/p99/max, acknowledgement to searchable.
     Load(load::LoadArgs),
     /// The real daemon at scale (100k chunks by default): restart to ready, resident memory,
     /// search over HTTP per mode beside the same queries in-process.

@@ -139,7 +139,7 @@ fn order_key(id: &str) -> [u8; 32] {
 }
 
 /// The BEIR dataset: documents and queries in hash order.
-pub fn dataset(synsets: &[Synset]) -> (Vec<CorpusDoc>, Vec<Query>, Vec<(String, String, u32)>) {
+pub fn dataset(synsets: &[Synset]) -> (Vec<CorpusDoc>, Vec<Query>, Vec<beir::Qrel>) {
     let mut corpus: Vec<CorpusDoc> = synsets
         .iter()
         .map(|s| CorpusDoc {

@@ -11,6 +11,9 @@ use crate::distance::dot;
 use crate::error::Result;
 use crate::filter::{DocAttrs, Filter, TimeRange};
 
+/// Stored vectors by id (`None` where missing), for the exact scan of selective filters.
+pub type VectorLookup<'a> = dyn Fn(&[u64]) -> Vec<Option<Vec<f32>>> + 'a;
+
 /// HNSW over `(id, unit vector)` pairs; one id is one point (re-inserting an id replaces it).
 #[derive(Debug)]
 pub struct AnnIndex {
@@ -104,7 +107,7 @@ impl AnnIndex {
         k: usize,
         ef: usize,
         below: i64,
-        vectors: &dyn Fn(&[u64]) -> Vec<Option<Vec<f32>>>,
+        vectors: &VectorLookup<'_>,
     ) -> Result<Vec<(u64, f32)>> {
         let filter = Filter {
             updated_at: Some(TimeRange {

@@ -374,7 +374,12 @@ fn table_of<'a>(value: &'a mut Table, dotted: &str) -> Result<&'a mut Table, Con
             .or_insert_with(|| Value::Table(Table::new()))
         {
             Value::Table(inner) => inner,
-            other => {
+            other @ (Value::String(_)
+            | Value::Integer(_)
+            | Value::Float(_)
+            | Value::Boolean(_)
+            | Value::Datetime(_)
+            | Value::Array(_)) => {
                 return Err(err(format!(
                     "`{dotted}` must be a section, found a {}",
                     other.type_str()

@@ -86,7 +86,12 @@ fn classify(err: &RusticError, location: &str) -> RepoError {
                     detail: detail.clone(),
                 },
                 S3Error::Denied { .. } => RepoError::Denied(s3.to_string()),
-                _ => RepoError::Failed(format!("{}: {s3}", err.display_log())),
+                S3Error::NotFound { .. }
+                | S3Error::Status { .. }
+                | S3Error::Config(_)
+                | S3Error::Protocol { .. } => {
+                    RepoError::Failed(format!("{}: {s3}", err.display_log()))
+                }
             };
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>()
@@ -251,7 +256,7 @@ impl Repo {
 
     /// Opens it, initialising it first when `init` and there is none yet.
     pub fn open_or_init(config: &Config, bars: Bars, init: bool) -> Result<Self, RepoError> {
-        match Repo::open(config, bars.clone()) {
+        match Repo::open(config, bars) {
             Err(RepoError::NotInitialised(_)) if init => Repo::init(config, bars),
             other => other,
         }
@@ -392,7 +397,7 @@ impl Repo {
                 .read_data(true)
                 .read_data_subset(ReadSubsetOption::Percentage(p));
         }
-        let results = open!(self, r => r.check(opts.clone()).map_err(|e| self.fail(&e)))?;
+        let results = open!(self, r => r.check(opts).map_err(|e| self.fail(&e)))?;
         let problems: Vec<String> = format!("{results:?}")
             .lines()
             .filter(|l| !l.trim().is_empty())

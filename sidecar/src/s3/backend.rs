@@ -23,7 +23,10 @@ fn backend_error(err: S3Error) -> Box<RusticError> {
     let kind = match &err {
         S3Error::Denied { .. } => ErrorKind::Credentials,
         S3Error::Config(_) => ErrorKind::Configuration,
-        _ => ErrorKind::Backend,
+        S3Error::NotFound { .. }
+        | S3Error::Status { .. }
+        | S3Error::Unreachable { .. }
+        | S3Error::Protocol { .. } => ErrorKind::Backend,
     };
     RusticError::with_source(kind, "S3 request failed", err)
 }
@@ -51,7 +54,9 @@ impl S3Backend {
         match tpe {
             FileType::Config => format!("{}config", self.prefix()),
             FileType::Pack => format!("{}data/{}/{hex}", self.prefix(), &hex[..2]),
-            _ => format!("{}{}/{hex}", self.prefix(), tpe.dirname()),
+            FileType::Index | FileType::Key | FileType::Snapshot => {
+                format!("{}{}/{hex}", self.prefix(), tpe.dirname())
+            }
         }
     }
 }
