@@ -432,3 +432,87 @@ fn a_bad_configuration_is_refused_before_touching_anything() {
     assert!(!s.path("repo").exists());
     assert!(!s.path("status.json").exists());
 }
+
+/// A small tmpfs for the repository (mounting needs root, which CI and `./test.sh` here run as),
+/// unmounted on drop.
+struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mounting a small tmpfs failed (the test needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn resize(&self, size: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "remount: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).output();
+    }
+}
+
+#[test]
+fn a_full_target_disk_fails_with_exit_code_6_and_the_next_run_succeeds_once_there_is_room() {
+    let mut s = Setup::new("{dir}/small/repo");
+    let disk = SmallDisk::mount(&s.path("small"), "3m");
+    let hook = FakeServer::start(|_| FakeResponse::json(200, serde_json::json!({"success": true})));
+    s.set(
+        "CONCIERGE_SIDECAR_ALERT__ROCKETCHAT_WEBHOOK_URL",
+        &format!("{}/hooks/x", hook.base),
+    );
+    let out = s.sidecar(&["backup", "run", "--init"]);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no space left"));
+    assert_eq!(s.status()["last_run"]["error_kind"], "disk_full");
+    let alert = hook.wait_for("/hooks/x", 1, Duration::from_secs(10));
+    assert!(
+        alert[0].json()["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("disk_full")
+    );
+    // Room again: the next run succeeds on what the failed one left, and the repository checks.
+    disk.resize("64m");
+    ok(
+        &s.sidecar(&["backup", "run", "--init"]),
+        "backup run after the disk was enlarged",
+    );
+    assert_eq!(s.status()["last_run"]["outcome"], "ok");
+    ok(
+        &s.sidecar(&["backup", "check", "--read-data-subset", "100"]),
+        "backup check",
+    );
+    let repo = s.path("small/repo").display().to_string();
+    ok(&restic_cmd(&s, &repo, &[], &["check"]), "restic check");
+}
