@@ -2,6 +2,7 @@
 //! and every S3-compatible server verify. Written from the AWS specification and checked against
 //! the worked examples of its S3 documentation.
 
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 /// The SHA-256 of an empty payload (GET, DELETE, HEAD).
@@ -22,22 +23,13 @@ fn hex(bytes: &[u8]) -> String {
         })
 }
 
-/// HMAC-SHA256 (RFC 2104).
+/// HMAC-SHA256 (the `hmac` crate rustic_core already builds).
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    inner.update(data);
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    // HMAC takes keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()));
+    mac.update(data);
+    mac.finalize().into_bytes().into()
 }
 
 /// Percent-encodes per SigV4: everything but `A-Z a-z 0-9 - . _ ~` (and `/` when `keep_slash`).
