@@ -14,6 +14,7 @@
 
 mod ann;
 mod ask;
+mod backup;
 mod beir;
 mod corpus;
 mod corpus_vectors;
@@ -64,6 +65,10 @@ enum Command {
     /// Answer latency over HTTP (retrieval, generation) against a fake LLM with a fixed delay,
     /// and what Concierge adds on top of it; the extractive answerer beside it.
     Ask(ask::AskArgs),
+    /// Backup and restore throughput of `concierge-sidecar` beside `restic` on the same ~1 GB
+    /// mixed tree, to a local repository and to S3 (`moto_server`), first and unchanged second
+    /// run.
+    Backup(backup::BackupArgs),
     /// Builds the WordNet datasets (BEIR layout and vector files) from an unpacked
     /// `wordnet-base`; `bench/data/prepare.sh` downloads it and calls this.
     PrepareWordnet(wordnet::PrepareArgs),
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
         Command::Load(args) => load::run(&args),
         Command::Scale(args) => scale::run(&args),
         Command::Ask(args) => ask::run(&args),
+        Command::Backup(args) => backup::run(&args),
         Command::PrepareWordnet(args) => wordnet::run(&args),
     };
     match result {

@@ -5,6 +5,7 @@
 //! 1 for a runtime failure, 2 for bad usage (clap's), 3 when the model files are not installed.
 
 mod answers;
+mod backup_status;
 mod commands;
 mod config;
 mod http;

@@ -214,7 +214,19 @@ pub struct HetznerConfig {
     pub snapshot_label: String,
     pub server_type: String,
     pub location: String,
+    /// The whole run, from creating the server to its report, e.g. `"2h"`.
     pub timeout: String,
+    /// SSH keys (names or ids) put on the server; none: Hetzner generates a root password,
+    /// which is never read or logged.
+    pub ssh_keys: Vec<String>,
+    /// How often the report (and actions) are polled, e.g. `"15s"`.
+    pub poll_interval: String,
+    /// The sidecar binary and its configuration on the snapshot's disk (cloud-init runs
+    /// `<remote_binary> --config <remote_config> backup run --report <run id>`).
+    pub remote_binary: String,
+    pub remote_config: String,
+    /// Attempts per API request (rate limits, `locked`, server errors).
+    pub retries: u32,
 }
 
 impl Default for HetznerConfig {
@@ -226,6 +238,11 @@ impl Default for HetznerConfig {
             server_type: "cx22".into(),
             location: "fsn1".into(),
             timeout: "2h".into(),
+            ssh_keys: Vec::new(),
+            poll_interval: "15s".into(),
+            remote_binary: "/usr/local/bin/concierge-sidecar".into(),
+            remote_config: "/etc/concierge-sidecar/sidecar.toml".into(),
+            retries: 8,
         }
     }
 }
@@ -234,8 +251,13 @@ impl Default for HetznerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScheduleConfig {
+    /// Cron expression (UTC) of the backup: five fields, or six with seconds first.
     pub backup: String,
+    /// Cron expression (UTC) of the freshness check (`backup status`).
     pub status: String,
+    /// What the backup slot runs: `run` (`backup run` here) or `ephemeral` (`backup
+    /// ephemeral`: a temporary Hetzner server).
+    pub backup_mode: String,
 }
 
 impl Default for ScheduleConfig {
@@ -243,6 +265,7 @@ impl Default for ScheduleConfig {
         ScheduleConfig {
             backup: "0 2 * * *".into(),
             status: "0 8 * * *".into(),
+            backup_mode: "run".into(),
         }
     }
 }
@@ -311,6 +334,18 @@ impl Config {
         }
         parse_duration(&self.status.max_age).map_err(|e| err(format!("status.max_age: {e}")))?;
         parse_duration(&self.hetzner.timeout).map_err(|e| err(format!("hetzner.timeout: {e}")))?;
+        parse_duration(&self.hetzner.poll_interval)
+            .map_err(|e| err(format!("hetzner.poll_interval: {e}")))?;
+        crate::cron::Cron::parse(&self.schedule.backup)
+            .map_err(|e| err(format!("schedule.backup: {e}")))?;
+        crate::cron::Cron::parse(&self.schedule.status)
+            .map_err(|e| err(format!("schedule.status: {e}")))?;
+        if !matches!(self.schedule.backup_mode.as_str(), "run" | "ephemeral") {
+            return Err(err(format!(
+                "schedule.backup_mode must be \"run\" or \"ephemeral\", got {:?}",
+                self.schedule.backup_mode
+            )));
+        }
         if !self.backup.daemon_url.is_empty() && self.backup.daemon_data_dir.is_empty() {
             return Err(err(
                 "backup.daemon_url is set but backup.daemon_data_dir is not: the checkpoint is read from the daemon's data directory",
@@ -338,32 +373,41 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if t.is_empty() {
         return Err("empty duration (use e.g. 90s, 30m, 26h, 7d)".into());
     }
-    let mut total = 0u64;
+    let mut total_ms = 0u64;
     let mut number = String::new();
-    for c in t.chars() {
+    let mut chars = t.chars().peekable();
+    while let Some(c) = chars.next() {
         if c.is_ascii_digit() {
             number.push(c);
             continue;
         }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => return Err(format!("{text:?}: unknown unit {c:?} (use s, m, h or d)")),
+        let unit_ms = match c {
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                1
+            }
+            's' => 1_000,
+            'm' => 60_000,
+            'h' => 3_600_000,
+            'd' => 86_400_000,
+            _ => {
+                return Err(format!(
+                    "{text:?}: unknown unit {c:?} (use ms, s, m, h or d)"
+                ));
+            }
         };
         let n: u64 = number
             .parse()
             .map_err(|_| format!("{text:?}: a number must come before {c:?}"))?;
-        total = total.saturating_add(n.saturating_mul(unit));
+        total_ms = total_ms.saturating_add(n.saturating_mul(unit_ms));
         number.clear();
     }
     if !number.is_empty() {
         return Err(format!(
-            "{text:?}: the last number has no unit (s, m, h or d)"
+            "{text:?}: the last number has no unit (ms, s, m, h or d)"
         ));
     }
-    Ok(Duration::from_secs(total))
+    Ok(Duration::from_millis(total_ms))
 }
 
 fn table_of<'a>(value: &'a mut Table, dotted: &str) -> Result<&'a mut Table, ConfigError> {
@@ -683,6 +727,8 @@ mod tests {
         assert_eq!(parse_duration("26h"), Ok(Duration::from_secs(26 * 3600)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("26").is_err());
         assert!(parse_duration("h").is_err());
         assert!(parse_duration("3w").is_err());

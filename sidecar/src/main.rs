@@ -3,9 +3,10 @@
 //! restores, a status record for monitoring and RocketChat alerts (DESIGN §7).
 //!
 //! Exit codes: 0 success, 1 a backup step failed, 2 bad configuration or usage, 3 repository
-//! unreachable or credentials refused, 4 wrong repository password, 5 no repository there
-//! (initialise it), 6 no space left, 7 `check` found problems, 8 `status`: the last good backup
-//! is too old or the last run failed.
+//! (or Hetzner API) unreachable or credentials refused, 4 wrong repository password, 5 no
+//! repository there (initialise it), 6 no space left, 7 `check` found problems, 8 `status`: the
+//! last good backup is too old or the last run failed, 9 `ephemeral`: the temporary server sent
+//! no report in time, 10 `ephemeral`: a temporary server could not be deleted.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +15,7 @@ use clap::{Parser, Subcommand};
 use concierge_sidecar::config::{self, Config, parse_duration};
 use concierge_sidecar::progress::Bars;
 use concierge_sidecar::repository::{Repo, RepoError, keep_options};
-use concierge_sidecar::run::{backup_run, deliver_alert};
+use concierge_sidecar::run::{backup_run, deliver_alert, record_status};
 use concierge_sidecar::status::StatusFile;
 use concierge_sidecar::time::now_secs;
 
@@ -31,9 +32,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Backups: init, run, snapshots, check, restore, forget, status.
+    /// Backups: init, run, snapshots, check, restore, forget, status, ephemeral.
     #[command(subcommand)]
     Backup(Backup),
+    /// Runs the backup and the status check on their cron schedules ([schedule]) until stopped.
+    Schedule,
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,7 +48,14 @@ enum Backup {
         /// Create the repository first if there is none.
         #[arg(long)]
         init: bool,
+        /// Also store the run's status as report RUN_ID beside the repository (how a temporary
+        /// server started by `backup ephemeral` reports back).
+        #[arg(long, value_name = "RUN_ID")]
+        report: Option<String>,
     },
+    /// The nightly run on a temporary Hetzner server from the newest labelled snapshot
+    /// ([hetzner]); the server is always deleted afterwards.
+    Ephemeral,
     /// Lists snapshots, oldest first.
     Snapshots {
         #[arg(long)]
@@ -104,7 +114,37 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Backup(b) => backup(&config, b),
+        Command::Schedule => schedule(&config, cli.config.as_deref()),
     }
+}
+
+fn schedule(config: &Config, config_file: Option<&std::path::Path>) -> ExitCode {
+    let jobs = match concierge_sidecar::schedule::jobs(config) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("concierge-sidecar: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(signal, std::sync::Arc::clone(&stop)) {
+            eprintln!("concierge-sidecar: error: cannot handle signal {signal}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    tracing::info!(
+        backup = %config.schedule.backup,
+        backup_mode = %config.schedule.backup_mode,
+        status = %config.schedule.status,
+        "schedule started (UTC)"
+    );
+    let run = |job: &concierge_sidecar::schedule::Job| {
+        concierge_sidecar::schedule::run_child(config_file, job)
+    };
+    concierge_sidecar::schedule::run_jobs(&jobs, &stop, &run);
+    tracing::info!("schedule stopped");
+    ExitCode::SUCCESS
 }
 
 fn print_json(value: &impl serde::Serialize) -> ExitCode {
@@ -129,10 +169,27 @@ fn backup(config: &Config, command: Backup) -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        Backup::Run { init } => {
+        Backup::Run { init, report } => {
+            if let Some(id) = &report
+                && !concierge_sidecar::reports::valid_run_id(id)
+            {
+                eprintln!(
+                    "concierge-sidecar: error: --report {id:?}: lower-case letters, digits and dashes"
+                );
+                return ExitCode::from(2);
+            }
             let outcome = backup_run(config, init, Bars::auto());
             if let Some(a) = &outcome.alert_error {
                 eprintln!("concierge-sidecar: the alert could not be sent: {a}");
+            }
+            if let Some(id) = &report {
+                let stored = concierge_sidecar::reports::Reports::open(config)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.put(id, &outcome.record));
+                if let Err(e) = stored {
+                    eprintln!("concierge-sidecar: error: the report {id} cannot be stored: {e}");
+                    return ExitCode::FAILURE;
+                }
             }
             match (&outcome.error, &outcome.summary) {
                 (Some(e), _) => fail(e),
@@ -146,6 +203,7 @@ fn backup(config: &Config, command: Backup) -> ExitCode {
                 (None, None) => ExitCode::FAILURE,
             }
         }
+        Backup::Ephemeral => ephemeral(config),
         Backup::Snapshots { json } => {
             let snaps = match Repo::open(config, Bars::quiet()).and_then(|r| r.snapshots()) {
                 Ok(s) => s,
@@ -292,4 +350,53 @@ fn backup(config: &Config, command: Backup) -> ExitCode {
             }
         }
     }
+}
+
+fn ephemeral(config: &Config) -> ExitCode {
+    let outcome = concierge_sidecar::ephemeral::backup_ephemeral(config);
+    let mut alert_error = record_status(config, &outcome.record);
+    let host = config.host();
+    if let Some(e) = &outcome.error {
+        eprintln!("concierge-sidecar: error: {e}");
+        alert_error = deliver_alert(config, &host, "backup ephemeral", &e.kind(), &e.to_string())
+            .err()
+            .or(alert_error);
+    }
+    if !outcome.leftovers.is_empty() {
+        let text = format!(
+            "temporary server(s) could not be deleted and keep costing money; delete them in the Hetzner console: {}",
+            outcome.leftovers.join("; ")
+        );
+        eprintln!("concierge-sidecar: error: {text}");
+        alert_error = deliver_alert(
+            config,
+            &host,
+            "deleting the temporary backup server",
+            "cleanup",
+            &text,
+        )
+        .err()
+        .or(alert_error);
+    }
+    if let Some(a) = &alert_error {
+        eprintln!("concierge-sidecar: the alert could not be sent: {a}");
+    }
+    if outcome.orphans_deleted > 0 {
+        println!(
+            "deleted {} temporary server(s) left by an earlier run",
+            outcome.orphans_deleted
+        );
+    }
+    if outcome.error.is_none() {
+        let r = &outcome.record;
+        println!(
+            "run {}: snapshot {} saved on {}: {} files, {} bytes added",
+            outcome.run_id,
+            r.snapshot_id.as_deref().unwrap_or("?"),
+            r.server.as_deref().unwrap_or("?"),
+            r.files.unwrap_or(0),
+            r.bytes_added.unwrap_or(0)
+        );
+    }
+    ExitCode::from(outcome.exit_code())
 }

@@ -179,6 +179,23 @@ pub struct ForgetDecision {
     pub reasons: Vec<String>,
 }
 
+/// The configured bucket's client (`[repository.s3]`).
+pub(crate) fn s3_client(config: &Config, bucket: &str) -> Result<S3Client, RepoError> {
+    let s3 = &config.repository.s3;
+    S3Client::new(S3Config {
+        endpoint: s3.endpoint.clone(),
+        bucket: bucket.to_owned(),
+        region: s3.region.clone(),
+        path_style: s3.path_style,
+        access_key_id: s3.access_key_id.expose().to_owned(),
+        secret_access_key: s3.secret_access_key.expose().to_owned(),
+        timeout: parse_duration(&s3.timeout).map_err(RepoError::Config)?,
+        attempts: config.repository.retries.max(1),
+        backoff: Duration::from_millis(250),
+    })
+    .map_err(|e| RepoError::Config(e.to_string()))
+}
+
 fn backends(config: &Config) -> Result<(RepositoryBackends, String), RepoError> {
     let cfg_err = |e: String| RepoError::Config(e);
     match config.location().map_err(|e| cfg_err(e.to_string()))? {
@@ -189,20 +206,11 @@ fn backends(config: &Config) -> Result<(RepositoryBackends, String), RepoError> 
             Ok((RepositoryBackends::new(Arc::new(be), None), shown))
         }
         Location::S3 { bucket, prefix } => {
-            let s3 = &config.repository.s3;
-            let client = S3Client::new(S3Config {
-                endpoint: s3.endpoint.clone(),
-                bucket: bucket.clone(),
-                region: s3.region.clone(),
-                path_style: s3.path_style,
-                access_key_id: s3.access_key_id.expose().to_owned(),
-                secret_access_key: s3.secret_access_key.expose().to_owned(),
-                timeout: parse_duration(&s3.timeout).map_err(cfg_err)?,
-                attempts: config.repository.retries.max(1),
-                backoff: Duration::from_millis(250),
-            })
-            .map_err(|e| RepoError::Config(e.to_string()))?;
-            let shown = format!("s3:{}/{bucket}/{prefix}", s3.endpoint.trim_end_matches('/'));
+            let client = s3_client(config, &bucket)?;
+            let shown = format!(
+                "s3:{}/{bucket}/{prefix}",
+                config.repository.s3.endpoint.trim_end_matches('/')
+            );
             let be: Arc<dyn WriteBackend> = Arc::new(S3Backend::new(client, &prefix));
             Ok((RepositoryBackends::new(be, None), shown))
         }

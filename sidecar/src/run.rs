@@ -17,6 +17,8 @@ use crate::time::now_secs;
 /// How a run ended, for the caller's exit code.
 #[derive(Debug)]
 pub struct RunOutcome {
+    /// What was recorded in the status file.
+    pub record: RunStatus,
     pub summary: Option<BackupSummary>,
     pub forgotten: usize,
     /// `Some` when the run failed.
@@ -97,20 +99,10 @@ pub fn backup_run(config: &Config, init: bool, bars: Bars) -> RunOutcome {
             &e.to_string(),
         ),
     };
-    let mut alert_error = None;
-    if let Err(e) = StatusFile::record(&config.status.file, record) {
-        tracing::error!(error = %e, "could not record the run's status");
-        alert_error = deliver_alert(
-            config,
-            &host,
-            "recording the backup status",
-            "status",
-            &e.to_string(),
-        )
-        .err();
-    }
+    let alert_error = record_status(config, &record);
     match result {
         Ok((summary, forgotten)) => RunOutcome {
+            record,
             summary: Some(summary),
             forgotten,
             error: None,
@@ -122,6 +114,7 @@ pub fn backup_run(config: &Config, init: bool, bars: Bars) -> RunOutcome {
                 .err()
                 .or(alert_error);
             RunOutcome {
+                record,
                 summary: None,
                 forgotten: 0,
                 error: Some(e),
@@ -129,6 +122,37 @@ pub fn backup_run(config: &Config, init: bool, bars: Bars) -> RunOutcome {
             }
         }
     }
+}
+
+/// Writes `record` to the status file and, when `backup.daemon_url` is set, to the daemon (so
+/// it shows in its `/v1/admin/status`); a status file that cannot be written alerts. Returns
+/// the alert's own failure, if any.
+pub fn record_status(config: &Config, record: &RunStatus) -> Option<String> {
+    let file = match StatusFile::record(&config.status.file, record.clone()) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "could not record the run's status");
+            return deliver_alert(
+                config,
+                &config.host(),
+                "recording the backup status",
+                "status",
+                &e.to_string(),
+            )
+            .err();
+        }
+    };
+    if !config.backup.daemon_url.is_empty()
+        && let Err(e) = daemon_client::report_status(
+            &config.backup.daemon_url,
+            config.backup.daemon_token.expose(),
+            &file,
+        )
+    {
+        // The status file is the record; the daemon's copy is for display.
+        tracing::warn!(error = %e, "could not hand the backup status to the daemon");
+    }
+    None
 }
 
 /// Sends an alert when a webhook is configured (`Ok` when none is).

@@ -30,6 +30,9 @@ pub struct RunStatus {
     /// The failure's kind (`unreachable`, `wrong_password`, `disk_full`, ...) and message.
     pub error_kind: Option<String>,
     pub error: Option<String>,
+    /// The temporary Hetzner server the run happened on (`backup ephemeral`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 /// The file: the last run, and the last successful one (what freshness is measured from).
@@ -188,6 +191,7 @@ impl RunStatus {
             forgotten: None,
             error_kind: None,
             error: None,
+            server: None,
         }
     }
 }

@@ -4,9 +4,13 @@
 //! Binaries come from the same target directory as the test binary (`target/debug/`); the README's
 //! test command builds them first (`cargo build --workspace --bins`).
 
+mod fake_hetzner;
 mod fake_http;
+mod moto;
 
+pub use fake_hetzner::{Boot, FakeHetzner, HetznerState};
 pub use fake_http::{FakeRequest, FakeResponse, FakeServer};
+pub use moto::{Moto, moto_server};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -222,4 +226,59 @@ pub fn http_request(
 /// A minimal HTTP/1.1 GET (`Connection: close`), enough for black-box checks.
 pub fn http_get(address: &str, path: &str) -> (u16, String) {
     http_request(address, "GET", path, None, &[])
+}
+
+/// `concierge-sidecar` as a test runs it: a temporary directory (its working directory and
+/// `HOME`, where its status file goes) and the `CONCIERGE_SIDECAR_*` variables it is given.
+#[derive(Debug)]
+pub struct SidecarEnv {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+impl SidecarEnv {
+    /// A path inside the directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Sets (or replaces) a variable.
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// The command, ready to run or spawn.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(binary("concierge-sidecar"));
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Runs it to the end.
+    pub fn sidecar(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run concierge-sidecar")
+    }
+
+    /// The status file (`status.json` in the directory), parsed.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.path("status.json")).expect("status file"))
+            .expect("status JSON")
+    }
+}
+
+/// Fails the test with the command's output unless it succeeded.
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?})\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

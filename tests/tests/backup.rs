@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use concierge_tests::{FakeResponse, FakeServer, binary, temp_dir, workspace_root};
+use concierge_tests::{FakeResponse, FakeServer, Moto, SidecarEnv, assert_success, temp_dir};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -19,59 +19,6 @@ fn restic() -> PathBuf {
         .map(PathBuf::from)
         .find(|p| p.is_file());
     found.expect("restic is not installed: run scripts/test-tools.sh (./test.sh does)")
-}
-
-/// `moto_server`: from scripts/test-tools.sh's virtualenv, else PATH.
-fn moto_server() -> PathBuf {
-    let venv = workspace_root().join("tests/.venv/bin/moto_server");
-    if venv.is_file() {
-        return venv;
-    }
-    let on_path = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("moto_server"))
-            .find(|c| c.is_file())
-    });
-    on_path.expect("moto_server is not installed: run scripts/test-tools.sh (./test.sh does)")
-}
-
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(moto_server())
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A tree with what breaks naive backups: binary and empty files, a file of several packs,
@@ -154,68 +101,34 @@ fn expected(root: &Path) -> BTreeMap<String, String> {
     l
 }
 
-struct Setup {
-    dir: tempfile::TempDir,
-    env: Vec<(String, String)>,
-}
+type Setup = SidecarEnv;
 
-impl Setup {
-    fn new(location: &str) -> Setup {
-        let dir = temp_dir();
-        let pw = dir.path().join("password");
-        std::fs::write(&pw, format!("{PASSWORD}\n")).expect("write");
-        make_tree(&dir.path().join("source"));
-        let p = |s: &str| dir.path().join(s).display().to_string();
-        let location = location.replace("{dir}", &p(""));
-        let env = vec![
-            ("CONCIERGE_SIDECAR_REPOSITORY__LOCATION".into(), location),
-            (
-                "CONCIERGE_SIDECAR_REPOSITORY__PASSWORD_FILE".into(),
-                pw.display().to_string(),
-            ),
-            ("CONCIERGE_SIDECAR_BACKUP__SOURCES".into(), p("source")),
-            ("CONCIERGE_SIDECAR_BACKUP__EXCLUDE".into(), "*.tmp".into()),
-            ("CONCIERGE_SIDECAR_BACKUP__HOST".into(), "test-host".into()),
-            ("CONCIERGE_SIDECAR_STATUS__FILE".into(), p("status.json")),
-            ("RUST_LOG".into(), "warn".into()),
-        ];
-        Setup { dir, env }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn set(&mut self, key: &str, value: &str) {
-        self.env.retain(|(k, _)| k != key);
-        self.env.push((key.to_owned(), value.to_owned()));
-    }
-
-    fn sidecar(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(binary("concierge-sidecar"));
-        c.args(args)
-            .current_dir(self.dir.path())
-            .env("HOME", self.dir.path());
-        for (k, v) in &self.env {
-            c.env(k, v);
-        }
-        c.output().expect("run concierge-sidecar")
-    }
-
-    fn status(&self) -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(self.path("status.json")).expect("status file"))
-            .expect("status JSON")
-    }
+/// A directory with the source tree and a password file, and the variables pointing the sidecar
+/// at them and at `location` (`{dir}` stands for the directory).
+fn setup(location: &str) -> Setup {
+    let dir = temp_dir();
+    let pw = dir.path().join("password");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).expect("write");
+    make_tree(&dir.path().join("source"));
+    let p = |s: &str| dir.path().join(s).display().to_string();
+    let location = location.replace("{dir}", &p(""));
+    let env = vec![
+        ("CONCIERGE_SIDECAR_REPOSITORY__LOCATION".into(), location),
+        (
+            "CONCIERGE_SIDECAR_REPOSITORY__PASSWORD_FILE".into(),
+            pw.display().to_string(),
+        ),
+        ("CONCIERGE_SIDECAR_BACKUP__SOURCES".into(), p("source")),
+        ("CONCIERGE_SIDECAR_BACKUP__EXCLUDE".into(), "*.tmp".into()),
+        ("CONCIERGE_SIDECAR_BACKUP__HOST".into(), "test-host".into()),
+        ("CONCIERGE_SIDECAR_STATUS__FILE".into(), p("status.json")),
+        ("RUST_LOG".into(), "warn".into()),
+    ];
+    Setup { dir, env }
 }
 
 fn ok(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?})\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(out, what);
 }
 
 fn restic_cmd(s: &Setup, repo: &str, extra_env: &[(&str, &str)], args: &[&str]) -> Output {
@@ -307,7 +220,7 @@ fn round_trip(s: &Setup, restic_repo: &str, restic_env: &[(&str, &str)]) {
 
 #[test]
 fn a_tree_backed_up_to_a_local_repository_restores_byte_for_byte_also_with_restic() {
-    let s = Setup::new("{dir}/repo");
+    let s = setup("{dir}/repo");
     let repo = s.path("repo").display().to_string();
     round_trip(&s, &repo, &[]);
     ok(
@@ -319,7 +232,7 @@ fn a_tree_backed_up_to_a_local_repository_restores_byte_for_byte_also_with_resti
 #[test]
 fn a_tree_backed_up_to_s3_restores_byte_for_byte_also_with_restic_over_s3() {
     let moto = Moto::start();
-    let mut s = Setup::new("s3://backups/concierge/nightly");
+    let mut s = setup("s3://backups/concierge/nightly");
     s.set("CONCIERGE_SIDECAR_REPOSITORY_S3__ENDPOINT", &moto.endpoint);
     s.set("CONCIERGE_SIDECAR_REPOSITORY_S3__ACCESS_KEY_ID", "AKIDTEST");
     s.set(
@@ -338,7 +251,7 @@ fn a_tree_backed_up_to_s3_restores_byte_for_byte_also_with_restic_over_s3() {
 #[test]
 fn a_wrong_password_fails_with_its_exit_code_records_the_failure_and_alerts_without_secrets() {
     let hook = FakeServer::start(|_| FakeResponse::json(200, serde_json::json!({"success": true})));
-    let mut s = Setup::new("{dir}/repo");
+    let mut s = setup("{dir}/repo");
     ok(&s.sidecar(&["backup", "init"]), "backup init");
     let wrong = s.path("wrong");
     std::fs::write(&wrong, "not the password").expect("write");
@@ -387,7 +300,7 @@ fn an_unreachable_endpoint_fails_with_exit_code_3_and_leaves_a_failed_status() {
         .and_then(|l| l.local_addr())
         .expect("port")
         .port();
-    let mut s = Setup::new("s3://backups/repo");
+    let mut s = setup("s3://backups/repo");
     s.set(
         "CONCIERGE_SIDECAR_REPOSITORY_S3__ENDPOINT",
         &format!("http://127.0.0.1:{port}"),
@@ -410,7 +323,7 @@ fn an_unreachable_endpoint_fails_with_exit_code_3_and_leaves_a_failed_status() {
 
 #[test]
 fn status_passes_after_a_good_run_and_fails_once_it_is_older_than_max_age() {
-    let s = Setup::new("{dir}/repo");
+    let s = setup("{dir}/repo");
     ok(&s.sidecar(&["backup", "run", "--init"]), "backup run");
     ok(
         &s.sidecar(&["backup", "status", "--max-age", "26h"]),
@@ -424,7 +337,7 @@ fn status_passes_after_a_good_run_and_fails_once_it_is_older_than_max_age() {
 
 #[test]
 fn a_bad_configuration_is_refused_before_touching_anything() {
-    let mut s = Setup::new("{dir}/repo");
+    let mut s = setup("{dir}/repo");
     s.set("CONCIERGE_SIDECAR_RETENTION__KEEP_DAILY", "seven");
     let out = s.sidecar(&["backup", "run", "--init"]);
     assert_eq!(out.status.code(), Some(2));
@@ -479,7 +392,7 @@ impl Drop for SmallDisk {
 
 #[test]
 fn a_full_target_disk_fails_with_exit_code_6_and_the_next_run_succeeds_once_there_is_room() {
-    let mut s = Setup::new("{dir}/small/repo");
+    let mut s = setup("{dir}/small/repo");
     let disk = SmallDisk::mount(&s.path("small"), "3m");
     let hook = FakeServer::start(|_| FakeResponse::json(200, serde_json::json!({"success": true})));
     s.set(
@@ -515,4 +428,140 @@ fn a_full_target_disk_fails_with_exit_code_6_and_the_next_run_succeeds_once_ther
     );
     let repo = s.path("small/repo").display().to_string();
     ok(&restic_cmd(&s, &repo, &[], &["check"]), "restic check");
+}
+
+#[test]
+fn a_backup_of_a_running_daemon_uses_a_checkpoint_and_its_status_shows_in_the_daemon() {
+    let model = concierge_tests::model_dir();
+    let daemon = concierge_tests::Daemon::start_with_env(
+        &["--model-dir", model.to_str().expect("utf-8")],
+        &[("CONCIERGE_AUTH__API_TOKENS", "admin-token")],
+        &concierge_tests::workspace_root(),
+    );
+    let auth = [
+        ("Authorization", "Bearer admin-token"),
+        ("Content-Type", "application/json"),
+    ];
+    let doc = serde_json::json!({"id": "guesty:reservation:b1", "text": "Pool heater broken, guest in unit 4.", "updated_at": 1});
+    let (s, b) = daemon.request("POST", "/v1/documents", Some(&doc.to_string()), &auth);
+    assert_eq!(s, 202, "{b}");
+    let mut s = setup("{dir}/repo");
+    s.set(
+        "CONCIERGE_SIDECAR_BACKUP__DAEMON_URL",
+        &format!("http://{}", daemon.address),
+    );
+    s.set("CONCIERGE_SIDECAR_BACKUP__DAEMON_TOKEN", "admin-token");
+    s.set(
+        "CONCIERGE_SIDECAR_BACKUP__DAEMON_DATA_DIR",
+        &daemon.data_dir.display().to_string(),
+    );
+    ok(&s.sidecar(&["backup", "run", "--init"]), "backup run");
+    let snapshot = s.status()["last_run"]["snapshot_id"].clone();
+    // The checkpoint was backed up and then removed from the daemon's data directory.
+    let left: Vec<_> = std::fs::read_dir(daemon.data_dir.join("checkpoints"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    let (code, body) = daemon.request("GET", "/v1/admin/status", None, &auth);
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(status["backup"]["last_run"]["outcome"], "ok", "{status}");
+    assert_eq!(status["backup"]["last_run"]["snapshot_id"], snapshot);
+    assert_eq!(status["backup"]["last_success"]["snapshot_id"], snapshot);
+    assert!(
+        status["durable_seq"].as_u64().is_some(),
+        "the engine's status is still there"
+    );
+    // What the daemon refuses, it refuses with a problem body, keeping what it had.
+    let (code, body) = daemon.request(
+        "PUT",
+        "/v1/admin/backup-status",
+        Some(r#"{"last_run": {"outcome": "perhaps"}}"#),
+        &auth,
+    );
+    assert_eq!(code, 422, "{body}");
+    let (code, _) = daemon.request("PUT", "/v1/admin/backup-status", Some("{}"), &[]);
+    assert_eq!(code, 401);
+    let (_, body) = daemon.request("GET", "/v1/admin/status", None, &auth);
+    assert!(body.contains(snapshot.as_str().unwrap_or("?")), "{body}");
+    // The snapshot holds the checkpoint's store.
+    let target = s.path("restored");
+    ok(
+        &s.sidecar(&[
+            "backup",
+            "restore",
+            "latest",
+            "--target",
+            &target.display().to_string(),
+        ]),
+        "restore",
+    );
+    let found = std::process::Command::new("find")
+        .arg(&target)
+        .args(["-type", "d", "-name", "store"])
+        .output()
+        .expect("find");
+    assert!(
+        !String::from_utf8_lossy(&found.stdout).trim().is_empty(),
+        "no checkpoint store in the snapshot"
+    );
+}
+
+#[test]
+fn schedule_runs_backups_on_their_cron_survives_a_failing_run_and_stops_on_sigterm() {
+    let mut s = setup("{dir}/repo");
+    // Every two seconds (the seconds field); the status check far away.
+    s.set("CONCIERGE_SIDECAR_SCHEDULE__BACKUP", "*/2 * * * * *");
+    s.set("CONCIERGE_SIDECAR_SCHEDULE__STATUS", "0 0 1 1 *");
+    let log = std::fs::File::create(s.path("schedule.log")).expect("log file");
+    let mut child = s
+        .command(&["schedule"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start schedule");
+    let wait_for = |what: &str, pred: &dyn Fn(&serde_json::Value) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(bytes) = std::fs::read(s.path("status.json"))
+                && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
+                && pred(&v)
+            {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {what} within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // No repository yet: the scheduled runs fail, and the schedule goes on.
+    wait_for("failed run", &|v| {
+        v["last_run"]["error_kind"] == "not_initialised"
+    });
+    ok(&s.sidecar(&["backup", "init"]), "backup init");
+    let good = wait_for("successful run", &|v| v["last_run"]["outcome"] == "ok");
+    assert!(good["last_success"]["snapshot_id"].is_string(), "{good}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "schedule did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let logs = std::fs::read_to_string(s.path("schedule.log")).unwrap_or_default();
+    assert!(status.success(), "{status:?}\n{logs}");
+    assert!(logs.contains("the schedule goes on"), "{logs}");
+    assert!(logs.contains("schedule stopped"), "{logs}");
 }

@@ -1,11 +1,12 @@
-//! `GET /v1/admin/status`, `POST /v1/admin/reindex`, `POST /v1/admin/checkpoint`.
+//! `GET /v1/admin/status`, `POST /v1/admin/reindex`, `POST /v1/admin/checkpoint`,
+//! `PUT /v1/admin/backup-status` (the sidecar's last backup runs, shown in the status).
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use concierge_engine::{CheckpointInfo, EngineStatus};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -16,10 +17,41 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/status", get(status))
         .route("/v1/admin/reindex", post(reindex))
         .route("/v1/admin/checkpoint", post(checkpoint))
+        .route("/v1/admin/backup-status", put(backup_status))
 }
 
-async fn status(State(state): State<AppState>) -> Result<Json<EngineStatus>, ApiError> {
-    Ok(Json(state.blocking(|engine| engine.status()).await?))
+/// The engine's status and, when the sidecar has sent one, the backup status.
+#[derive(Debug, Serialize)]
+struct AdminStatus {
+    #[serde(flatten)]
+    engine: EngineStatus,
+    /// `{last_run, last_success}` from `concierge-sidecar`, or null.
+    backup: Option<Value>,
+}
+
+async fn status(State(state): State<AppState>) -> Result<Json<AdminStatus>, ApiError> {
+    let engine = state.blocking(|engine| engine.status()).await?;
+    let backup = crate::backup_status::load(&state.config.storage.data_dir);
+    Ok(Json(AdminStatus { engine, backup }))
+}
+
+/// Keeps the sidecar's backup status (its status file, as JSON) for `GET /v1/admin/status`.
+async fn backup_status(
+    State(state): State<AppState>,
+    super::extract::RawBody(body): super::extract::RawBody,
+) -> Result<StatusCode, ApiError> {
+    let value: Value = super::extract::parse(&body)?;
+    let dir = state.config.storage.data_dir.clone();
+    tokio::task::spawn_blocking(move || crate::backup_status::store(&dir, &value))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| match e {
+            crate::backup_status::BackupStatusError::Invalid(d) => ApiError::Unprocessable(d),
+            crate::backup_status::BackupStatusError::Write { .. } => {
+                ApiError::Internal(e.to_string())
+            }
+        })?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Starts a rebuild of both indexes from stored vectors; answers at once (watch the status).
