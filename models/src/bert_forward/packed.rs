@@ -3,19 +3,26 @@
 //!
 //! For a product of a few rows, the cost is reading the weights, not the arithmetic: `gemm` packs
 //! and streams them once per handful of rows. Packed once at load time (`[n/16][k][16]`, zero
-//! columns padding the last panel), every panel is read exactly once per product, in order, and
-//! each value loaded feeds up to six rows' accumulators held in registers (a 6×16 tile:
-//! 12 AVX2 registers). Compiled per CPU with `multiversion`; fused multiply-add where the CPU has it.
-
+//! columns padding the last panel), every panel is read once per register tile, in order, and
+//! each value loaded feeds every row of the tile, whose accumulators stay in registers.
+//! Compiled per CPU with `multiversion`; fused multiply-add where the CPU has it.
+//!
+//! Tile shapes: with AVX2 (16 vector registers of 8 floats) a tile is at most 6 rows × 16 columns
+//! (12 accumulators). With AVX-512 (32 registers of 16 floats) a row of the panel is one register,
+//! so a tile is at most 12 rows, and each row keeps two accumulators (even and odd steps of the
+//! inner dimension, summed at the end): an FMA takes 4 cycles and two issue per cycle, so fewer
+//! than 8 independent chains would leave the units idle. Rows are split into tiles of equal height
+//! (15 rows: 8 + 7, not 12 + 3), so no tile runs short of chains.
 use multiversion::multiversion;
 use multiversion::target::selected_target;
 use rayon::prelude::*;
 
 /// Columns per panel.
 const PANEL: usize = 16;
-/// Rows per register tile: 6 rows × 16 columns is 12 AVX2 accumulators, plus two weight vectors
-/// and a broadcast, within the 16 registers.
+/// Most rows per register tile with AVX2 (and the baseline): 6 × 2 accumulator registers.
 const TILE_ROWS: usize = 6;
+/// Most rows per register tile with AVX-512: 12 × 2 accumulator registers.
+const TILE_ROWS_AVX512: usize = 12;
 
 /// A `[k, n]` matrix packed in column panels.
 #[derive(Debug)]
@@ -71,13 +78,31 @@ impl PackedWeights {
     fn panel_product(&self, p: usize, a: &[f32], m: usize, tile: &mut [f32]) {
         let k = self.k;
         let panel = &self.panels[p * k * PANEL..(p + 1) * k * PANEL];
-        for (rows, out) in a
-            .chunks(TILE_ROWS * k)
-            .zip(tile.chunks_mut(TILE_ROWS * PANEL))
-        {
-            tile_product(out, rows, panel, k);
+        let most = max_tile_rows();
+        let tiles = m.div_ceil(most).max(1);
+        let mut first = 0;
+        for t in 0..tiles {
+            // Equal heights: the first `m % tiles` tiles take one row more.
+            let rows = m / tiles + usize::from(t < m % tiles);
+            tile_product(
+                &mut tile[first * PANEL..(first + rows) * PANEL],
+                &a[first * k..(first + rows) * k],
+                panel,
+                k,
+            );
+            first += rows;
         }
-        debug_assert_eq!(tile.len(), m * PANEL);
+        debug_assert_eq!(first, m);
+    }
+}
+
+/// The most rows a register tile holds on this CPU.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn max_tile_rows() -> usize {
+    if selected_target!().supports_feature_str("avx512f") {
+        TILE_ROWS_AVX512
+    } else {
+        TILE_ROWS
     }
 }
 
@@ -91,30 +116,57 @@ fn scatter(out: &mut [f32], tile: &[f32], m: usize, n: usize, p: usize) {
     }
 }
 
-/// `out[r×16] = a[r×k] · panel[k×16]` for `r ≤ 6` rows, accumulating in a register tile.
+/// `out[r×16] = a[r×k] · panel[k×16]` for the `r` rows of `a` (at most `max_tile_rows()`),
+/// accumulating in a register tile.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn tile_product(out: &mut [f32], a: &[f32], panel: &[f32], k: usize) {
     const FMA: bool = selected_target!().supports_feature_str("fma");
+    const WIDE: bool = selected_target!().supports_feature_str("avx512f");
     let fma = FMA;
+    if WIDE {
+        match a.len() / k {
+            12 => tile::<12, 2>(out, a, panel, k, fma),
+            11 => tile::<11, 2>(out, a, panel, k, fma),
+            10 => tile::<10, 2>(out, a, panel, k, fma),
+            9 => tile::<9, 2>(out, a, panel, k, fma),
+            8 => tile::<8, 2>(out, a, panel, k, fma),
+            7 => tile::<7, 2>(out, a, panel, k, fma),
+            6 => tile::<6, 2>(out, a, panel, k, fma),
+            5 => tile::<5, 2>(out, a, panel, k, fma),
+            4 => tile::<4, 2>(out, a, panel, k, fma),
+            3 => tile::<3, 2>(out, a, panel, k, fma),
+            2 => tile::<2, 2>(out, a, panel, k, fma),
+            1 => tile::<1, 2>(out, a, panel, k, fma),
+            _ => {}
+        }
+        return;
+    }
     match a.len() / k {
-        6 => tile::<6>(out, a, panel, k, fma),
-        5 => tile::<5>(out, a, panel, k, fma),
-        4 => tile::<4>(out, a, panel, k, fma),
-        3 => tile::<3>(out, a, panel, k, fma),
-        2 => tile::<2>(out, a, panel, k, fma),
-        1 => tile::<1>(out, a, panel, k, fma),
+        6 => tile::<6, 1>(out, a, panel, k, fma),
+        5 => tile::<5, 1>(out, a, panel, k, fma),
+        4 => tile::<4, 1>(out, a, panel, k, fma),
+        3 => tile::<3, 1>(out, a, panel, k, fma),
+        2 => tile::<2, 1>(out, a, panel, k, fma),
+        1 => tile::<1, 1>(out, a, panel, k, fma),
         _ => {}
     }
 }
 
-/// The tile for exactly `R` rows: fully unrolled, no bounds checks in the loop (the asserts let the
-/// compiler drop them), inlined into each CPU-specific copy of `tile_product`.
+/// The tile for exactly `R` rows with `S` accumulators per row (`S` interleaved steps of the
+/// inner dimension): fully unrolled, no bounds checks in the loop (the asserts let the compiler
+/// drop them), inlined into each CPU-specific copy of `tile_product`.
 #[inline(always)]
-fn tile<const R: usize>(out: &mut [f32], a: &[f32], panel: &[f32], k: usize, fma: bool) {
+fn tile<const R: usize, const S: usize>(
+    out: &mut [f32],
+    a: &[f32],
+    panel: &[f32],
+    k: usize,
+    fma: bool,
+) {
     assert!(a.len() == R * k && panel.len() == k * PANEL && out.len() >= R * PANEL);
     let rows: [&[f32]; R] = std::array::from_fn(|r| &a[r * k..(r + 1) * k]);
-    let mut acc = [[0.0f32; PANEL]; R];
-    for kk in 0..k {
+    let mut acc = [[[0.0f32; PANEL]; R]; S];
+    let step = |acc: &mut [[f32; PANEL]; R], kk: usize| {
         let w = &panel[kk * PANEL..(kk + 1) * PANEL];
         for r in 0..R {
             let x = rows[r][kk];
@@ -126,9 +178,22 @@ fn tile<const R: usize>(out: &mut [f32], a: &[f32], panel: &[f32], k: usize, fma
                 };
             }
         }
+    };
+    let whole = k - k % S;
+    let mut kk = 0;
+    while kk < whole {
+        for (s, acc) in acc.iter_mut().enumerate() {
+            step(acc, kk + s);
+        }
+        kk += S;
+    }
+    for kk in whole..k {
+        step(&mut acc[0], kk);
     }
     for r in 0..R {
-        out[r * PANEL..(r + 1) * PANEL].copy_from_slice(&acc[r]);
+        for j in 0..PANEL {
+            out[r * PANEL + j] = (0..S).map(|s| acc[s][r][j]).sum();
+        }
     }
 }
 
@@ -138,7 +203,15 @@ mod tests {
 
     #[test]
     fn packed_product_matches_the_naive_one_for_ragged_shapes() {
-        for (m, k, n) in [(1, 5, 3), (3, 17, 40), (9, 384, 37), (15, 64, 1152)] {
+        for (m, k, n) in [
+            (1, 5, 3),
+            (3, 17, 40),
+            (9, 384, 37),
+            (15, 64, 1152),
+            (13, 33, 20),
+            (25, 7, 16),
+            (63, 384, 48),
+        ] {
             let a: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 7) % 11) as f32 * 0.25 - 1.0)
                 .collect();
