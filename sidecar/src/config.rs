@@ -109,6 +109,8 @@ pub struct S3Section {
     pub path_style: bool,
     /// Per-request timeout, e.g. `"5m"`.
     pub timeout: String,
+    /// Pack uploads in flight at a time (restic's `s3.connections`).
+    pub connections: usize,
 }
 
 impl Default for S3Section {
@@ -120,6 +122,7 @@ impl Default for S3Section {
             secret_access_key: Secret::default(),
             path_style: true,
             timeout: "5m".into(),
+            connections: 5,
         }
     }
 }
@@ -320,6 +323,12 @@ impl Config {
                 ));
             }
             parse_duration(&s3.timeout).map_err(|e| err(format!("repository.s3.timeout: {e}")))?;
+            if !(1..=64).contains(&s3.connections) {
+                return Err(err(format!(
+                    "repository.s3.connections must be 1 to 64, got {}",
+                    s3.connections
+                )));
+            }
         }
         if self.repository.password.is_empty() {
             return Err(err(

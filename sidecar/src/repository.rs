@@ -211,7 +211,11 @@ fn backends(config: &Config) -> Result<(RepositoryBackends, String), RepoError> 
                 "s3:{}/{bucket}/{prefix}",
                 config.repository.s3.endpoint.trim_end_matches('/')
             );
-            let be: Arc<dyn WriteBackend> = Arc::new(S3Backend::new(client, &prefix));
+            let be: Arc<dyn WriteBackend> = Arc::new(S3Backend::new(
+                client,
+                &prefix,
+                config.repository.s3.connections,
+            ));
             Ok((RepositoryBackends::new(be, None), shown))
         }
     }

@@ -206,12 +206,18 @@ impl BertForward {
     /// calls on strided views of `qkv` (scores = Q·Kᵀ/√d, then context = softmax(scores)·V).
     fn attention(&self, qkv: &[f32], ctx: &mut [f32], spans: &[std::ops::Range<usize>]) {
         let h = self.weights.hidden;
+        // One thread: whole texts (fewer, larger products); several: blocks to share out.
+        let block_rows = if rayon::current_num_threads() <= 1 {
+            usize::MAX
+        } else {
+            QUERY_ROWS_PER_TASK
+        };
         let mut blocks = Vec::new();
         let mut rest = ctx;
         for span in spans {
             let mut start = span.start;
             while start < span.end {
-                let rows = QUERY_ROWS_PER_TASK.min(span.end - start);
+                let rows = block_rows.min(span.end - start);
                 let (block, tail) = std::mem::take(&mut rest).split_at_mut(rows * h);
                 blocks.push((span.clone(), start, block));
                 rest = tail;

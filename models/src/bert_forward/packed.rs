@@ -22,7 +22,7 @@ const PANEL: usize = 16;
 /// Most rows per register tile with AVX2 (and the baseline): 6 × 2 accumulator registers.
 const TILE_ROWS: usize = 6;
 /// Most rows per register tile with AVX-512: 12 × 2 accumulator registers.
-const TILE_ROWS_AVX512: usize = 12;
+const TILE_ROWS_AVX512: usize = 16;
 
 /// A `[k, n]` matrix packed in column panels.
 #[derive(Debug)]
@@ -99,11 +99,8 @@ impl PackedWeights {
 /// The most rows a register tile holds on this CPU.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn max_tile_rows() -> usize {
-    if selected_target!().supports_feature_str("avx512f") {
-        TILE_ROWS_AVX512
-    } else {
-        TILE_ROWS
-    }
+    const WIDE: bool = selected_target!().supports_feature_str("avx512f");
+    if WIDE { TILE_ROWS_AVX512 } else { TILE_ROWS }
 }
 
 /// Copies panel `p`'s columns of `tile` (`m × 16`) into `out` (`m × n`).
@@ -125,18 +122,22 @@ fn tile_product(out: &mut [f32], a: &[f32], panel: &[f32], k: usize) {
     let fma = FMA;
     if WIDE {
         match a.len() / k {
-            12 => tile::<12, 2>(out, a, panel, k, fma),
-            11 => tile::<11, 2>(out, a, panel, k, fma),
-            10 => tile::<10, 2>(out, a, panel, k, fma),
-            9 => tile::<9, 2>(out, a, panel, k, fma),
-            8 => tile::<8, 2>(out, a, panel, k, fma),
-            7 => tile::<7, 2>(out, a, panel, k, fma),
-            6 => tile::<6, 2>(out, a, panel, k, fma),
-            5 => tile::<5, 2>(out, a, panel, k, fma),
-            4 => tile::<4, 2>(out, a, panel, k, fma),
-            3 => tile::<3, 2>(out, a, panel, k, fma),
-            2 => tile::<2, 2>(out, a, panel, k, fma),
-            1 => tile::<1, 2>(out, a, panel, k, fma),
+            16 => tile::<16, 1>(out, a, panel, k, fma),
+            15 => tile::<15, 1>(out, a, panel, k, fma),
+            14 => tile::<14, 1>(out, a, panel, k, fma),
+            13 => tile::<13, 1>(out, a, panel, k, fma),
+            12 => tile::<12, 1>(out, a, panel, k, fma),
+            11 => tile::<11, 1>(out, a, panel, k, fma),
+            10 => tile::<10, 1>(out, a, panel, k, fma),
+            9 => tile::<9, 1>(out, a, panel, k, fma),
+            8 => tile::<8, 1>(out, a, panel, k, fma),
+            7 => tile::<7, 1>(out, a, panel, k, fma),
+            6 => tile::<6, 1>(out, a, panel, k, fma),
+            5 => tile::<5, 1>(out, a, panel, k, fma),
+            4 => tile::<4, 1>(out, a, panel, k, fma),
+            3 => tile::<3, 1>(out, a, panel, k, fma),
+            2 => tile::<2, 1>(out, a, panel, k, fma),
+            1 => tile::<1, 1>(out, a, panel, k, fma),
             _ => {}
         }
         return;
@@ -149,6 +150,51 @@ fn tile_product(out: &mut [f32], a: &[f32], panel: &[f32], k: usize) {
         2 => tile::<2, 1>(out, a, panel, k, fma),
         1 => tile::<1, 1>(out, a, panel, k, fma),
         _ => {}
+    }
+}
+
+/// Panel rows (cache lines) fetched ahead of the one being multiplied.
+const PREFETCH_AHEAD: usize = 64;
+
+/// Asks the CPU to bring `data[at]` (or, past the panel's end, the start of the next panel,
+/// which lies right after it) into the L1 cache: the hardware prefetcher alone left the kernel
+/// waiting on the weights.
+#[inline(always)]
+fn prefetch(data: &[f32], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    // SAFETY: a prefetch is a hint: it never faults, whatever the address, and changes no
+    // memory. `wrapping_add` computes the address without claiming it is in bounds.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(data.as_ptr().wrapping_add(at).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (data, at);
+}
+
+/// One step of the inner dimension: `acc[r] += a[r][kk] · panel[kk]` for every row. A function
+/// marked `inline(always)`, not a closure: a closure is compiled for the baseline CPU, where
+/// `mul_add` is a call into libm's software `fmaf`.
+#[inline(always)]
+fn step<const R: usize>(
+    acc: &mut [[f32; PANEL]; R],
+    rows: &[&[f32]; R],
+    panel: &[f32],
+    kk: usize,
+    fma: bool,
+) {
+    prefetch(panel, (kk + PREFETCH_AHEAD) * PANEL);
+    let w = &panel[kk * PANEL..(kk + 1) * PANEL];
+    for r in 0..R {
+        let x = rows[r][kk];
+        for j in 0..PANEL {
+            acc[r][j] = if fma {
+                x.mul_add(w[j], acc[r][j])
+            } else {
+                x * w[j] + acc[r][j]
+            };
+        }
     }
 }
 
@@ -166,29 +212,16 @@ fn tile<const R: usize, const S: usize>(
     assert!(a.len() == R * k && panel.len() == k * PANEL && out.len() >= R * PANEL);
     let rows: [&[f32]; R] = std::array::from_fn(|r| &a[r * k..(r + 1) * k]);
     let mut acc = [[[0.0f32; PANEL]; R]; S];
-    let step = |acc: &mut [[f32; PANEL]; R], kk: usize| {
-        let w = &panel[kk * PANEL..(kk + 1) * PANEL];
-        for r in 0..R {
-            let x = rows[r][kk];
-            for j in 0..PANEL {
-                acc[r][j] = if fma {
-                    x.mul_add(w[j], acc[r][j])
-                } else {
-                    x * w[j] + acc[r][j]
-                };
-            }
-        }
-    };
     let whole = k - k % S;
     let mut kk = 0;
     while kk < whole {
         for (s, acc) in acc.iter_mut().enumerate() {
-            step(acc, kk + s);
+            step::<R>(acc, &rows, panel, kk + s, fma);
         }
         kk += S;
     }
     for kk in whole..k {
-        step(&mut acc[0], kk);
+        step::<R>(&mut acc[0], &rows, panel, kk, fma);
     }
     for r in 0..R {
         for j in 0..PANEL {

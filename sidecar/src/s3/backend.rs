@@ -1,6 +1,7 @@
 //! A restic repository in an S3 bucket, as rustic_core's backend: the same object layout restic
 //! uses (`<root>/config`, `keys/`, `snapshots/`, `index/`, `data/<2 hex>/<id>`), so `restic -r
-//! s3:<endpoint>/<bucket>/<root>` reads what we write.
+//! s3:<endpoint>/<bucket>/<root>` reads what we write. Packs are uploaded in the background,
+//! `connections` at a time (`uploads`); every other operation first waits for them.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use rustic_core::{
 };
 
 use super::client::{S3Client, S3Error};
+use super::uploads::Uploads;
 
 /// The backend.
 #[derive(Debug, Clone)]
@@ -17,6 +19,7 @@ pub struct S3Backend {
     client: Arc<S3Client>,
     /// Key prefix of the repository, without leading or trailing `/` (may be empty).
     root: String,
+    uploads: Arc<Uploads>,
 }
 
 fn backend_error(err: S3Error) -> Box<RusticError> {
@@ -32,11 +35,19 @@ fn backend_error(err: S3Error) -> Box<RusticError> {
 }
 
 impl S3Backend {
-    pub fn new(client: S3Client, root: &str) -> Self {
+    /// `connections`: pack uploads in flight at a time.
+    pub fn new(client: S3Client, root: &str, connections: usize) -> Self {
+        let client = Arc::new(client);
         S3Backend {
-            client: Arc::new(client),
+            uploads: Arc::new(Uploads::new(Arc::clone(&client), connections)),
+            client,
             root: root.trim_matches('/').to_owned(),
         }
+    }
+
+    /// Waits for the pending pack uploads (and reports the first that failed).
+    fn settle(&self) -> RusticResult<()> {
+        self.uploads.flush().map_err(backend_error)
     }
 
     fn prefix(&self) -> String {
@@ -67,6 +78,7 @@ impl ReadBackend for S3Backend {
     }
 
     fn list_with_size(&self, tpe: FileType) -> RusticResult<Vec<(Id, u32)>> {
+        self.settle()?;
         if tpe == FileType::Config {
             let key = format!("{}config", self.prefix());
             let found = match self.client.list(&key) {
@@ -106,6 +118,7 @@ impl ReadBackend for S3Backend {
     }
 
     fn read_full(&self, tpe: FileType, id: &Id) -> RusticResult<Bytes> {
+        self.settle()?;
         self.client
             .get(&self.key(tpe, id), None)
             .map(Bytes::from)
@@ -120,6 +133,7 @@ impl ReadBackend for S3Backend {
         offset: u32,
         length: u32,
     ) -> RusticResult<Bytes> {
+        self.settle()?;
         self.client
             .get(
                 &self.key(tpe, id),
@@ -156,12 +170,21 @@ impl WriteBackend for S3Backend {
         } else {
             parts.iter().flat_map(|b| b.iter().copied()).collect()
         };
+        if tpe == FileType::Pack {
+            return self
+                .uploads
+                .put(self.key(tpe, id), body)
+                .map_err(backend_error);
+        }
+        // An index or snapshot may name any pack written so far: they must all be stored first.
+        self.settle()?;
         self.client
             .put(&self.key(tpe, id), &body)
             .map_err(backend_error)
     }
 
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
+        self.settle()?;
         self.client
             .delete(&self.key(tpe, id))
             .map_err(backend_error)

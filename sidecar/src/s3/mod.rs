@@ -4,4 +4,5 @@
 pub mod backend;
 pub mod client;
 pub mod sigv4;
+mod uploads;
 mod xml;
