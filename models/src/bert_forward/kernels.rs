@@ -85,7 +85,7 @@ fn sum(xs: &[f32]) -> f32 {
 /// Softmax of `x` in place (one attention row).
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = max(x);
     for v in x.iter_mut() {
         *v = exp(*v - max);
     }
@@ -93,6 +93,24 @@ pub fn softmax(x: &mut [f32]) {
     for v in x.iter_mut() {
         *v *= inv;
     }
+}
+
+/// The largest value of `x` (`-inf` when empty), 16 lanes at a time: `f32::max` in a fold keeps
+/// its NaN rule and stays scalar; a compare-and-select per lane vectorises.
+#[inline(always)]
+fn max(x: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = x.chunks_exact(16);
+    for chunk in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let mut best = f32::NEG_INFINITY;
+    for &v in lanes.iter().chain(chunks.remainder()) {
+        best = if v > best { v } else { best };
+    }
+    best
 }
 
 /// `out += w · v`.
@@ -112,7 +130,10 @@ pub fn exp(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     let x = x.clamp(-87.0, 88.0);
     // Round to nearest with the 1.5·2^23 trick: exact for |x·log2 e| < 2^22, and vectorises.
-    let n = (x * LOG2_E + 12_582_912.0) - 12_582_912.0;
+    // `t`'s bit pattern is then 0x4B40_0000 + n, which gives 2^n without a float-to-int cast
+    // (a saturating `as` cast does not vectorise).
+    let t = x * LOG2_E + 12_582_912.0;
+    let n = t - 12_582_912.0;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -121,7 +142,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     p = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23);
     p * scale
 }
 
