@@ -196,6 +196,29 @@ def measure(embedder, texts, batch, seconds):
     return {"sentences_per_s": n * batch / wall, "sentences_per_cpu_s": n * batch / cpu if cpu > 0 else float("nan")}
 
 
+def backlog(sessions, texts, call, batch):
+    """Embeds `texts` the way an ingest worker drains a backlog: calls of `call` texts (the
+    indexer's read size), each sorted by length (so a batch pads little) and cut into batches of
+    `batch`, the batches shared out over one thread per session (ONNX Runtime releases the GIL while
+    it runs). Returns wall seconds, CPU seconds and the vectors in input order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = [None] * len(texts)
+    lengths = [sum(e.attention_mask) for e in sessions[0].tokenizer.encode_batch(texts)]  # unpadded
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    with ThreadPoolExecutor(max_workers=len(sessions)) as pool:
+        for start in range(0, len(texts), call):
+            order = sorted(range(start, min(start + call, len(texts))), key=lambda i: lengths[i])
+            batches = [order[i:i + batch] for i in range(0, len(order), batch)]
+            # Batch j goes to session j mod n: each session runs its share in order.
+            def work(s):
+                for b in batches[s::len(sessions)]:
+                    for i, v in zip(b, sessions[s].embed([texts[i] for i in b])):
+                        out[i] = v
+            list(pool.map(work, range(len(sessions))))
+    return time.perf_counter() - t0, time.process_time() - cpu0, out
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -206,6 +229,10 @@ def main():
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--reference", default=os.path.join(here, "../../tests/fixtures/minilm-reference.json"))
     parser.add_argument("--cache-dir", default=os.path.join(here, "../out/cache"))
+    parser.add_argument("--backlog-sessions", type=int, default=2, help="sessions (one thread each) for the backlog texts")
+    parser.add_argument("--backlog-call", type=int, default=256)
+    parser.add_argument("--backlog-batch", type=int, default=32)
+    parser.add_argument("--vectors-out", help="where to write the backlog's vectors (float32, row-major)")
     args = parser.parse_args()
     with open(args.texts) as f:
         sets = json.load(f)
@@ -215,12 +242,21 @@ def main():
     embedders = {t: Embedder(path, args.model_dir, t) for t in threads}
     worst = parity(embedders[threads[0]], args.reference)
     rows = []
-    for length in ("short", "long"):
+    for length in [name for name in ("short", "long") if sets.get(name)]:
         for batch in batches:
             for t in threads:
                 print(f"onnx_embed.py: {length} texts, batch {batch}, {t} thread(s)", file=sys.stderr)
                 rows.append({"length": length, "batch": batch, "threads": t, **measure(embedders[t], sets[length], batch, args.seconds)})
-    json.dump({"peer": f"ONNX Runtime {ort.__version__}", "parity_min_cosine": worst, "rows": rows}, sys.stdout)
+    result = {"peer": f"ONNX Runtime {ort.__version__}", "parity_min_cosine": worst, "rows": rows}
+    if sets.get("backlog"):
+        texts = sets["backlog"]
+        print(f"onnx_embed.py: backlog of {len(texts)} texts on {args.backlog_sessions} sessions", file=sys.stderr)
+        sessions = [Embedder(path, args.model_dir, 1) for _ in range(args.backlog_sessions)]
+        wall, cpu, vectors = backlog(sessions, texts, args.backlog_call, args.backlog_batch)
+        result["backlog"] = {"texts": len(texts), "sessions": args.backlog_sessions, "wall_s": wall, "cpu_s": cpu}
+        if args.vectors_out:
+            np.asarray(vectors, dtype=np.float32).tofile(args.vectors_out)
+    json.dump(result, sys.stdout)
 
 
 if __name__ == "__main__":

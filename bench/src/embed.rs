@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::cpu_time::process_cpu_time;
 use crate::peer::{self, PeerRun};
+use crate::progress::Progress;
 use crate::texts;
 
 /// Arguments of `concierge-bench embed`.
@@ -38,6 +39,9 @@ pub struct EmbedArgs {
     /// Measuring time per row, in seconds (after one warm-up batch; at least three batches).
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
+    /// Text sets to measure (`short`, `long`).
+    #[arg(long, value_delimiter = ',', default_value = "short,long")]
+    pub lengths: Vec<String>,
     /// Token length of the long texts (special tokens included).
     #[arg(long, default_value_t = 128)]
     pub long_tokens: usize,
@@ -47,6 +51,38 @@ pub struct EmbedArgs {
     /// Python for the ONNX Runtime peer: a path, `auto` (bench/.venv, then python3) or `none`.
     #[arg(long, default_value = "auto")]
     pub python: String,
+    /// Chunk-like texts in the backlog run (0 skips it): drained in the indexer's calls of
+    /// `--backlog-call` texts by one embedder on `--backlog-threads` threads, beside ONNX Runtime
+    /// with that many one-thread sessions.
+    #[arg(long, default_value_t = 10_000)]
+    pub backlog: usize,
+    /// Threads of the backlog run (ONNX Runtime: sessions of one thread each).
+    #[arg(long, default_value_t = 2)]
+    pub backlog_threads: usize,
+    /// Texts per embedding call in the backlog run (the indexer reads 256 log entries at a time).
+    #[arg(long, default_value_t = 256)]
+    pub backlog_call: usize,
+    /// Only the backlog run, not the per-batch-size rows.
+    #[arg(long)]
+    pub backlog_only: bool,
+}
+
+/// The backlog run: the same texts drained by both sides.
+#[derive(Debug, Serialize)]
+struct BacklogRow {
+    texts: usize,
+    mean_tokens: f64,
+    threads: usize,
+    call: usize,
+    batch: usize,
+    concierge_wall_s: f64,
+    concierge_cpu_s: f64,
+    onnxruntime_wall_s: Option<f64>,
+    onnxruntime_cpu_s: Option<f64>,
+    /// ONNX Runtime's wall time / ours (texts per second, ours / theirs).
+    ratio_to_onnxruntime: Option<f64>,
+    /// The least cosine between our vector and ONNX Runtime's for the same text.
+    min_cosine_to_onnxruntime: Option<f64>,
 }
 
 /// Throughput of one configuration.
@@ -79,6 +115,7 @@ struct Report {
     peer_parity_min_cosine: Option<f64>,
     peer_skipped: Option<String>,
     rows: Vec<Row>,
+    backlog: Option<BacklogRow>,
 }
 
 pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
@@ -91,14 +128,28 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
         !args.backends.is_empty() && !args.threads.is_empty(),
         "--backends and --threads need a value"
     );
+    anyhow::ensure!(
+        args.backlog_threads > 0 && args.backlog_call > 0,
+        "--backlog-threads and --backlog-call must be at least 1"
+    );
+    anyhow::ensure!(
+        !args.backlog_only || args.backlog > 0,
+        "--backlog-only needs --backlog above 0"
+    );
+    let batch_size = args.batch_sizes.iter().copied().max().unwrap_or(1);
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let mut embedders = Vec::new();
+    let row_threads: &[usize] = if args.backlog_only {
+        &[1]
+    } else {
+        &args.threads
+    };
     for &backend in &args.backends {
-        for &threads in &args.threads {
+        for &threads in row_threads {
             let config = EmbedderConfig {
                 threads,
-                batch_size: args.batch_sizes.iter().copied().max().unwrap_or(1),
+                batch_size,
                 backend,
                 ..EmbedderConfig::default()
             };
@@ -109,13 +160,26 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
     }
     let first = &embedders[0].2;
     let pool = 256;
-    let sets: [(&'static str, Vec<String>); 2] = [
-        ("short", texts::short_texts(pool)),
-        ("long", texts::long_texts(first, pool, args.long_tokens)?),
-    ];
+    let sets: Vec<(&'static str, Vec<String>)> = if args.backlog_only {
+        Vec::new()
+    } else {
+        let mut sets = Vec::new();
+        for length in &args.lengths {
+            match length.as_str() {
+                "short" => sets.push(("short", texts::short_texts(pool))),
+                "long" => sets.push(("long", texts::long_texts(first, pool, args.long_tokens)?)),
+                other => anyhow::bail!("--lengths: {other:?} is not short or long"),
+            }
+        }
+        sets
+    };
+    let backlog_texts = texts::backlog_texts(first, args.backlog)?;
     let texts_path = args.out.join("texts.json");
-    let texts_json: BTreeMap<&str, &Vec<String>> =
+    let mut texts_json: BTreeMap<&str, &Vec<String>> =
         sets.iter().map(|(name, t)| (*name, t)).collect();
+    if !backlog_texts.is_empty() {
+        texts_json.insert("backlog", &backlog_texts);
+    }
     std::fs::write(&texts_path, serde_json::to_vec(&texts_json)?)?;
 
     let total = sets.len() * args.batch_sizes.len() * embedders.len();
@@ -153,16 +217,41 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
         }
     }
     bar.finish_and_clear();
+    let backlog_run = if backlog_texts.is_empty() {
+        None
+    } else {
+        let mean_tokens = mean_tokens(first, &backlog_texts)?;
+        let embedder = BertEmbedder::load(
+            &args.model_dir,
+            &EmbedderConfig {
+                threads: args.backlog_threads,
+                ..EmbedderConfig::default()
+            },
+        )?;
+        Some(drain_backlog(
+            &embedder,
+            args.backlog_threads,
+            &backlog_texts,
+            args.backlog_call,
+            mean_tokens,
+        )?)
+    };
     drop(embedders);
 
-    let peer_run = peer::run_onnx(
-        &args.python,
-        &args.model_dir,
-        &texts_path,
-        &args.batch_sizes,
-        &args.threads,
-        args.seconds,
-    );
+    let backlog_vectors_path = args.out.join("backlog-onnxruntime.f32");
+    let _ = std::fs::remove_file(&backlog_vectors_path);
+    let peer_run = peer::run_onnx(&peer::OnnxSettings {
+        python: &args.python,
+        model_dir: &args.model_dir,
+        texts: &texts_path,
+        batches: &args.batch_sizes,
+        threads: &args.threads,
+        seconds: args.seconds,
+        backlog_sessions: args.backlog_threads,
+        backlog_call: args.backlog_call,
+        backlog_batch: EmbedderConfig::default().batch_size,
+        backlog_vectors: &backlog_vectors_path,
+    });
     let (peer_name, parity, skipped) = match &peer_run {
         PeerRun::Ran(result) => {
             for row in &mut rows {
@@ -190,6 +279,21 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
             (None, None, Some(reason.clone()))
         }
     };
+    let backlog = match backlog_run {
+        None => None,
+        Some((mut row, ours)) => {
+            if let PeerRun::Ran(result) = &peer_run
+                && let Some(theirs) = &result.backlog
+            {
+                row.onnxruntime_wall_s = Some(theirs.wall_s);
+                row.onnxruntime_cpu_s = Some(theirs.cpu_s);
+                row.ratio_to_onnxruntime = Some(theirs.wall_s / row.concierge_wall_s);
+                row.min_cosine_to_onnxruntime =
+                    min_cosine_to_file(&ours, &backlog_vectors_path).ok();
+            }
+            Some(row)
+        }
+    };
     let report = Report {
         run: crate::run_info::RunInfo::now(),
         model: model_id(&args.model_dir),
@@ -199,6 +303,7 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
         peer_parity_min_cosine: parity,
         peer_skipped: skipped,
         rows,
+        backlog,
     };
     let markdown = markdown(&report);
     std::fs::write(
@@ -264,6 +369,79 @@ fn measure(
     })
 }
 
+/// Drains `texts` in calls of `call` texts, as the indexer does with a backlog, timing wall clock
+/// and CPU. Returns the row (without the peer's figures) and the vectors.
+fn drain_backlog(
+    embedder: &BertEmbedder,
+    threads: usize,
+    texts: &[String],
+    call: usize,
+    mean_tokens: f64,
+) -> anyhow::Result<(BacklogRow, Vec<Vec<f32>>)> {
+    let progress = Progress::new(texts.len(), "backlog");
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    // Warm-up: one small call (pages the weights in, starts the pool's threads).
+    embedder.embed(&refs[..refs.len().min(threads * 2)])?;
+    let cpu_start = process_cpu_time();
+    let start = Instant::now();
+    let mut vectors = Vec::with_capacity(texts.len());
+    for chunk in refs.chunks(call) {
+        vectors.extend(embedder.embed(chunk)?);
+        progress.inc(chunk.len() as u64);
+    }
+    let wall = start.elapsed().as_secs_f64();
+    progress.finish();
+    let cpu = match (cpu_start, process_cpu_time()) {
+        (Some(a), Some(b)) => (b - a).as_secs_f64(),
+        _ => f64::NAN,
+    };
+    let row = BacklogRow {
+        texts: texts.len(),
+        mean_tokens,
+        threads,
+        call,
+        batch: EmbedderConfig::default().batch_size,
+        concierge_wall_s: wall,
+        concierge_cpu_s: cpu,
+        onnxruntime_wall_s: None,
+        onnxruntime_cpu_s: None,
+        ratio_to_onnxruntime: None,
+        min_cosine_to_onnxruntime: None,
+    };
+    Ok((row, vectors))
+}
+
+/// The least cosine between `ours` and the row-major f32 vectors the peer wrote to `path`.
+fn min_cosine_to_file(ours: &[Vec<f32>], path: &std::path::Path) -> anyhow::Result<f64> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let dim = ours.first().map_or(0, Vec::len);
+    anyhow::ensure!(
+        dim > 0 && bytes.len() == ours.len() * dim * 4,
+        "{} holds {} bytes, not {} vectors of {dim}",
+        path.display(),
+        bytes.len(),
+        ours.len()
+    );
+    let theirs: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok(ours
+        .iter()
+        .zip(theirs.chunks_exact(dim))
+        .map(|(a, b)| {
+            let dot: f64 = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                .sum();
+            let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+            let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+            dot / (na * nb).max(f64::MIN_POSITIVE)
+        })
+        .fold(1.0, f64::min))
+}
+
 fn markdown(report: &Report) -> String {
     let peer = report.peer.as_deref().unwrap_or("ONNX Runtime (not run)");
     let mut md = format!(
@@ -315,6 +493,45 @@ fn markdown(report: &Report) -> String {
             md.push_str(&format!(" {ratio} |"));
         }
         md.push('\n');
+    }
+    if let Some(b) = &report.backlog {
+        md.push_str(&backlog_markdown(b));
+    }
+    md
+}
+
+fn backlog_markdown(b: &BacklogRow) -> String {
+    let rate = |wall: f64| b.texts as f64 / wall;
+    let mut md = format!(
+        "\nBacklog: {} chunk-like texts (mean {:.0} tokens, lengths {:?}) in calls of {} texts, \
+         batches of {}, {} threads (ONNX Runtime: {} sessions of one thread, texts sorted by \
+         length within each call).\n\n| side | wall s | texts/s | CPU s |\n|---|---:|---:|---:|\n\
+         | concierge (native) | {:.1} | {:.1} | {:.1} |\n",
+        b.texts,
+        b.mean_tokens,
+        texts::BACKLOG_TOKENS,
+        b.call,
+        b.batch,
+        b.threads,
+        b.threads,
+        b.concierge_wall_s,
+        rate(b.concierge_wall_s),
+        b.concierge_cpu_s,
+    );
+    if let (Some(wall), Some(cpu)) = (b.onnxruntime_wall_s, b.onnxruntime_cpu_s) {
+        md.push_str(&format!(
+            "| ONNX Runtime | {wall:.1} | {:.1} | {cpu:.1} |\n",
+            rate(wall)
+        ));
+    }
+    if let Some(ratio) = b.ratio_to_onnxruntime {
+        md.push_str(&format!("\nconcierge / ONNX Runtime: **{ratio:.2}×**"));
+        if let Some(cos) = b.min_cosine_to_onnxruntime {
+            md.push_str(&format!(
+                "; least cosine between the two sides' vectors: {cos:.6}"
+            ));
+        }
+        md.push_str(".\n");
     }
     md
 }

@@ -22,11 +22,20 @@ pub struct PeerRow {
     pub throughput: Throughput,
 }
 
+/// The peer's backlog run: its sessions drained the same texts.
+#[derive(Debug, Deserialize)]
+pub struct PeerBacklog {
+    pub wall_s: f64,
+    pub cpu_s: f64,
+}
+
 #[derive(Debug, Deserialize)]
 pub struct PeerResult {
     pub peer: String,
     pub parity_min_cosine: f64,
     pub rows: Vec<PeerRow>,
+    #[serde(default)]
+    pub backlog: Option<PeerBacklog>,
 }
 
 #[derive(Debug)]
@@ -55,16 +64,37 @@ pub fn python(choice: &str) -> Option<PathBuf> {
     }
 }
 
+/// What `bench/peers/onnx_embed.py` runs.
+#[derive(Debug)]
+pub struct OnnxSettings<'a> {
+    /// `auto`, `none` or a path (see [`python`]).
+    pub python: &'a str,
+    pub model_dir: &'a Path,
+    /// JSON `{"short": [...], "long": [...], "backlog": [...]}` (each optional).
+    pub texts: &'a Path,
+    pub batches: &'a [usize],
+    pub threads: &'a [usize],
+    pub seconds: f64,
+    /// One-thread sessions sharing the backlog.
+    pub backlog_sessions: usize,
+    /// Texts per call and per batch in the backlog run.
+    pub backlog_call: usize,
+    pub backlog_batch: usize,
+    /// Where the peer writes its backlog vectors.
+    pub backlog_vectors: &'a Path,
+}
+
 /// Runs `bench/peers/onnx_embed.py` with the benchmark's settings.
-pub fn run_onnx(
-    python_choice: &str,
-    model_dir: &Path,
-    texts: &Path,
-    batches: &[usize],
-    threads: &[usize],
-    seconds: f64,
-) -> PeerRun {
-    let Some(python) = python(python_choice) else {
+pub fn run_onnx(settings: &OnnxSettings<'_>) -> PeerRun {
+    let OnnxSettings {
+        model_dir,
+        texts,
+        batches,
+        threads,
+        seconds,
+        ..
+    } = *settings;
+    let Some(python) = python(settings.python) else {
         return PeerRun::Skipped("--python none".into());
     };
     let join = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
@@ -84,6 +114,14 @@ pub fn run_onnx(
         .arg(join(threads))
         .arg("--seconds")
         .arg(seconds.to_string())
+        .arg("--backlog-sessions")
+        .arg(settings.backlog_sessions.to_string())
+        .arg("--backlog-call")
+        .arg(settings.backlog_call.to_string())
+        .arg("--backlog-batch")
+        .arg(settings.backlog_batch.to_string())
+        .arg("--vectors-out")
+        .arg(settings.backlog_vectors)
         .arg("--reference")
         .arg(
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -65,6 +65,29 @@ pub fn long_texts(
         .collect()
 }
 
+/// Token lengths (special tokens included) the backlog's chunks cycle through: a transcript
+/// chunked at the model's 256-token limit gives full windows and a shorter last one; a booking or
+/// a short call is one small chunk.
+pub const BACKLOG_TOKENS: [usize; 5] = [32, 64, 128, 192, 256];
+
+/// Distinct texts per length in the backlog (the rest repeat them, in a different order).
+const BACKLOG_DISTINCT_PER_LENGTH: usize = 64;
+
+/// `count` chunk-like texts for the backlog benchmark: lengths cycle through [`BACKLOG_TOKENS`]
+/// so every indexer call mixes them, as a real backlog does.
+pub fn backlog_texts(embedder: &dyn Embedder, count: usize) -> Result<Vec<String>, ModelError> {
+    let pools = BACKLOG_TOKENS
+        .iter()
+        .map(|&tokens| long_texts(embedder, BACKLOG_DISTINCT_PER_LENGTH, tokens))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((0..count)
+        .map(|i| {
+            let pool = &pools[i % pools.len()];
+            pool[(i / pools.len()) * 7 % pool.len()].clone()
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

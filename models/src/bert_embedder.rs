@@ -11,6 +11,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use rayon::prelude::*;
 
 use crate::bert_forward::BertForward;
 use crate::pooling::mean_pool_normalized;
@@ -169,25 +170,20 @@ impl BertEmbedder {
             .collect::<Result<Vec<_>, _>>()?;
         match &*self.encoder {
             Encoder::Native(forward) => {
-                // No padding, so no sorting: consecutive texts, bounded in count and tokens.
-                let mut out = Vec::with_capacity(texts.len());
-                let mut start = 0;
-                while start < tokenized.len() {
-                    let mut end = start;
-                    let mut tokens = 0;
-                    while end < tokenized.len()
-                        && end - start < self.batch_size
-                        && (end == start
-                            || tokens + tokenized[end].ids.len() <= MAX_TOKENS_PER_PASS)
-                    {
-                        tokens += tokenized[end].ids.len();
-                        end += 1;
-                    }
-                    let batch: Vec<&TokenIds> = tokenized[start..end].iter().collect();
-                    out.extend(forward.embed(&batch)?);
-                    start = end;
+                let threads = rayon::current_num_threads();
+                let parts = split_by_tokens(&tokenized, threads);
+                if parts.len() < 2 {
+                    // One text (or one thread): the pass itself spreads over the pool.
+                    return embed_part(forward, &tokenized, self.batch_size, threads);
                 }
-                Ok(out)
+                // Several texts and threads: each thread embeds its own share of the texts on its
+                // own (data parallel, like one session per core), which scales better than
+                // splitting every product of one pass.
+                let vectors = parts
+                    .into_par_iter()
+                    .map(|part| embed_part(forward, &tokenized[part], self.batch_size, 1))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(vectors.into_iter().flatten().collect())
             }
             Encoder::Candle(model) => {
                 // Longest first: similar lengths share a batch, so padding stays small.
@@ -205,6 +201,57 @@ impl BertEmbedder {
             }
         }
     }
+}
+
+/// Splits `texts` into at most `parts` consecutive ranges of about equal token counts (fewer when
+/// there are fewer texts), none empty.
+fn split_by_tokens(texts: &[TokenIds], parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.clamp(1, texts.len().max(1));
+    let total: usize = texts.iter().map(|t| t.ids.len().max(1)).sum();
+    let mut ranges = Vec::with_capacity(parts);
+    let (mut start, mut seen) = (0, 0);
+    for (i, text) in texts.iter().enumerate() {
+        seen += text.ids.len().max(1);
+        let done = ranges.len() + 1;
+        let (left, to_make) = (texts.len() - (i + 1), parts.saturating_sub(done));
+        // Close the current range once it holds its share (or when every later range needs one
+        // of the texts left), always leaving a text for every later range.
+        if done < parts && (seen * parts >= total * done || left == to_make) && left >= to_make {
+            ranges.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    if start < texts.len() {
+        ranges.push(start..texts.len());
+    }
+    ranges
+}
+
+/// Embeds `texts` in consecutive forward passes of at most `batch_size` texts and
+/// `MAX_TOKENS_PER_PASS` tokens (no padding, so no sorting), each on up to `threads` threads.
+fn embed_part(
+    forward: &BertForward,
+    texts: &[TokenIds],
+    batch_size: usize,
+    threads: usize,
+) -> Result<Vec<Vec<f32>>, ModelError> {
+    let mut out = Vec::with_capacity(texts.len());
+    let mut start = 0;
+    while start < texts.len() {
+        let mut end = start;
+        let mut tokens = 0;
+        while end < texts.len()
+            && end - start < batch_size
+            && (end == start || tokens + texts[end].ids.len() <= MAX_TOKENS_PER_PASS)
+        {
+            tokens += texts[end].ids.len();
+            end += 1;
+        }
+        let batch: Vec<&TokenIds> = texts[start..end].iter().collect();
+        out.extend(forward.embed(&batch, threads)?);
+        start = end;
+    }
+    Ok(out)
 }
 
 impl Embedder for BertEmbedder {
@@ -229,5 +276,50 @@ impl Embedder for BertEmbedder {
 
     fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {
         self.tokenizer.count_tokens(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(lengths: &[usize]) -> Vec<TokenIds> {
+        lengths
+            .iter()
+            .map(|&n| TokenIds {
+                ids: vec![1; n],
+                type_ids: vec![0; n],
+            })
+            .collect()
+    }
+
+    fn tokens(texts: &[TokenIds], range: &std::ops::Range<usize>) -> usize {
+        texts[range.clone()].iter().map(|t| t.ids.len()).sum()
+    }
+
+    #[test]
+    fn a_split_covers_every_text_once_in_order_with_balanced_tokens() {
+        let t = texts(&[10, 200, 30, 30, 30, 30, 30, 30, 10, 10]);
+        let parts = split_by_tokens(&t, 2);
+        assert_eq!(parts, vec![0..2, 2..10]);
+        assert_eq!((tokens(&t, &parts[0]), tokens(&t, &parts[1])), (210, 200));
+        let even = texts(&[16; 64]);
+        assert_eq!(split_by_tokens(&even, 2), vec![0..32, 32..64]);
+        assert_eq!(split_by_tokens(&even, 3), vec![0..22, 22..43, 43..64]);
+    }
+
+    #[test]
+    fn a_split_never_makes_an_empty_part() {
+        assert_eq!(split_by_tokens(&texts(&[5]), 2), vec![0..1]);
+        assert_eq!(
+            split_by_tokens(&texts(&[500, 1, 1]), 3),
+            vec![0..1, 1..2, 2..3]
+        );
+        assert_eq!(
+            split_by_tokens(&texts(&[1, 1, 500]), 3),
+            vec![0..1, 1..2, 2..3]
+        );
+        assert_eq!(split_by_tokens(&texts(&[3, 3]), 1), vec![0..2]);
+        assert!(split_by_tokens(&texts(&[]), 2).is_empty());
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! `gemm` takes raw pointers and strides. This module is the only place that calls it: strided
 //! views ([`MatRef`], [`MatMut`]) check at construction that every element they describe lies in
-//! their slice, so [`gemm_into`] cannot read or write out of bounds. [`matmul`] spreads row blocks
-//! of a product over the current rayon pool (the embedder's), each block one single-threaded
-//! `gemm` call, so threads never oversubscribe. `gemm` picks its kernel (AVX-512, AVX2+FMA, SSE)
+//! their slice, so [`gemm_into`] cannot read or write out of bounds. [`ColumnPanels::matmul`]
+//! spreads row blocks of a product over the current rayon pool (the embedder's), each block
+//! single-threaded `gemm` calls, so threads never oversubscribe. `gemm` picks its kernel (AVX-512, AVX2+FMA, SSE)
 //! at run time.
 
 use rayon::prelude::*;
@@ -124,34 +124,64 @@ pub fn gemm_into(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, scale: f32) {
     }
 }
 
-/// `out[m×n] = a[m×k] · w[k×n]`, all row-major, on the current rayon pool: row blocks, one
-/// `gemm` call each. (Products of few rows go through `packed` instead.)
-pub fn matmul(out: &mut [f32], a: &[f32], w: &[f32], m: usize, k: usize, n: usize) {
-    let wv = MatRef::row_major(w, k, n);
-    assert_eq!(a.len(), m * k, "lhs is not {m}×{k}");
-    assert_eq!(out.len(), m * n, "out is not {m}×{n}");
-    let threads = rayon::current_num_threads();
-    if threads <= 1 || m < 2 * MIN_ROWS_PER_BLOCK || k == 0 {
-        gemm_into(
-            MatMut::row_major(out, m, n),
-            MatRef::row_major(a, m, k),
-            wv,
-            1.0,
-        );
-        return;
+/// Columns per panel of [`ColumnPanels`].
+pub const WIDE_PANEL: usize = 128;
+
+/// A `[k, n]` matrix stored as column panels of [`WIDE_PANEL`] columns, each panel `[k, width]`
+/// row-major and contiguous: a product reads the weights in sequence, one panel after another.
+/// (From plain `[k, n]` rows, `gemm` gathers 16 values per row, each row a page apart, and stalls
+/// on memory.)
+#[derive(Debug)]
+pub struct ColumnPanels {
+    data: Vec<f32>,
+    k: usize,
+    n: usize,
+}
+
+impl ColumnPanels {
+    /// Stores a row-major `[k, n]` matrix in panels.
+    pub fn pack(w: &[f32], k: usize, n: usize) -> Self {
+        assert_eq!(w.len(), k * n, "not a {k}×{n} matrix");
+        let mut data = Vec::with_capacity(k * n);
+        for start in (0..n).step_by(WIDE_PANEL) {
+            let cols = WIDE_PANEL.min(n - start);
+            for row in w.chunks_exact(n) {
+                data.extend_from_slice(&row[start..start + cols]);
+            }
+        }
+        Self { data, k, n }
     }
-    let rows = m.div_ceil(threads).max(MIN_ROWS_PER_BLOCK);
-    out.par_chunks_mut(rows * n)
-        .zip(a.par_chunks(rows * k))
-        .for_each(|(out, a)| {
-            let r = a.len() / k;
+
+    /// `out[m×n] = a[m×k] · W`, one `gemm` call per panel and row block, on up to `threads`
+    /// threads of the current rayon pool (row blocks).
+    pub fn matmul(&self, out: &mut [f32], a: &[f32], m: usize, threads: usize) {
+        let (k, n) = (self.k, self.n);
+        assert_eq!(a.len(), m * k, "lhs is not {m}×{k}");
+        assert_eq!(out.len(), m * n, "out is not {m}×{n}");
+        if threads <= 1 || m < 2 * MIN_ROWS_PER_BLOCK || k == 0 {
+            self.matmul_rows(out, a, m);
+            return;
+        }
+        let rows = m.div_ceil(threads).max(MIN_ROWS_PER_BLOCK);
+        out.par_chunks_mut(rows * n)
+            .zip(a.par_chunks(rows * k))
+            .for_each(|(out, a)| self.matmul_rows(out, a, a.len() / k));
+    }
+
+    fn matmul_rows(&self, out: &mut [f32], a: &[f32], m: usize) {
+        let (k, n) = (self.k, self.n);
+        let lhs = MatRef::row_major(a, m, k);
+        for start in (0..n).step_by(WIDE_PANEL) {
+            let cols = WIDE_PANEL.min(n - start);
+            let panel = &self.data[start * k..(start + cols) * k];
             gemm_into(
-                MatMut::row_major(out, r, n),
-                MatRef::row_major(a, r, k),
-                wv,
+                MatMut::new(&mut out[start..], m, cols, n, 1),
+                lhs,
+                MatRef::row_major(panel, k, cols),
                 1.0,
             );
-        });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -170,7 +200,7 @@ mod tests {
 
     #[test]
     fn matches_the_naive_product_single_and_multi_threaded() {
-        for (m, k, n) in [(70, 33, 19), (15, 40, 100), (1, 384, 37), (64, 8, 8)] {
+        for (m, k, n) in [(70, 33, 19), (15, 40, 300), (1, 384, 37), (64, 8, 8)] {
             check_product(m, k, n);
         }
     }
@@ -187,7 +217,8 @@ mod tests {
                 .build()
                 .expect("pool");
             let mut out = vec![f32::NAN; m * n];
-            pool.install(|| matmul(&mut out, &a, &w, m, k, n));
+            let panels = ColumnPanels::pack(&w, k, n);
+            pool.install(|| panels.matmul(&mut out, &a, m, threads));
             assert_eq!(out, want, "{threads} threads");
         }
     }
@@ -215,6 +246,6 @@ mod tests {
     #[should_panic(expected = "lhs is not")]
     fn a_wrong_length_panics_instead_of_reading_out_of_bounds() {
         let mut out = vec![0.0; 4];
-        matmul(&mut out, &[1.0; 3], &[1.0; 4], 2, 2, 2);
+        ColumnPanels::pack(&[1.0; 4], 2, 2).matmul(&mut out, &[1.0; 3], 2, 1);
     }
 }

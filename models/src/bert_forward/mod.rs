@@ -11,6 +11,7 @@
 mod kernels;
 mod matmul;
 mod packed;
+mod tile_avx2;
 mod weights;
 
 use std::path::Path;
@@ -22,22 +23,19 @@ use crate::ModelError;
 use crate::pooling::normalize;
 use crate::tokenize::TokenIds;
 use kernels::{add_bias_residual_layer_norm, axpy, bias_gelu, layer_norm, softmax};
-use matmul::{MatMut, MatRef, gemm_into, matmul};
+use matmul::{MatMut, MatRef, gemm_into};
 use weights::{BertWeights, Dims, Linear};
 
 /// Rows per parallel block in the row-wise passes.
 const ROWS_PER_TASK: usize = 8;
 
-/// Below this many tokens a linear layer runs on the packed weights (see `packed`), above it on
-/// `gemm`.
-const SMALL_PRODUCT_ROWS: usize = 64;
-
-/// `out = x · layer.w` (bias not added) for `m` rows of `x`.
-fn linear(out: &mut [f32], x: &[f32], layer: &Linear, m: usize) {
-    if m < SMALL_PRODUCT_ROWS {
-        layer.packed.matmul(out, x, m);
+/// `out = x · W` (bias not added) for `m` rows of `x`, on up to `threads` threads: on the packed
+/// weights and our register tiles for fewer rows than `packed::max_rows()`, on `gemm` above.
+fn linear(out: &mut [f32], x: &[f32], layer: &Linear, m: usize, threads: usize) {
+    if m < packed::max_rows() {
+        layer.packed.matmul(out, x, m, threads);
     } else {
-        matmul(out, x, &layer.w, m, layer.k, layer.n);
+        layer.panels.matmul(out, x, m, threads);
     }
 }
 
@@ -55,11 +53,16 @@ pub(crate) struct BertForward {
 }
 
 /// Runs `f(first_row, rows)` over blocks of `ROWS_PER_TASK` rows of `data` (each row `width`
-/// long), on the current rayon pool, or inline when it has one thread.
-fn for_row_blocks(data: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+/// long), on the current rayon pool, or inline when `threads` is one.
+fn for_row_blocks(
+    data: &mut [f32],
+    width: usize,
+    threads: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
     let block = ROWS_PER_TASK * width;
     // Waking another thread costs more than a few rows of element-wise work.
-    if rayon::current_num_threads() <= 1 || data.len() < 4 * block {
+    if threads <= 1 || data.len() < 4 * block {
         data.chunks_mut(block)
             .enumerate()
             .for_each(|(i, rows)| f(i * ROWS_PER_TASK, rows));
@@ -109,8 +112,9 @@ impl BertForward {
         })
     }
 
-    /// The pooled, normalised vector of each text, in order, computed on the current rayon pool.
-    pub fn embed(&self, texts: &[&TokenIds]) -> Result<Vec<Vec<f32>>, ModelError> {
+    /// The pooled, normalised vector of each text, in order, computed on up to `threads` threads
+    /// of the current rayon pool (1: on the calling thread alone).
+    pub fn embed(&self, texts: &[&TokenIds], threads: usize) -> Result<Vec<Vec<f32>>, ModelError> {
         let w = &self.weights;
         let h = w.hidden;
         let mut spans = Vec::with_capacity(texts.len());
@@ -130,32 +134,34 @@ impl BertForward {
             return Ok(vec![vec![0.0; h]; texts.len()]);
         }
 
-        let mut x = self.embeddings(texts, m)?;
+        let mut x = self.embeddings(texts, m, threads)?;
         let mut qkv = vec![0.0; m * 3 * h];
         let mut ctx = vec![0.0; m * h];
         let mut tmp = vec![0.0; m * h];
         let mut inter = vec![0.0; m * self.intermediate];
 
         for layer in &w.layers {
-            linear(&mut qkv, &x, &layer.qkv, m);
-            for_row_blocks(&mut qkv, 3 * h, |_, rows| {
+            linear(&mut qkv, &x, &layer.qkv, m, threads);
+            for_row_blocks(&mut qkv, 3 * h, threads, |_, rows| {
                 for row in rows.chunks_exact_mut(3 * h) {
                     for (v, b) in row.iter_mut().zip(&layer.qkv.b) {
                         *v += b;
                     }
                 }
             });
-            self.attention(&qkv, &mut ctx, &spans);
-            linear(&mut tmp, &ctx, &layer.attn_out, m);
+            self.attention(&qkv, &mut ctx, &spans, threads);
+            linear(&mut tmp, &ctx, &layer.attn_out, m, threads);
             let norm = &layer.attn_norm;
-            self.residual_norm(&mut x, &tmp, &layer.attn_out.b, &norm.gamma, &norm.beta);
-            linear(&mut inter, &x, &layer.intermediate, m);
-            for_row_blocks(&mut inter, self.intermediate, |_, rows| {
+            let (bias, gamma, beta) = (&layer.attn_out.b, &norm.gamma, &norm.beta);
+            self.residual_norm(&mut x, &tmp, bias, gamma, beta, threads);
+            linear(&mut inter, &x, &layer.intermediate, m, threads);
+            for_row_blocks(&mut inter, self.intermediate, threads, |_, rows| {
                 bias_gelu(rows, &layer.intermediate.b)
             });
-            linear(&mut tmp, &inter, &layer.output, m);
+            linear(&mut tmp, &inter, &layer.output, m, threads);
             let norm = &layer.output_norm;
-            self.residual_norm(&mut x, &tmp, &layer.output.b, &norm.gamma, &norm.beta);
+            let (bias, gamma, beta) = (&layer.output.b, &norm.gamma, &norm.beta);
+            self.residual_norm(&mut x, &tmp, bias, gamma, beta, threads);
         }
 
         Ok(spans
@@ -174,7 +180,12 @@ impl BertForward {
     }
 
     /// Word + position + token-type embeddings of every token, then LayerNorm.
-    fn embeddings(&self, texts: &[&TokenIds], m: usize) -> Result<Vec<f32>, ModelError> {
+    fn embeddings(
+        &self,
+        texts: &[&TokenIds],
+        m: usize,
+        threads: usize,
+    ) -> Result<Vec<f32>, ModelError> {
         let w = &self.weights;
         let h = w.hidden;
         let mut x = vec![0.0f32; m * h];
@@ -194,7 +205,7 @@ impl BertForward {
             }
         }
         let norm = &w.embed_norm;
-        for_row_blocks(&mut x, h, |_, rows| {
+        for_row_blocks(&mut x, h, threads, |_, rows| {
             layer_norm(rows, &norm.gamma, &norm.beta, self.eps)
         });
         Ok(x)
@@ -204,10 +215,16 @@ impl BertForward {
     /// `qkv` rows are `[q | k | v]`, `ctx` rows receive the heads side by side. The work is split
     /// into blocks of query rows that stay within one text; per block and head it is two `gemm`
     /// calls on strided views of `qkv` (scores = Q·Kᵀ/√d, then context = softmax(scores)·V).
-    fn attention(&self, qkv: &[f32], ctx: &mut [f32], spans: &[std::ops::Range<usize>]) {
+    fn attention(
+        &self,
+        qkv: &[f32],
+        ctx: &mut [f32],
+        spans: &[std::ops::Range<usize>],
+        threads: usize,
+    ) {
         let h = self.weights.hidden;
         // One thread: whole texts (fewer, larger products); several: blocks to share out.
-        let block_rows = if rayon::current_num_threads() <= 1 {
+        let block_rows = if threads <= 1 {
             usize::MAX
         } else {
             QUERY_ROWS_PER_TASK
@@ -227,7 +244,7 @@ impl BertForward {
         let run = |(span, first, out): (std::ops::Range<usize>, usize, &mut [f32])| {
             self.attend(qkv, &span, first, out);
         };
-        if rayon::current_num_threads() <= 1 || blocks.len() < 2 {
+        if threads <= 1 || blocks.len() < 2 {
             blocks.into_iter().for_each(run);
         } else {
             blocks.into_par_iter().for_each(run);
@@ -272,10 +289,18 @@ impl BertForward {
         }
     }
 
-    /// `x = LayerNorm(x + y + bias)`, row blocks in parallel.
-    fn residual_norm(&self, x: &mut [f32], y: &[f32], bias: &[f32], gamma: &[f32], beta: &[f32]) {
+    /// `x = LayerNorm(x + y + bias)`, row blocks on up to `threads` threads.
+    fn residual_norm(
+        &self,
+        x: &mut [f32],
+        y: &[f32],
+        bias: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        threads: usize,
+    ) {
         let h = self.weights.hidden;
-        for_row_blocks(x, h, |first, rows| {
+        for_row_blocks(x, h, threads, |first, rows| {
             let y = &y[first * h..first * h + rows.len()];
             add_bias_residual_layer_norm(rows, y, bias, gamma, beta, self.eps);
         });

@@ -8,24 +8,35 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
+use super::matmul::ColumnPanels;
 use super::packed::PackedWeights;
 use crate::ModelError;
 
-/// A linear layer: `y = x · w + b` with `w` as `[k, n]` row-major, and packed in column panels for
-/// products of few rows.
+/// A linear layer as read: `y = x · w + b` with `w` as `[k, n]` row-major.
 #[derive(Debug)]
-pub struct Linear {
-    pub w: Vec<f32>,
-    pub packed: PackedWeights,
-    pub b: Vec<f32>,
-    pub k: usize,
-    pub n: usize,
+struct Dense {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    k: usize,
+    n: usize,
 }
 
-impl Linear {
-    fn new(w: Vec<f32>, b: Vec<f32>, k: usize, n: usize) -> Self {
-        let packed = PackedWeights::pack(&w, k, n);
-        Self { w, packed, b, k, n }
+/// A linear layer `y = x · W + b`, `W` (`[k, n]`) stored in the two layouts its products read:
+/// 16-column panels for our register tiles (products of few rows), 128-column panels for `gemm`.
+#[derive(Debug)]
+pub struct Linear {
+    pub panels: ColumnPanels,
+    pub packed: PackedWeights,
+    pub b: Vec<f32>,
+}
+
+impl From<Dense> for Linear {
+    fn from(d: Dense) -> Self {
+        Self {
+            packed: PackedWeights::pack(&d.w, d.k, d.n),
+            panels: ColumnPanels::pack(&d.w, d.k, d.n),
+            b: d.b,
+        }
     }
 }
 
@@ -88,14 +99,14 @@ impl Tensors<'_> {
     }
 
     /// A PyTorch linear layer (`weight` is `[out, in]`), transposed to `[in, out]`.
-    fn linear(&self, name: &str, k: usize, n: usize) -> Result<Linear, ModelError> {
+    fn linear(&self, name: &str, k: usize, n: usize) -> Result<Dense, ModelError> {
         let w = self.get(&format!("{name}.weight"), &[n, k])?;
-        Ok(Linear::new(
-            transpose(&w, n, k),
-            self.get(&format!("{name}.bias"), &[n])?,
+        Ok(Dense {
+            w: transpose(&w, n, k),
+            b: self.get(&format!("{name}.bias"), &[n])?,
             k,
             n,
-        ))
+        })
     }
 
     fn norm(&self, name: &str, width: usize) -> Result<Norm, ModelError> {
@@ -154,15 +165,17 @@ impl BertWeights {
                 let k = t.linear(&format!("{p}.attention.self.key"), h, h)?;
                 let v = t.linear(&format!("{p}.attention.self.value"), h, h)?;
                 Ok(Layer {
-                    qkv: fuse_columns(&[q, k, v]),
-                    attn_out: t.linear(&format!("{p}.attention.output.dense"), h, h)?,
+                    qkv: fuse_columns(&[q, k, v]).into(),
+                    attn_out: t
+                        .linear(&format!("{p}.attention.output.dense"), h, h)?
+                        .into(),
                     attn_norm: t.norm(&format!("{p}.attention.output.LayerNorm"), h)?,
-                    intermediate: t.linear(
-                        &format!("{p}.intermediate.dense"),
-                        h,
-                        dims.intermediate,
-                    )?,
-                    output: t.linear(&format!("{p}.output.dense"), dims.intermediate, h)?,
+                    intermediate: t
+                        .linear(&format!("{p}.intermediate.dense"), h, dims.intermediate)?
+                        .into(),
+                    output: t
+                        .linear(&format!("{p}.output.dense"), dims.intermediate, h)?
+                        .into(),
                     output_norm: t.norm(&format!("{p}.output.LayerNorm"), h)?,
                 })
             })
@@ -188,7 +201,7 @@ impl BertWeights {
 }
 
 /// Linear layers with the same input side by side: `[k, n1 + n2 + ...]`.
-fn fuse_columns(parts: &[Linear]) -> Linear {
+fn fuse_columns(parts: &[Dense]) -> Dense {
     let k = parts[0].k;
     let n: usize = parts.iter().map(|p| p.n).sum();
     let mut w = Vec::with_capacity(k * n);
@@ -198,7 +211,7 @@ fn fuse_columns(parts: &[Linear]) -> Linear {
         }
     }
     let b = parts.iter().flat_map(|p| p.b.iter().copied()).collect();
-    Linear::new(w, b, k, n)
+    Dense { w, b, k, n }
 }
 
 #[cfg(test)]
@@ -215,8 +228,18 @@ mod tests {
 
     #[test]
     fn fused_columns_keep_each_part_in_its_own_columns() {
-        let a = Linear::new(vec![1.0, 2.0], vec![10.0], 2, 1);
-        let b = Linear::new(vec![3.0, 4.0, 5.0, 6.0], vec![20.0, 30.0], 2, 2);
+        let a = Dense {
+            w: vec![1.0, 2.0],
+            b: vec![10.0],
+            k: 2,
+            n: 1,
+        };
+        let b = Dense {
+            w: vec![3.0, 4.0, 5.0, 6.0],
+            b: vec![20.0, 30.0],
+            k: 2,
+            n: 2,
+        };
         let fused = fuse_columns(&[a, b]);
         assert_eq!((fused.k, fused.n), (2, 3));
         assert_eq!(fused.w, vec![1.0, 3.0, 4.0, 2.0, 5.0, 6.0]);
