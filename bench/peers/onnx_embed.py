@@ -9,8 +9,10 @@ norm, bias GELU, embedding layer norm) the way it does for exported BERT models.
 checks its vectors against sentence-transformers' reference (min cosine, printed in the result).
 
 Timing includes tokenisation (the same tokenizer.json, truncation 256, padding to the longest in the
-batch) and mean pooling + L2 normalisation, as on the candle side. Prints JSON on stdout; exits 3
-when its packages are missing (bench/peers/setup.sh installs them).
+batch) and mean pooling + L2 normalisation, as on the candle side. It serves the benchmark over
+standard input and output, one JSON object per line (the first line it writes names the peer and
+its parity), so the benchmark can alternate its own runs with these; exits 3 when its packages are
+missing (bench/peers/setup.sh installs them).
 """
 import argparse
 import json
@@ -223,40 +225,45 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--texts", required=True, help='JSON {"short": [...], "long": [...]}')
-    parser.add_argument("--batch-sizes", default="1,16,64")
-    parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--texts", required=True, help='JSON {"short": [...], "long": [...], "backlog": [...]}')
+    parser.add_argument("--threads", default="1,2", help="thread counts of the sessions to open")
     parser.add_argument("--reference", default=os.path.join(here, "../../tests/fixtures/minilm-reference.json"))
     parser.add_argument("--cache-dir", default=os.path.join(here, "../out/cache"))
-    parser.add_argument("--backlog-sessions", type=int, default=2, help="sessions (one thread each) for the backlog texts")
-    parser.add_argument("--backlog-call", type=int, default=256)
-    parser.add_argument("--backlog-batch", type=int, default=32)
-    parser.add_argument("--vectors-out", help="where to write the backlog's vectors (float32, row-major)")
     args = parser.parse_args()
     with open(args.texts) as f:
         sets = json.load(f)
     path = onnx_model(args.model_dir, args.cache_dir)
-    batches = [int(b) for b in args.batch_sizes.split(",")]
     threads = [int(t) for t in args.threads.split(",")]
     embedders = {t: Embedder(path, args.model_dir, t) for t in threads}
     worst = parity(embedders[threads[0]], args.reference)
-    rows = []
-    for length in [name for name in ("short", "long") if sets.get(name)]:
-        for batch in batches:
-            for t in threads:
-                print(f"onnx_embed.py: {length} texts, batch {batch}, {t} thread(s)", file=sys.stderr)
-                rows.append({"length": length, "batch": batch, "threads": t, **measure(embedders[t], sets[length], batch, args.seconds)})
-    result = {"peer": f"ONNX Runtime {ort.__version__}", "parity_min_cosine": worst, "rows": rows}
-    if sets.get("backlog"):
-        texts = sets["backlog"]
-        print(f"onnx_embed.py: backlog of {len(texts)} texts on {args.backlog_sessions} sessions", file=sys.stderr)
-        sessions = [Embedder(path, args.model_dir, 1) for _ in range(args.backlog_sessions)]
-        wall, cpu, vectors = backlog(sessions, texts, args.backlog_call, args.backlog_batch)
-        result["backlog"] = {"texts": len(texts), "sessions": args.backlog_sessions, "wall_s": wall, "cpu_s": cpu}
-        if args.vectors_out:
-            np.asarray(vectors, dtype=np.float32).tofile(args.vectors_out)
-    json.dump(result, sys.stdout)
+    reply({"peer": f"ONNX Runtime {ort.__version__}", "parity_min_cosine": worst})
+    # One request per line, one answer per line, until standard input closes: the benchmark
+    # interleaves these runs with its own, so both sides see the same machine.
+    for line in sys.stdin:
+        try:
+            request = json.loads(line)
+            if request["op"] == "measure":
+                t = request["threads"]
+                if t not in embedders:
+                    embedders[t] = Embedder(path, args.model_dir, t)
+                reply(measure(embedders[t], sets[request["length"]], request["batch"], request["seconds"]))
+            elif request["op"] == "backlog":
+                texts = sets["backlog"]
+                sessions = [Embedder(path, args.model_dir, 1) for _ in range(request["sessions"])]
+                print(f"onnx_embed.py: backlog of {len(texts)} texts on {len(sessions)} sessions", file=sys.stderr)
+                wall, cpu, vectors = backlog(sessions, texts, request["call"], request["batch"])
+                if request.get("vectors_out"):
+                    np.asarray(vectors, dtype=np.float32).tofile(request["vectors_out"])
+                reply({"wall_s": wall, "cpu_s": cpu})
+            else:
+                reply({"error": f"unknown op {request['op']!r}"})
+        except (KeyError, ValueError, TypeError) as err:
+            reply({"error": f"bad request {line.strip()!r}: {err}"})
+
+
+def reply(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

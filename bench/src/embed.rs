@@ -13,11 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use concierge_models::{Backend, BertEmbedder, Embedder, EmbedderConfig};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::cpu_time::process_cpu_time;
-use crate::peer::{self, PeerRun};
+use crate::peer::OnnxPeer;
 use crate::progress::Progress;
 use crate::texts;
 
@@ -36,9 +35,14 @@ pub struct EmbedArgs {
     /// Embedder backends to measure (`native`, `candle-bert`).
     #[arg(long, value_delimiter = ',', default_value = "native,candle-bert")]
     pub backends: Vec<Backend>,
-    /// Measuring time per row, in seconds (after one warm-up batch; at least three batches).
-    #[arg(long, default_value_t = 3.0)]
+    /// Measuring time per row, side and round, in seconds (after one warm-up batch; at least
+    /// three batches).
+    #[arg(long, default_value_t = 2.0)]
     pub seconds: f64,
+    /// Rounds per row: each alternates our runs with ONNX Runtime's, and each side keeps its
+    /// best round.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Text sets to measure (`short`, `long`).
     #[arg(long, value_delimiter = ',', default_value = "short,long")]
     pub lengths: Vec<String>,
@@ -110,6 +114,7 @@ struct Report {
     run: crate::run_info::RunInfo,
     model: String,
     seconds_per_row: f64,
+    rounds: usize,
     backends: Vec<&'static str>,
     peer: Option<String>,
     peer_parity_min_cosine: Option<f64>,
@@ -120,6 +125,7 @@ struct Report {
 
 pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.seconds > 0.0, "--seconds must be positive");
+    anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
     anyhow::ensure!(
         !args.batch_sizes.contains(&0),
         "--batch-sizes must be at least 1"
@@ -182,45 +188,79 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
     }
     std::fs::write(&texts_path, serde_json::to_vec(&texts_json)?)?;
 
-    let total = sets.len() * args.batch_sizes.len() * embedders.len();
-    let bar = ProgressBar::new(total as u64).with_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_prefix("concierge");
+    let backlog_mean_tokens = mean_tokens(first, &backlog_texts)?;
+    let mut peer = match OnnxPeer::start(&args.python, &args.model_dir, &texts_path, &args.threads)
+    {
+        Ok(peer) => Some(peer),
+        Err(reason) => {
+            eprintln!("ONNX Runtime peer skipped: {reason}");
+            None
+        }
+    };
+    let (peer_name, parity) = match &peer {
+        Some(p) => (Some(p.name.clone()), Some(p.parity_min_cosine)),
+        None => (None, None),
+    };
+    let mut skipped = peer
+        .is_none()
+        .then(|| "it could not start (see the log)".to_string());
+
+    // Rounds alternate our runs with the peer's, row by row, and each side keeps its best round:
+    // on a shared machine the speed moves by tens of percent within minutes, and interference
+    // only ever slows a run down.
+    let per_round = sets.len() * args.batch_sizes.len() * args.threads.len();
+    let progress = Progress::new(per_round * args.rounds, "embed rows");
     let mut rows = Vec::new();
     for (length, set) in &sets {
         let mean_tokens = mean_tokens(first, set)?;
         for &batch in &args.batch_sizes {
             for &threads in &args.threads {
-                let mut concierge = BTreeMap::new();
-                for (backend, _, embedder) in embedders.iter().filter(|(_, t, _)| *t == threads) {
-                    bar.set_message(format!(
-                        "{}: {length} texts, batch {batch}, {threads} thread(s)",
-                        backend.name()
-                    ));
-                    let throughput =
-                        measure(embedder, set, batch, Duration::from_secs_f64(args.seconds))?;
-                    concierge.insert(backend.name(), throughput);
-                    bar.inc(1);
+                let mut concierge: BTreeMap<&'static str, Throughput> = BTreeMap::new();
+                let mut onnxruntime: Option<Throughput> = None;
+                for _ in 0..args.rounds {
+                    for (backend, _, embedder) in embedders.iter().filter(|(_, t, _)| *t == threads)
+                    {
+                        let seconds = Duration::from_secs_f64(args.seconds);
+                        let t = measure(embedder, set, batch, seconds)?;
+                        keep_best(concierge.entry(backend.name()).or_insert(t), t);
+                    }
+                    if let Some(p) = &mut peer {
+                        match p.measure(length, batch, threads, args.seconds) {
+                            Ok(t) => keep_best(onnxruntime.get_or_insert(t), t),
+                            Err(err) => {
+                                eprintln!("ONNX Runtime peer stopped: {err:#}");
+                                skipped = Some(format!("it stopped: {err:#}"));
+                                peer = None;
+                            }
+                        }
+                    }
+                    progress.inc(1);
                 }
+                let ratio_to_onnxruntime = match &onnxruntime {
+                    Some(theirs) => concierge
+                        .iter()
+                        .map(|(name, ours)| (*name, ours.sentences_per_s / theirs.sentences_per_s))
+                        .collect(),
+                    None => BTreeMap::new(),
+                };
                 rows.push(Row {
                     length,
                     mean_tokens,
                     batch,
                     threads,
                     concierge,
-                    onnxruntime: None,
-                    ratio_to_onnxruntime: BTreeMap::new(),
+                    onnxruntime,
+                    ratio_to_onnxruntime,
                 });
             }
         }
     }
-    bar.finish_and_clear();
-    let backlog_run = if backlog_texts.is_empty() {
+    progress.finish();
+    drop(embedders);
+
+    let backlog = if backlog_texts.is_empty() {
         None
     } else {
-        let mean_tokens = mean_tokens(first, &backlog_texts)?;
         let embedder = BertEmbedder::load(
             &args.model_dir,
             &EmbedderConfig {
@@ -228,77 +268,38 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
                 ..EmbedderConfig::default()
             },
         )?;
-        Some(drain_backlog(
+        let (mut row, ours) = drain_backlog(
             &embedder,
             args.backlog_threads,
             &backlog_texts,
             args.backlog_call,
-            mean_tokens,
-        )?)
-    };
-    drop(embedders);
-
-    let backlog_vectors_path = args.out.join("backlog-onnxruntime.f32");
-    let _ = std::fs::remove_file(&backlog_vectors_path);
-    let peer_run = peer::run_onnx(&peer::OnnxSettings {
-        python: &args.python,
-        model_dir: &args.model_dir,
-        texts: &texts_path,
-        batches: &args.batch_sizes,
-        threads: &args.threads,
-        seconds: args.seconds,
-        backlog_sessions: args.backlog_threads,
-        backlog_call: args.backlog_call,
-        backlog_batch: EmbedderConfig::default().batch_size,
-        backlog_vectors: &backlog_vectors_path,
-    });
-    let (peer_name, parity, skipped) = match &peer_run {
-        PeerRun::Ran(result) => {
-            for row in &mut rows {
-                let found = result.rows.iter().find(|r| {
-                    r.length == row.length && r.batch == row.batch && r.threads == row.threads
-                });
-                if let Some(found) = found {
-                    row.onnxruntime = Some(found.throughput);
-                    for (name, ours) in &row.concierge {
-                        row.ratio_to_onnxruntime.insert(
-                            name,
-                            ours.sentences_per_s / found.throughput.sentences_per_s,
-                        );
-                    }
+            backlog_mean_tokens,
+        )?;
+        drop(embedder);
+        if let Some(p) = &mut peer {
+            let path = args.out.join("backlog-onnxruntime.f32");
+            let batch = EmbedderConfig::default().batch_size;
+            match p.backlog(args.backlog_threads, args.backlog_call, batch, &path) {
+                Ok(theirs) => {
+                    row.onnxruntime_wall_s = Some(theirs.wall_s);
+                    row.onnxruntime_cpu_s = Some(theirs.cpu_s);
+                    row.ratio_to_onnxruntime = Some(theirs.wall_s / row.concierge_wall_s);
+                    row.min_cosine_to_onnxruntime = min_cosine_to_file(&ours, &path).ok();
+                }
+                Err(err) => {
+                    eprintln!("ONNX Runtime peer's backlog failed: {err:#}");
+                    skipped = Some(format!("its backlog run failed: {err:#}"));
                 }
             }
-            (
-                Some(result.peer.clone()),
-                Some(result.parity_min_cosine),
-                None,
-            )
         }
-        PeerRun::Skipped(reason) => {
-            eprintln!("ONNX Runtime peer skipped: {reason}");
-            (None, None, Some(reason.clone()))
-        }
-    };
-    let backlog = match backlog_run {
-        None => None,
-        Some((mut row, ours)) => {
-            if let PeerRun::Ran(result) = &peer_run
-                && let Some(theirs) = &result.backlog
-            {
-                row.onnxruntime_wall_s = Some(theirs.wall_s);
-                row.onnxruntime_cpu_s = Some(theirs.cpu_s);
-                row.ratio_to_onnxruntime = Some(theirs.wall_s / row.concierge_wall_s);
-                row.min_cosine_to_onnxruntime =
-                    min_cosine_to_file(&ours, &backlog_vectors_path).ok();
-            }
-            Some(row)
-        }
+        Some(row)
     };
     let report = Report {
         run: crate::run_info::RunInfo::now(),
         model: model_id(&args.model_dir),
         seconds_per_row: args.seconds,
         backends: args.backends.iter().map(|b| b.name()).collect(),
+        rounds: args.rounds,
         peer: peer_name,
         peer_parity_min_cosine: parity,
         peer_skipped: skipped,
@@ -318,6 +319,13 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
         args.out.join("embed.md").display()
     );
     Ok(())
+}
+
+/// Keeps the faster of two measurements of the same row.
+fn keep_best(best: &mut Throughput, candidate: Throughput) {
+    if candidate.sentences_per_s > best.sentences_per_s {
+        *best = candidate;
+    }
 }
 
 fn model_id(dir: &std::path::Path) -> String {
