@@ -3,9 +3,13 @@
 //! For short (~15 tokens) and long (~128 tokens) texts, at each batch size and thread count, it
 //! embeds batch after batch for a fixed time and reports sentences per second (wall clock) and per
 //! CPU-second, for each backend of `BertEmbedder` (`native`: our forward pass; `candle-bert`:
-//! candle-transformers' `BertModel`). ONNX Runtime then runs the same model on the same texts with
-//! the same settings (`bench/peers/onnx_embed.py`), and the table shows each backend / ONNX Runtime.
-//! Writes `embed.json` and `embed.md` into `--out`.
+//! candle-transformers' `BertModel`), and ONNX Runtime runs the same model on the same texts with
+//! the same settings (`bench/peers/onnx_embed.py`, kept running and asked row by row). Each row
+//! takes `--rounds` rounds that alternate the two sides, and each side keeps its best round, so
+//! both are measured on the same machine in the same minutes; the table shows each backend / ONNX
+//! Runtime. Then the backlog: `--backlog` chunk-like texts drained in the indexer's calls by one
+//! embedder on `--backlog-threads` threads, beside ONNX Runtime with that many one-thread sessions
+//! (at each of `--backlog-peer-batches`). Writes `embed.json` and `embed.md` into `--out`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -31,8 +31,10 @@ pub trait Embedder: Send + Sync {
 /// How an embedder runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmbedderConfig {
-    /// Threads the embedder computes on (its own pool; concurrent callers share it). One is the
-    /// default: on a small shared machine, two threads per forward pass were slower overall.
+    /// Threads the embedder computes on (its own pool; concurrent callers share it). With more
+    /// than one, a call of several texts is split into one share per thread, each embedded on its
+    /// own (a backlog drains up to that many times faster); a single text spreads its products
+    /// over the pool. One is the default, so ingest leaves the other cores to queries.
     pub threads: usize,
     /// The most texts one forward pass takes. Texts are sorted by length first, so each batch is
     /// padded only to its own longest text.

@@ -1,8 +1,10 @@
-//! Weights packed in panels of 16 columns, and a register-blocked kernel for products with few
-//! rows (a batch of one short text).
+//! Weights packed in panels of 16 columns, and register-blocked kernels: on AVX2 CPUs for every
+//! product (the intrinsics tile of `tile_avx2`), elsewhere for products with few rows (a batch of
+//! one short text).
 //!
 //! For a product of a few rows, the cost is reading the weights, not the arithmetic: `gemm` packs
-//! and streams them once per handful of rows. Packed once at load time (`[n/16][k][16]`, zero
+//! and streams them once per handful of rows. Products run in row blocks of at most 128 rows, each
+//! block through every panel into a dense tile that is then put in place. Packed once at load time (`[n/16][k][16]`, zero
 //! columns padding the last panel), every panel is read once per register tile, in order, and
 //! each value loaded feeds every row of the tile, whose accumulators stay in registers.
 //! Compiled per CPU with `multiversion`; fused multiply-add where the CPU has it.
