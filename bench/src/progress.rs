@@ -62,7 +62,7 @@ impl Progress {
         if tenths > self.logged_tenths.fetch_max(tenths, Ordering::Relaxed) {
             let secs = self.started.elapsed().as_secs_f64();
             eprintln!(
-                "{}: {}% ({done}/{}, {:.0}/s, {secs:.0} s)",
+                "{}: {}% ({done}/{}, {:.1}/s, {secs:.0} s)",
                 self.label,
                 tenths * 10,
                 self.total,
