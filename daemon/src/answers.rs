@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use concierge_engine::{Answer, AnswerEvent, AskRequest, Document, Engine, Filter};
+use concierge_engine::{Answer, AnswerEvent, AnswerTimings, AskRequest, Document, Engine, Filter};
 use concierge_models::{
     Embedder, ExtractiveGenerator, Generator, LocalGenerator, OpenAiConfig, OpenAiGenerator,
 };
+use serde::Serialize;
 
 use crate::config::Config;
 
@@ -133,6 +134,61 @@ impl Answerer {
             Err(e) => {
                 tracing::error!(generator = %name, error = %e, "could not check llm.model against the LLM API")
             }
+        }
+    }
+}
+
+/// A source as clients show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceView {
+    /// The number the answer cites (0: found, not used).
+    pub number: usize,
+    pub id: String,
+    pub title: String,
+    /// Where a person opens it (Aircall, Guesty), if known.
+    pub link: Option<String>,
+    pub snippet: String,
+    pub similarity: f32,
+    pub cited: bool,
+}
+
+/// The response of `/v1/ask` (and what the RocketChat bot posts).
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswerView {
+    pub answer: String,
+    pub known: bool,
+    /// Passage numbers cited, in order.
+    pub citations: Vec<usize>,
+    pub removed_citations: Vec<String>,
+    pub sources: Vec<SourceView>,
+    pub generator: String,
+    pub fallback: Option<String>,
+    pub timings: AnswerTimings,
+}
+
+impl AnswerView {
+    pub fn new(answer: Answer, answerer: &Answerer) -> Self {
+        AnswerView {
+            sources: answer
+                .sources
+                .into_iter()
+                .map(|s| SourceView {
+                    number: s.number,
+                    link: answerer.link(&s.document),
+                    id: s.document.id,
+                    title: s.document.title,
+                    snippet: s.snippet.text,
+                    similarity: s.similarity,
+                    cited: s.cited,
+                })
+                .collect(),
+            answer: answer.answer,
+            known: answer.known,
+            citations: answer.cited,
+            removed_citations: answer.removed_citations,
+            generator: answer.generator,
+            fallback: answer.fallback,
+            timings: answer.timings,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! (`concierge-models`, `concierge-engine`). `main` maps failures to exit codes that mean something:
 //! 1 for a runtime failure, 2 for bad usage (clap's), 3 when the model files are not installed.
 
+mod aircall_api;
 mod answers;
 mod backup_status;
 mod commands;
@@ -12,6 +13,7 @@ mod http;
 mod rocketchat;
 mod verify;
 mod webhooks;
+mod workers;
 
 use std::process::ExitCode;
 

@@ -18,7 +18,7 @@ use crate::dense_snapshot;
 use crate::document::Document;
 use crate::error::{Error, Result};
 use crate::indexer::{CheckpointInfo, INDEXER, Indexer, Request};
-use crate::ingest::{self, IngestReceipt, IngestRequest};
+use crate::ingest::{self, IngestReceipt, IngestRequest, Updated};
 use crate::keyword::KeywordIndex;
 use crate::metrics::EngineMetrics;
 use crate::search::{self, SearchRequest, SearchResponse};
@@ -196,6 +196,34 @@ impl Engine {
     /// Writes the request's changes durably (one synced batch) and returns once they are safe.
     pub fn ingest(&self, request: IngestRequest) -> Result<IngestReceipt> {
         ingest::ingest(&self.shared, request)
+    }
+
+    /// Reads, merges and writes one document in one step: under the document's (and the
+    /// idempotency key's) stripe lock, `merge` gets the stored document (`None` if unknown or
+    /// deleted) and returns the document to upsert, `None` to write nothing, or its own error,
+    /// which comes back as the inner `Err` with nothing written. A key seen before returns the
+    /// first call's receipt (`duplicate`) without calling `merge`. This is how webhooks merge
+    /// out-of-order events without a lock of their own:
+    ///
+    /// ```no_run
+    /// # fn demo(engine: &concierge_engine::Engine) -> concierge_engine::Result<()> {
+    /// use concierge_engine::{Document, Updated};
+    /// let outcome = engine.update("aircall:call:1", Some("call.ended:1:1700".into()), |stored| {
+    ///     let text = stored.map_or("", |d| d.text.as_str()).to_owned() + " ended";
+    ///     Document::new("aircall:call:1", "Call", text, 1_700_000).map(Some)
+    /// })?;
+    /// if let Ok(Updated::Written(receipt)) = outcome {
+    ///     println!("durable at seq {}", receipt.seq);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn update<E>(
+        &self,
+        id: &str,
+        idempotency_key: Option<String>,
+        merge: impl FnOnce(Option<&Document>) -> std::result::Result<Option<Document>, E>,
+    ) -> Result<std::result::Result<Updated, E>> {
+        ingest::update(&self.shared, id, idempotency_key, merge)
     }
 
     /// The stored document (`None` if unknown or deleted).

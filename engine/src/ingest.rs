@@ -76,6 +76,69 @@ fn stripe_of(key: &str) -> usize {
 }
 
 pub(crate) fn ingest(shared: &Shared, request: IngestRequest) -> Result<IngestReceipt> {
+    validate(&request)?;
+    check_writable(shared)?;
+    let ids: Vec<&str> = request.operations.iter().map(Operation::id).collect();
+    let _guards = lock_stripes(shared, &ids, request.idempotency_key.as_deref());
+    if let Some(receipt) = earlier_receipt(shared, request.idempotency_key.as_deref())? {
+        return Ok(receipt);
+    }
+    apply_locked(shared, &request)
+}
+
+/// Reads, merges and writes one document under its stripe lock, in one synced batch (see
+/// [`crate::Engine::update`]). The outer error is the engine's; the inner one is the merge's
+/// own refusal, passed through untouched.
+pub(crate) fn update<E>(
+    shared: &Shared,
+    id: &str,
+    idempotency_key: Option<String>,
+    merge: impl FnOnce(Option<&Document>) -> std::result::Result<Option<Document>, E>,
+) -> Result<std::result::Result<Updated, E>> {
+    crate::document::DocumentId::parse(id)?;
+    if let Some(key) = &idempotency_key {
+        validate_key(key)?;
+    }
+    check_writable(shared)?;
+    let _guards = lock_stripes(shared, &[id], idempotency_key.as_deref());
+    if let Some(receipt) = earlier_receipt(shared, idempotency_key.as_deref())? {
+        return Ok(Ok(Updated::Written(receipt)));
+    }
+    let stored = shared
+        .store
+        .get_doc(id)?
+        .filter(|s| !s.deleted)
+        .map(|s| s.doc);
+    let doc = match merge(stored.as_ref()) {
+        Ok(Some(doc)) => doc,
+        Ok(None) => return Ok(Ok(Updated::Kept)),
+        Err(e) => return Ok(Err(e)),
+    };
+    if doc.id != id {
+        return Err(InvalidInput::Field {
+            field: "id",
+            reason: format!("the merge returned {:?} for the document {id:?}", doc.id),
+        }
+        .into());
+    }
+    let request = IngestRequest {
+        operations: vec![Operation::Upsert(doc)],
+        idempotency_key,
+    };
+    validate(&request)?;
+    apply_locked(shared, &request).map(|r| Ok(Updated::Written(r)))
+}
+
+/// What [`crate::Engine::update`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Updated {
+    /// The merged document was written (or the idempotency key had been seen: `duplicate`).
+    Written(IngestReceipt),
+    /// The merge returned nothing to write; nothing changed.
+    Kept,
+}
+
+fn validate(request: &IngestRequest) -> Result<()> {
     if request.operations.is_empty() {
         return Err(InvalidInput::Field {
             field: "operations",
@@ -108,48 +171,74 @@ pub(crate) fn ingest(shared: &Shared, request: IngestRequest) -> Result<IngestRe
             other @ InvalidInput::Search(_) => other,
         })?;
     }
-    if let Some(key) = &request.idempotency_key
-        && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES)
-    {
+    if let Some(key) = &request.idempotency_key {
+        validate_key(key)?;
+    }
+    Ok(())
+}
+
+fn validate_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
         return Err(InvalidInput::Field {
             field: "idempotency_key",
             reason: format!("must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes"),
         }
         .into());
     }
+    Ok(())
+}
+
+fn check_writable(shared: &Shared) -> Result<()> {
     shared.store.check_poison()?;
     if shared.stopping() {
         return Err(Error::Closed);
     }
+    Ok(())
+}
 
-    // Lock the stripes of every document and the idempotency key, in index order.
-    let mut stripes: Vec<usize> = request
-        .operations
-        .iter()
-        .map(|op| stripe_of(op.id()))
-        .collect();
-    if let Some(key) = &request.idempotency_key {
+/// Locks the stripes of the documents and the idempotency key, in index order (no deadlock
+/// between calls that share stripes).
+fn lock_stripes<'a>(
+    shared: &'a Shared,
+    ids: &[&str],
+    idempotency_key: Option<&str>,
+) -> Vec<std::sync::MutexGuard<'a, ()>> {
+    let mut stripes: Vec<usize> = ids.iter().map(|id| stripe_of(id)).collect();
+    if let Some(key) = idempotency_key {
         stripes.push(stripe_of(&format!("event:{key}")));
     }
     stripes.sort_unstable();
     stripes.dedup();
-    let _guards: Vec<_> = stripes
+    stripes
         .iter()
         .map(|i| {
             shared.stripes[*i]
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         })
-        .collect();
+        .collect()
+}
 
-    if let Some(key) = &request.idempotency_key
-        && let Some(mut receipt) = shared
-            .store
-            .get_json::<IngestReceipt>(cf::EVENTS, key.as_bytes())?
-    {
-        receipt.duplicate = true;
-        return Ok(receipt);
-    }
+/// The receipt of an earlier call with this idempotency key (marked `duplicate`), if any.
+fn earlier_receipt(
+    shared: &Shared,
+    idempotency_key: Option<&str>,
+) -> Result<Option<IngestReceipt>> {
+    let Some(key) = idempotency_key else {
+        return Ok(None);
+    };
+    Ok(shared
+        .store
+        .get_json::<IngestReceipt>(cf::EVENTS, key.as_bytes())?
+        .map(|mut receipt| {
+            receipt.duplicate = true;
+            receipt
+        }))
+}
+
+/// Plans and writes a validated request whose stripes are locked and whose key is new.
+fn apply_locked(shared: &Shared, request: &IngestRequest) -> Result<IngestReceipt> {
+    check_writable(shared)?;
 
     // Current state of every document the call touches (later operations see earlier ones).
     let mut ids: Vec<&str> = request.operations.iter().map(Operation::id).collect();

@@ -63,7 +63,9 @@ pub use error::{Error, InvalidInput, Result};
 pub use filter::{Filter, TimeRange};
 pub use fusion::{Fusion, FusionMethod, LegRank};
 pub use indexer::CheckpointInfo;
-pub use ingest::{IngestReceipt, IngestRequest, MAX_IDEMPOTENCY_KEY_BYTES, MAX_OPERATIONS};
+pub use ingest::{
+    IngestReceipt, IngestRequest, MAX_IDEMPOTENCY_KEY_BYTES, MAX_OPERATIONS, Updated,
+};
 pub use keyword::Snippet;
 pub use metrics::{EngineMetrics, Histogram, SEARCHABLE_BUCKETS};
 pub use search::{HitChunk, MAX_K, SearchHit, SearchMode, SearchRequest, SearchResponse};

@@ -18,9 +18,15 @@ use concierge_models::{BertEmbedder, Embedder, EmbedderConfig};
 use crate::answers::Answerer;
 use crate::config::{self, Config};
 use crate::http::{AppState, app};
+use crate::rocketchat::bot::Bot;
+use crate::workers::Workers;
+use crate::workers::transcripts::TranscriptFetcher;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long background work gets to finish, and again once cancelled, before the engine closes.
+/// With `SHUTDOWN_GRACE` at most 20 s between SIGTERM and the final index flush.
+const WORKER_GRACE: Duration = Duration::from_secs(5);
 
 /// Arguments of `concierge serve`.
 #[derive(Debug, clap::Args)]
@@ -80,27 +86,50 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             config.storage.data_dir.display()
         )
     })?;
+    let engine = Arc::new(engine);
+    let workers = Workers::default();
+    let fusion = config.search.fusion();
+    let bot = Bot::new(
+        engine.clone(),
+        answerer.clone(),
+        fusion,
+        config.rocketchat.clone(),
+        workers.clone(),
+    );
+    let transcripts = TranscriptFetcher::new(engine.clone(), &config.aircall, workers.clone());
     let state = AppState {
-        engine: Arc::new(engine),
+        engine,
         config: Arc::new(config),
         shutting_down: Arc::new(AtomicBool::new(false)),
         model_id: Arc::new(model_id),
         model_dim,
-        entity_locks: Arc::new((0..64).map(|_| tokio::sync::Mutex::new(())).collect()),
         metrics: Arc::new(crate::http::Metrics::default()),
         answerer,
-        questions: Arc::default(),
+        bot: Arc::new(bot),
+        transcripts: Arc::new(transcripts),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("http")
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(serve(state.clone()));
-    // In-flight engine calls have finished or been abandoned with the runtime; flush the indexes.
-    drop(runtime);
+    let result = runtime.block_on(async {
+        let served = serve(state.clone(), &workers).await;
+        // Background work ends (or is cancelled) before the engine closes.
+        workers.shutdown(WORKER_GRACE).await;
+        served
+    });
     state.shutting_down.store(true, Ordering::Release);
-    match Arc::try_unwrap(state.engine) {
+    // Every tracked task has ended; what is left of the runtime (idle threads) goes now.
+    runtime.shutdown_timeout(WORKER_GRACE);
+    let AppState {
+        engine,
+        bot,
+        transcripts,
+        ..
+    } = state;
+    drop((bot, transcripts));
+    match Arc::try_unwrap(engine) {
         Ok(engine) => engine.close().context("closing the engine")?,
         Err(shared) => {
             tracing::warn!(
@@ -126,7 +155,7 @@ fn log_config(config: &Config) {
     );
 }
 
-async fn serve(state: AppState) -> anyhow::Result<()> {
+async fn serve(state: AppState, workers: &Workers) -> anyhow::Result<()> {
     log_config(&state.config);
     let listen = state.config.server.listen;
     // Handlers first: a SIGTERM that arrives as soon as we say we listen must still be graceful.
@@ -140,9 +169,14 @@ async fn serve(state: AppState) -> anyhow::Result<()> {
     tracing::info!(address = %local, "concierge listening");
     // Tests and scripts read this line to find an ephemeral port.
     println!("listening on http://{local}");
-    tokio::spawn(crate::http::resume_transcript_fetches(state.clone()));
+    state.transcripts.resume();
     let answerer = state.answerer.clone();
-    tokio::task::spawn_blocking(move || answerer.check_model());
+    let checks = workers.clone();
+    workers.spawn("llm model check", async move {
+        checks
+            .blocking("llm model check", move || answerer.check_model())
+            .await;
+    });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shutting_down = state.shutting_down.clone();
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {

@@ -258,6 +258,18 @@ pub struct Search {
     pub keyword_weight: f32,
 }
 
+impl Search {
+    /// The fusion of hybrid searches these settings ask for.
+    pub fn fusion(&self) -> concierge_engine::Fusion {
+        concierge_engine::Fusion {
+            k: self.rrf_k,
+            dense_weight: self.dense_weight,
+            keyword_weight: self.keyword_weight,
+            ..concierge_engine::Fusion::default()
+        }
+    }
+}
+
 impl Default for Search {
     fn default() -> Self {
         Search {

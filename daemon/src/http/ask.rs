@@ -11,14 +11,14 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use concierge_engine::{Answer, AnswerEvent, AnswerTimings, Filter};
-use serde::{Deserialize, Serialize};
+use concierge_engine::{AnswerEvent, Filter};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::JsonBody;
-use crate::answers::Answerer;
+use crate::answers::AnswerView;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/ask", post(ask))
@@ -38,61 +38,6 @@ struct AskBody {
     min_seq: Option<u64>,
     #[serde(default)]
     min_similarity: Option<f32>,
-}
-
-/// A source as clients show it.
-#[derive(Debug, Clone, Serialize)]
-pub struct SourceView {
-    /// The number the answer cites (0: found, not used).
-    pub number: usize,
-    pub id: String,
-    pub title: String,
-    /// Where a person opens it (Aircall, Guesty), if known.
-    pub link: Option<String>,
-    pub snippet: String,
-    pub similarity: f32,
-    pub cited: bool,
-}
-
-/// The response of `/v1/ask` (and what the RocketChat bot posts).
-#[derive(Debug, Clone, Serialize)]
-pub struct AnswerView {
-    pub answer: String,
-    pub known: bool,
-    /// Passage numbers cited, in order.
-    pub citations: Vec<usize>,
-    pub removed_citations: Vec<String>,
-    pub sources: Vec<SourceView>,
-    pub generator: String,
-    pub fallback: Option<String>,
-    pub timings: AnswerTimings,
-}
-
-impl AnswerView {
-    pub fn new(answer: Answer, answerer: &Answerer) -> Self {
-        AnswerView {
-            sources: answer
-                .sources
-                .into_iter()
-                .map(|s| SourceView {
-                    number: s.number,
-                    link: answerer.link(&s.document),
-                    id: s.document.id,
-                    title: s.document.title,
-                    snippet: s.snippet.text,
-                    similarity: s.similarity,
-                    cited: s.cited,
-                })
-                .collect(),
-            answer: answer.answer,
-            known: answer.known,
-            citations: answer.cited,
-            removed_citations: answer.removed_citations,
-            generator: answer.generator,
-            fallback: answer.fallback,
-            timings: answer.timings,
-        }
-    }
 }
 
 async fn ask(

@@ -14,7 +14,6 @@ mod problem;
 mod rocketchat;
 mod search;
 mod webhooks;
-pub use webhooks::resume_transcript_fetches;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +23,6 @@ use axum::extract::DefaultBodyLimit;
 use concierge_engine::Engine;
 
 use crate::config::Config;
-pub use ask::AnswerView;
 pub use error::ApiError;
 pub use metrics::Metrics;
 
@@ -40,14 +38,14 @@ pub struct AppState {
     /// The embedding model's id and dimension (for readiness).
     pub model_id: Arc<String>,
     pub model_dim: usize,
-    /// Serialises read-merge-write of one webhook entity (striped by document id).
-    pub entity_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
     /// Request counters and latency histograms.
     pub metrics: Arc<metrics::Metrics>,
     /// The answer generators.
     pub answerer: Arc<crate::answers::Answerer>,
-    /// RocketChat questions being answered (a redelivery of one is ignored).
-    pub questions: Arc<rocketchat::InFlight>,
+    /// The RocketChat bot.
+    pub bot: Arc<crate::rocketchat::bot::Bot>,
+    /// Fetches Aircall transcripts after the acknowledgement.
+    pub transcripts: Arc<crate::workers::transcripts::TranscriptFetcher>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -59,15 +57,6 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// The lock stripe of a document id, held across a webhook's read-merge-write.
-    pub async fn entity_lock(&self, doc_id: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        doc_id.hash(&mut h);
-        let stripe = (h.finish() % self.entity_locks.len().max(1) as u64) as usize;
-        self.entity_locks[stripe].lock().await
-    }
-
     /// 503 once a shutdown signal arrived.
     pub fn refuse_when_stopping(&self) -> Result<(), ApiError> {
         if self.shutting_down.load(Ordering::Acquire) {
@@ -80,12 +69,7 @@ impl AppState {
 
     /// The fusion of hybrid searches as `[search]` configures it.
     pub fn fusion_defaults(&self) -> concierge_engine::Fusion {
-        concierge_engine::Fusion {
-            k: self.config.search.rrf_k,
-            dense_weight: self.config.search.dense_weight,
-            keyword_weight: self.config.search.keyword_weight,
-            ..concierge_engine::Fusion::default()
-        }
+        self.config.search.fusion()
     }
 
     /// Runs engine work on the blocking pool, so request handling never starves.

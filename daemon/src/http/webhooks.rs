@@ -1,20 +1,21 @@
-//! `POST /v1/webhooks/aircall` and `POST /v1/webhooks/guesty`: verify, map to a document merged
-//! with the stored one, write durably, then answer 202 `{id, seq}`. Unknown events are kept raw
-//! (202 `{kept: "raw"}`). Redeliveries are idempotent (Aircall: event + call + time; Guesty: the
-//! `svix-id`). Writes to one entity are serialised so two events of one call cannot lose a merge.
+//! `POST /v1/webhooks/aircall` and `POST /v1/webhooks/guesty`: verify, build the merge, one
+//! engine call ([`Engine::update`](concierge_engine::Engine::update): read, merge and write
+//! under the engine's stripe lock, one synced batch), then answer 202 `{id, seq}`. Unknown
+//! events are kept raw (202 `{kept: "raw"}`). Redeliveries are idempotent (Aircall: event + call
+//! + time; Guesty: the `svix-id`).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use concierge_engine::IngestRequest;
+use concierge_engine::{Engine, Updated};
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{RawBody, parse, require_json};
 use crate::verify::matches_any;
-use crate::webhooks::{Action, aircall, guesty, svix, transcripts};
+use crate::webhooks::{aircall, guesty, svix};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -22,11 +23,51 @@ pub fn router() -> Router<AppState> {
         .route("/v1/webhooks/guesty", post(guesty_hook))
 }
 
+type Accepted = (StatusCode, Json<Value>);
+
+fn kept_raw() -> Accepted {
+    (StatusCode::ACCEPTED, Json(json!({"kept": "raw"})))
+}
+
+/// Merges into `doc_id` with `merge`, or keeps the raw body when the merge has nothing to write:
+/// one blocking call, converted to the 202 body.
+async fn merge_or_keep(
+    state: &AppState,
+    source: &'static str,
+    doc_id: String,
+    key: String,
+    idempotency_key: String,
+    body: axum::body::Bytes,
+    merge: impl FnOnce(
+        Option<&concierge_engine::Document>,
+    ) -> Result<Option<concierge_engine::Document>, String>
+    + Send
+    + 'static,
+) -> Result<Accepted, ApiError> {
+    let id = doc_id.clone();
+    let outcome = state
+        .blocking(move |engine: &Engine| {
+            let outcome = engine.update(&doc_id, Some(idempotency_key), merge)?;
+            if let Ok(Updated::Kept) = outcome {
+                engine.record_raw_event(source, &key, &body)?;
+            }
+            Ok(outcome)
+        })
+        .await?;
+    match outcome.map_err(ApiError::Unprocessable)? {
+        Updated::Written(receipt) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"id": id, "seq": receipt.seq, "duplicate": receipt.duplicate})),
+        )),
+        Updated::Kept => Ok(kept_raw()),
+    }
+}
+
 async fn aircall_hook(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawBody(body): RawBody,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Accepted, ApiError> {
     require_json(&headers)?;
     let envelope: aircall::Envelope = parse(&body)?;
     if state.config.aircall.tokens.is_empty() {
@@ -43,52 +84,37 @@ async fn aircall_hook(
         state
             .blocking(move |engine| engine.record_raw_event("aircall", &key, &body))
             .await?;
-        spawn_transcript_fetch(state, call_id, event_ms);
+        state.transcripts.fetch(call_id, event_ms);
         return Ok((
             StatusCode::ACCEPTED,
             Json(json!({"kept": "raw", "transcript": "fetching"})),
         ));
     }
     let Some(call_id) = envelope.call_id() else {
-        // Not a call event (transcription.created, contacts, users, ...): kept, not indexed.
+        // Not a call event (contacts, users, ...): kept, not indexed.
         tracing::info!(event = %envelope.event, "aircall event kept raw");
         state
             .blocking(move |engine| engine.record_raw_event("aircall", &key, &body))
             .await?;
-        return Ok((StatusCode::ACCEPTED, Json(json!({"kept": "raw"}))));
+        return Ok(kept_raw());
     };
-    let doc_id = aircall::call_doc_id(call_id);
-    let _guard = state.entity_lock(&doc_id).await;
-    let lookup = doc_id.clone();
-    let stored = state.blocking(move |engine| engine.get(&lookup)).await?;
-    match aircall::action(&envelope, stored.as_ref()).map_err(ApiError::Unprocessable)? {
-        Action::Upsert(doc) => {
-            let id = doc.id.clone();
-            let receipt = state
-                .blocking(move |engine| {
-                    engine.ingest(IngestRequest::upsert(doc).with_idempotency_key(key))
-                })
-                .await?;
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(json!({"id": id, "seq": receipt.seq, "duplicate": receipt.duplicate})),
-            ))
-        }
-        Action::KeepRaw { reason } => {
-            tracing::info!(event = %envelope.event, %reason, "aircall event kept raw");
-            state
-                .blocking(move |engine| engine.record_raw_event("aircall", &key, &body))
-                .await?;
-            Ok((StatusCode::ACCEPTED, Json(json!({"kept": "raw"}))))
-        }
-    }
+    merge_or_keep(
+        &state,
+        "aircall",
+        aircall::call_doc_id(call_id),
+        key.clone(),
+        key,
+        body,
+        move |stored| aircall::action(&envelope, stored).map(|a| a.into_upsert()),
+    )
+    .await
 }
 
 async fn guesty_hook(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawBody(body): RawBody,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Accepted, ApiError> {
     let Some(secret) = state.config.guesty.secret.as_deref() else {
         return Err(ApiError::Forbidden(
             "no Guesty webhook secret is configured (guesty.secret)",
@@ -126,8 +152,7 @@ async fn guesty_hook(
         .unwrap_or(now)
         * 1_000;
     let payload: Value = parse(&body)?;
-    let target = guesty::target(&payload).map_err(ApiError::Unprocessable)?;
-    let Some(doc_id) = target else {
+    let Some(doc_id) = guesty::target(&payload).map_err(ApiError::Unprocessable)? else {
         let event = payload
             .get("event")
             .and_then(|e| e.as_str())
@@ -137,120 +162,16 @@ async fn guesty_hook(
         state
             .blocking(move |engine| engine.record_raw_event("guesty", &delivery, &body))
             .await?;
-        return Ok((StatusCode::ACCEPTED, Json(json!({"kept": "raw"}))));
+        return Ok(kept_raw());
     };
-    let _guard = state.entity_lock(&doc_id).await;
-    let lookup = doc_id.clone();
-    let stored = state.blocking(move |engine| engine.get(&lookup)).await?;
-    match guesty::action(&payload, stored.as_ref(), delivered_ms)
-        .map_err(ApiError::Unprocessable)?
-    {
-        Action::Upsert(doc) => {
-            let id = doc.id.clone();
-            let receipt = state
-                .blocking(move |engine| {
-                    engine.ingest(
-                        IngestRequest::upsert(doc)
-                            .with_idempotency_key(format!("guesty:{delivery}")),
-                    )
-                })
-                .await?;
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(json!({"id": id, "seq": receipt.seq, "duplicate": receipt.duplicate})),
-            ))
-        }
-        Action::KeepRaw { .. } => {
-            state
-                .blocking(move |engine| engine.record_raw_event("guesty", &delivery, &body))
-                .await?;
-            Ok((StatusCode::ACCEPTED, Json(json!({"kept": "raw"}))))
-        }
-    }
-}
-
-/// Fetches a call's transcript in the background and merges it into the call's document. A
-/// failure is logged; the kept event makes the next start try again.
-pub fn spawn_transcript_fetch(state: AppState, call_id: i64, event_ms: i64) {
-    let aircall = &state.config.aircall;
-    let (Some(api_id), Some(api_token)) = (aircall.api_id.clone(), aircall.api_token.clone())
-    else {
-        tracing::warn!(
-            call_id,
-            "a transcript is ready but aircall.api_id / aircall.api_token are not configured; the event is kept"
-        );
-        return;
-    };
-    let api = transcripts::AircallApi {
-        base: aircall.api_base.clone(),
-        api_id,
-        api_token,
-    };
-    tokio::spawn(async move {
-        let fetched = tokio::task::spawn_blocking(move || {
-            api.fetch(call_id, std::time::Duration::from_millis(500))
-        })
-        .await;
-        let transcription = match fetched {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
-                tracing::error!(call_id, error = %e, "giving up on an Aircall transcript until the next start");
-                return;
-            }
-            Err(e) => {
-                tracing::error!(call_id, error = %e, "the transcript fetch task failed");
-                return;
-            }
-        };
-        let doc_id = aircall::call_doc_id(call_id);
-        let _guard = state.entity_lock(&doc_id).await;
-        let lookup = doc_id.clone();
-        let result = async {
-            let stored = state.blocking(move |engine| engine.get(&lookup)).await?;
-            let doc = aircall::with_transcript(call_id, stored.as_ref(), &transcription, event_ms)
-                .map_err(ApiError::Unprocessable)?;
-            state
-                .blocking(move |engine| engine.ingest(IngestRequest::upsert(doc)))
-                .await
-        }
-        .await;
-        match result {
-            Ok(receipt) => {
-                tracing::info!(call_id, seq = receipt.seq, "transcript added to its call")
-            }
-            Err(e) => tracing::error!(call_id, error = ?e, "storing a transcript failed"),
-        }
-    });
-}
-
-/// At start: fetch the transcripts of kept `transcription.created` events whose call has none yet
-/// (the daemon stopped before the fetch ended, or the API failed).
-pub async fn resume_transcript_fetches(state: AppState) {
-    let pending = state
-        .blocking(|engine| {
-            let mut out = Vec::new();
-            for (_, body) in engine.raw_events("aircall")? {
-                let Ok(envelope) = serde_json::from_slice::<aircall::Envelope>(&body) else {
-                    continue;
-                };
-                if let Some(call_id) = envelope.transcription_call_id() {
-                    let has = engine
-                        .get(&aircall::call_doc_id(call_id))?
-                        .is_some_and(|d| d.metadata.contains_key("transcript_ms"));
-                    if !has {
-                        out.push((call_id, envelope.timestamp.saturating_mul(1_000)));
-                    }
-                }
-            }
-            Ok(out)
-        })
-        .await;
-    match pending {
-        Ok(list) => {
-            for (call_id, event_ms) in list {
-                spawn_transcript_fetch(state.clone(), call_id, event_ms);
-            }
-        }
-        Err(e) => tracing::error!(error = ?e, "scanning kept Aircall events"),
-    }
+    merge_or_keep(
+        &state,
+        "guesty",
+        doc_id,
+        delivery.clone(),
+        format!("guesty:{delivery}"),
+        body,
+        move |stored| guesty::action(&payload, stored, delivered_ms).map(|a| a.into_upsert()),
+    )
+    .await
 }

@@ -3,13 +3,14 @@
 //! and the Q&A document every answered question becomes (kind `qa`, source `rocketchat`).
 //! `client.rs` posts replies through the REST API.
 
+pub mod bot;
 pub mod client;
 
 use concierge_engine::Document;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::AnswerView;
+use crate::answers::AnswerView;
 use crate::webhooks::parse_rfc3339_ms;
 
 /// What RocketChat's outgoing webhook posts for a message (`sendMessage` event).

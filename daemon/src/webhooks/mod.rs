@@ -7,7 +7,6 @@
 pub mod aircall;
 pub mod guesty;
 pub mod svix;
-pub mod transcripts;
 
 use serde_json::{Map, Value};
 
@@ -18,6 +17,19 @@ pub enum Action {
     Upsert(concierge_engine::Document),
     /// A known source but an event we do not index: keep the raw body only.
     KeepRaw { reason: String },
+}
+
+impl Action {
+    /// The document to write, for [`concierge_engine::Engine::update`] (`None`: keep raw).
+    pub fn into_upsert(self) -> Option<concierge_engine::Document> {
+        match self {
+            Action::Upsert(doc) => Some(doc),
+            Action::KeepRaw { reason } => {
+                tracing::info!(%reason, "webhook event kept raw");
+                None
+            }
+        }
+    }
 }
 
 /// Merges `patch` into `stored` metadata: a patch at least as new as the stored fields

@@ -271,3 +271,109 @@ fn concurrent_writers_share_fsyncs_through_group_commit() {
     );
     assert_eq!(engine.durable_seq(), (threads * per_thread) as u64);
 }
+
+#[test]
+fn concurrent_updates_of_one_document_lose_no_merge() {
+    use concierge_engine::Updated;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Arc::new(open(dir.path()));
+    let id = "aircall:call:42";
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                for i in 0..10 {
+                    let tag = format!("t{t}e{i}");
+                    let outcome = engine
+                        .update(id, Some(format!("event:{tag}")), |stored| {
+                            let mut text = stored.map(|d| d.text.clone()).unwrap_or_default();
+                            text.push(' ');
+                            text.push_str(&tag);
+                            let at = stored.map_or(1, |d| d.updated_at + 1);
+                            Ok::<_, String>(Some(doc(id, "Call", &text, at)))
+                        })
+                        .expect("update");
+                    assert!(matches!(outcome, Ok(Updated::Written(_))), "{outcome:?}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("writer thread");
+    }
+    let stored = engine.get(id).expect("get").expect("present");
+    let mut tags: Vec<&str> = stored.text.split_whitespace().collect();
+    tags.sort_unstable();
+    assert_eq!(tags.len(), 80, "every merge kept: {}", stored.text);
+    tags.dedup();
+    assert_eq!(tags.len(), 80);
+    assert_eq!(stored.version, 80);
+}
+
+#[test]
+fn an_update_with_a_seen_key_returns_the_first_receipt_without_merging() {
+    use concierge_engine::Updated;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path());
+    let id = "guesty:reservation:r9";
+    let first = engine
+        .update(id, Some("svix:msg_1".into()), |_| {
+            Ok::<_, String>(Some(doc(id, "Stay", "Two nights in the loft.", 10)))
+        })
+        .expect("update");
+    let Ok(Updated::Written(first)) = first else {
+        panic!("the first delivery writes: {first:?}");
+    };
+    assert!(!first.duplicate);
+    let again = engine
+        .update(id, Some("svix:msg_1".into()), |_| -> Result<_, String> {
+            panic!("a redelivery must not merge again")
+        })
+        .expect("update");
+    let Ok(Updated::Written(again)) = again else {
+        panic!("a redelivery answers with the receipt: {again:?}");
+    };
+    assert!(again.duplicate);
+    assert_eq!(again.seq, first.seq);
+}
+
+#[test]
+fn a_refused_merge_writes_nothing_and_keep_changes_nothing() {
+    use concierge_engine::Updated;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path());
+    let id = "aircall:call:7";
+    put(&engine, doc(id, "Call", "The original text.", 5));
+    let before = engine.durable_seq();
+    let refused = engine
+        .update(id, Some("k1".into()), |_| Err::<Option<_>, _>("no call id"))
+        .expect("update");
+    assert_eq!(refused, Err("no call id"));
+    let kept = engine
+        .update(id, None, |_| Ok::<_, String>(None))
+        .expect("update");
+    assert_eq!(kept, Ok(Updated::Kept));
+    let wrong_id = engine.update(id, None, |_| {
+        Ok::<_, String>(Some(doc("aircall:call:8", "Call", "Another call.", 6)))
+    });
+    assert!(
+        matches!(wrong_id, Err(Error::InvalidInput(_))),
+        "{wrong_id:?}"
+    );
+    assert_eq!(engine.durable_seq(), before, "nothing was written");
+    assert_eq!(
+        engine.get(id).expect("get").expect("present").text,
+        "The original text."
+    );
+    // The refused delivery's key was not recorded: a later, valid delivery with it writes.
+    let retried = engine
+        .update(id, Some("k1".into()), |stored| {
+            let at = stored.map_or(0, |d| d.updated_at) + 1;
+            Ok::<_, String>(Some(doc(id, "Call", "Merged later.", at)))
+        })
+        .expect("update");
+    assert!(
+        matches!(retried, Ok(Updated::Written(ref r)) if !r.duplicate),
+        "{retried:?}"
+    );
+}

@@ -1,8 +1,7 @@
-//! Fetching Aircall transcripts: `transcription.created` only says a transcript exists; the text
-//! comes from `GET {api_base}/v1/calls/{id}/transcription` (HTTP Basic `api_id:api_token`). The
-//! fetch runs after the webhook is acknowledged, retries with backoff (honouring 429's
-//! `Retry-After`), and is retried at the next start for any kept event whose call still has no
-//! transcript, so an acknowledged event is never lost.
+//! The Aircall REST API client. `transcription.created` only says a transcript exists; the text
+//! comes from `GET {api_base}/v1/calls/{id}/transcription` (HTTP Basic `api_id:api_token`),
+//! retried with backoff (honouring 429's `Retry-After`). Its user is the transcript worker
+//! (`workers/transcripts.rs`), which runs it after the webhook is acknowledged.
 
 use std::time::Duration;
 
@@ -81,8 +80,14 @@ impl AircallApi {
     }
 
     /// Fetches with retries: 429 and 5xx and transport errors are retried (exponential from
-    /// `base_delay`, or the API's `Retry-After`); other statuses fail at once.
-    pub fn fetch(&self, call_id: i64, base_delay: Duration) -> Result<Value, FetchError> {
+    /// `base_delay`, or the API's `Retry-After`); other statuses fail at once. `stop` is asked
+    /// while waiting between attempts: true ends the fetch (shutdown).
+    pub fn fetch(
+        &self,
+        call_id: i64,
+        base_delay: Duration,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Value, FetchError> {
         let mut last = FetchError::Transport("no attempt made".to_owned());
         for attempt in 0..ATTEMPTS {
             match self.fetch_once(call_id) {
@@ -98,15 +103,33 @@ impl AircallApi {
                     }
                     last = e;
                     if attempt + 1 < ATTEMPTS {
-                        std::thread::sleep(
-                            retry_after
-                                .unwrap_or(base_delay * 2u32.pow(attempt))
-                                .min(Duration::from_secs(60)),
-                        );
+                        let wait = retry_after
+                            .unwrap_or(base_delay * 2u32.pow(attempt))
+                            .min(Duration::from_secs(60));
+                        if !sleep_unless(wait, stop) {
+                            return Err(FetchError::Transport(
+                                "stopped while waiting to retry (shutdown)".to_owned(),
+                            ));
+                        }
                     }
                 }
             }
         }
         Err(last)
+    }
+}
+
+/// Sleeps for `wait` in short slices; false as soon as `stop` says so.
+fn sleep_unless(wait: Duration, stop: &dyn Fn() -> bool) -> bool {
+    let until = std::time::Instant::now() + wait;
+    loop {
+        if stop() {
+            return false;
+        }
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
     }
 }

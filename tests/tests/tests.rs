@@ -1,0 +1,16 @@
+//! The black-box tests, one binary: each module starts the real binaries (`concierge`,
+//! `concierge-sidecar`) on ephemeral ports through the harness in `concierge-tests` (`src/lib.rs`).
+//! One binary instead of one per file: the harness and its dependencies are linked once.
+
+mod answers;
+mod api;
+mod backup;
+mod cli;
+mod ephemeral;
+mod fetch;
+mod ingest;
+mod llm;
+mod retention;
+mod serve;
+mod transcripts;
+mod webhooks;
