@@ -3,7 +3,7 @@
 //! with a header line). Reading says which file and line is wrong.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufRead, Write};
 use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
@@ -129,13 +129,10 @@ pub fn write(
     let lines = |path: &Path,
                  write: &dyn Fn(&mut dyn Write) -> std::io::Result<()>|
      -> anyhow::Result<()> {
-        let tmp = path.with_extension("partial");
-        let mut out = BufWriter::new(
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
-        );
+        let mut out = Vec::new();
         write(&mut out)?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+        concierge_infra::atomic_file::write(path, &out)
+            .with_context(|| format!("writing {}", path.display()))
     };
     lines(&dir.join("corpus.jsonl"), &|out| {
         for d in corpus {

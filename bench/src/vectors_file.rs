@@ -2,7 +2,6 @@
 //! `numpy.save` writes) and `.fvecs` (the TEXMEX/ann-benchmarks layout: per vector a little-endian
 //! `i32` dimension followed by that many `f32`). Reading checks the shape and says what is wrong.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
@@ -65,12 +64,8 @@ pub fn write(path: &Path, rows: &[Vec<f32>]) -> anyhow::Result<()> {
         }
         _ => bail!("unknown vector file type (expected .npy or .fvecs)"),
     }
-    let tmp = path.with_extension("partial");
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(&out)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    concierge_infra::atomic_file::write(path, &out)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn parse_npy(bytes: &[u8]) -> anyhow::Result<Vectors> {

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::config::Secret;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
@@ -26,14 +27,14 @@ pub enum FetchError {
 pub struct AircallApi {
     pub base: String,
     pub api_id: String,
-    pub api_token: String,
+    pub api_token: Secret,
 }
 
 impl AircallApi {
     fn authorization(&self) -> String {
         format!(
             "Basic {}",
-            STANDARD.encode(format!("{}:{}", self.api_id, self.api_token))
+            STANDARD.encode(format!("{}:{}", self.api_id, self.api_token.expose()))
         )
     }
 

@@ -43,7 +43,7 @@ impl Answerer {
                     config.llm.base_url.as_deref().unwrap_or(GROQ_BASE_URL),
                     config.llm.model.clone().unwrap_or_default(),
                 );
-                c.api_key = config.llm.api_key.clone();
+                c.api_key = config.llm.api_key.as_ref().map(|k| k.expose().to_owned());
                 c.timeout = Duration::from_millis(config.llm.timeout_ms.max(1));
                 let client =
                     Arc::new(OpenAiGenerator::new(c).map_err(|e| anyhow::anyhow!("[llm]: {e}"))?);

@@ -4,9 +4,10 @@
 //! whole (temporary file, fsync, rename) so a restart still shows it; it is display only, never
 //! read back by the sidecar.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use concierge_infra::atomic_file;
+use concierge_infra::backup_status::StatusFile;
 use serde_json::Value;
 
 const FILE: &str = "backup-status.json";
@@ -24,52 +25,28 @@ fn path(data_dir: &Path) -> PathBuf {
     data_dir.join(FILE)
 }
 
-/// Checks the shape the sidecar sends: `{last_run, last_success}`, each null or a run record
-/// with an `outcome` of `ok` or `failed`.
-pub fn validate(status: &Value) -> Result<(), BackupStatusError> {
-    let Some(object) = status.as_object() else {
-        return Err(BackupStatusError::Invalid(
-            "the backup status must be a JSON object {last_run, last_success}".into(),
-        ));
-    };
-    for (key, value) in object {
-        if key != "last_run" && key != "last_success" {
-            return Err(BackupStatusError::Invalid(format!(
-                "unknown field {key:?} (expected last_run, last_success)"
-            )));
-        }
-        if value.is_null() {
-            continue;
-        }
-        match value["outcome"].as_str() {
-            Some("ok" | "failed") => {}
-            _ => {
-                return Err(BackupStatusError::Invalid(format!(
-                    "{key}.outcome must be \"ok\" or \"failed\""
-                )));
-            }
-        }
-    }
-    Ok(())
+/// Checks the shape the sidecar sends: its status file (`concierge_infra::backup_status`), with
+/// nothing missing or unknown and outcomes `ok` or `failed`.
+pub fn validate(status: &Value) -> Result<StatusFile, BackupStatusError> {
+    let file: StatusFile = serde_json::from_value(status.clone()).map_err(|e| {
+        BackupStatusError::Invalid(format!(
+            "not a backup status record {{last_run, last_success}}: {e}"
+        ))
+    })?;
+    file.validate().map_err(BackupStatusError::Invalid)?;
+    Ok(file)
 }
 
-/// Stores `status` (validated first).
+/// Stores `status` (validated first), atomically and durably.
 pub fn store(data_dir: &Path, status: &Value) -> Result<(), BackupStatusError> {
-    validate(status)?;
+    let file = validate(status)?;
     let target = path(data_dir);
-    let err = |e: std::io::Error| BackupStatusError::Write {
+    let err = |detail: String| BackupStatusError::Write {
         path: target.display().to_string(),
-        detail: e.to_string(),
+        detail,
     };
-    let tmp = data_dir.join(format!("{FILE}.partial"));
-    let bytes = serde_json::to_vec_pretty(status).map_err(|e| BackupStatusError::Write {
-        path: target.display().to_string(),
-        detail: e.to_string(),
-    })?;
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
-    f.write_all(&bytes).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, &target).map_err(err)
+    let bytes = serde_json::to_vec_pretty(&file).map_err(|e| err(e.to_string()))?;
+    atomic_file::write(&target, &bytes).map_err(|e| err(e.to_string()))
 }
 
 /// The stored status; `None` when the sidecar never sent one (or the file is unreadable, which
@@ -101,13 +78,21 @@ mod tests {
     fn a_status_round_trips_and_bad_shapes_are_refused_without_touching_the_stored_one() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert_eq!(load(dir.path()), None);
-        let good =
-            json!({"last_run": {"outcome": "ok", "snapshot_id": "abc"}, "last_success": null});
+        let run = concierge_infra::backup_status::RunStatus {
+            snapshot_id: Some("abc".into()),
+            ..concierge_infra::backup_status::RunStatus::succeeded(1, 2, "/repo", "h")
+        };
+        let good = serde_json::to_value(StatusFile {
+            last_run: Some(run.clone()),
+            last_success: Some(run),
+        })
+        .expect("JSON");
         store(dir.path(), &good).expect("store");
         for bad in [
             json!([1]),
             json!({"last_run": {"outcome": "maybe"}}),
             json!({"surprise": 1}),
+            json!({"last_run": {"outcome": "ok"}}),
         ] {
             assert!(matches!(
                 store(dir.path(), &bad),

@@ -1,6 +1,7 @@
 //! Comparing secrets without leaking where they differ: bearer tokens, webhook tokens and
 //! webhook signatures all go through here.
 
+use crate::config::Secret;
 use sha2::{Digest, Sha256};
 
 /// Equal, in time that does not depend on where the inputs differ (both are hashed first, so
@@ -14,9 +15,9 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// True when `candidate` equals one of `accepted` (every one is compared).
-pub fn matches_any(candidate: &str, accepted: &[String]) -> bool {
+pub fn matches_any(candidate: &str, accepted: &[Secret]) -> bool {
     accepted.iter().fold(false, |found, t| {
-        found | constant_time_eq(candidate.as_bytes(), t.as_bytes())
+        found | constant_time_eq(candidate.as_bytes(), t.expose().as_bytes())
     })
 }
 
@@ -26,7 +27,7 @@ mod tests {
 
     #[test]
     fn tokens_match_only_exactly() {
-        let accepted = vec!["alpha".to_owned(), "beta".to_owned()];
+        let accepted = vec![Secret::from("alpha"), Secret::from("beta")];
         assert!(matches_any("beta", &accepted));
         assert!(!matches_any("bet", &accepted));
         assert!(!matches_any("betaa", &accepted));

@@ -4,6 +4,7 @@
 //! Loading verifies the checksums before hnsw_rs reads a byte (it panics on garbage), and a
 //! panic inside hnsw_rs is still caught and reported as a corrupt snapshot.
 
+use concierge_infra::atomic_file;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -67,13 +68,10 @@ pub(crate) fn dump(index: &DenseIndex, root: &Path) -> Result<u64> {
     sync_dir(&tmp)?;
 
     let final_dir = root.join(&name);
-    fs::rename(&tmp, &final_dir)
+    atomic_file::rename(&tmp, &final_dir)
         .map_err(|e| Error::io(format!("renaming {} into place", tmp.display()), e))?;
-    sync_dir(root)?;
-    let current_tmp = root.join(format!("{CURRENT}.tmp"));
-    write_synced(&current_tmp, name.as_bytes())?;
-    fs::rename(&current_tmp, root.join(CURRENT)).map_err(|e| Error::io("switching CURRENT", e))?;
-    sync_dir(root)?;
+    atomic_file::write(&root.join(CURRENT), name.as_bytes())
+        .map_err(|e| Error::io("switching CURRENT", e))?;
 
     // Older snapshots and abandoned temporary directories are no longer needed.
     if let Ok(entries) = fs::read_dir(root) {

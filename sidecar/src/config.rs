@@ -4,12 +4,11 @@
 //! then secrets given as `<key>_file` (the file's content, trailing newline dropped). Every error
 //! names the key and where it came from; secrets never appear in `Debug` output or errors.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
+use concierge_infra::layered_config::Layers;
+pub use concierge_infra::layered_config::{ConfigError, Secret, TextDuration};
 use serde::{Deserialize, Serialize};
-use toml::{Table, Value};
 
 /// Prefix of the sidecar's environment variables.
 pub const ENV_PREFIX: &str = "CONCIERGE_SIDECAR_";
@@ -26,37 +25,17 @@ pub const SECRET_KEYS: &[(&str, &str)] = &[
     ("hetzner", "token"),
 ];
 
-/// A configuration problem.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+/// How the sidecar's configuration is spelled outside.
+const LAYERS: Layers<'static> = Layers {
+    env_prefix: ENV_PREFIX,
+    // `--config`'s variable.
+    not_keys: &["CONCIERGE_SIDECAR_CONFIG"],
+    secret_keys: SECRET_KEYS,
+    default_file: DEFAULT_FILE,
+};
 
 fn err(msg: impl Into<String>) -> ConfigError {
-    ConfigError(msg.into())
-}
-
-/// A secret string: never printed.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0.is_empty() {
-            f.write_str("\"\"")
-        } else {
-            f.write_str("<redacted>")
-        }
-    }
-}
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
+    ConfigError::new(msg)
 }
 
 /// The whole configuration.
@@ -108,7 +87,7 @@ pub struct S3Section {
     pub secret_access_key: Secret,
     pub path_style: bool,
     /// Per-request timeout, e.g. `"5m"`.
-    pub timeout: String,
+    pub timeout: TextDuration,
     /// Pack uploads in flight at a time (restic's `s3.connections`).
     pub connections: usize,
 }
@@ -121,7 +100,7 @@ impl Default for S3Section {
             access_key_id: Secret::default(),
             secret_access_key: Secret::default(),
             path_style: true,
-            timeout: "5m".into(),
+            timeout: TextDuration::from_secs(300),
             connections: 5,
         }
     }
@@ -187,14 +166,14 @@ impl Default for RetentionConfig {
 pub struct StatusConfig {
     pub file: PathBuf,
     /// `backup status` fails when the last good backup is older, e.g. `"26h"`.
-    pub max_age: String,
+    pub max_age: TextDuration,
 }
 
 impl Default for StatusConfig {
     fn default() -> Self {
         StatusConfig {
             file: "/var/lib/concierge-sidecar/status.json".into(),
-            max_age: "26h".into(),
+            max_age: TextDuration::from_secs(26 * 3600),
         }
     }
 }
@@ -218,12 +197,12 @@ pub struct HetznerConfig {
     pub server_type: String,
     pub location: String,
     /// The whole run, from creating the server to its report, e.g. `"2h"`.
-    pub timeout: String,
+    pub timeout: TextDuration,
     /// SSH keys (names or ids) put on the server; none: Hetzner generates a root password,
     /// which is never read or logged.
     pub ssh_keys: Vec<String>,
     /// How often the report (and actions) are polled, e.g. `"15s"`.
-    pub poll_interval: String,
+    pub poll_interval: TextDuration,
     /// The sidecar binary and its configuration on the snapshot's disk (cloud-init runs
     /// `<remote_binary> --config <remote_config> backup run --report <run id>`).
     pub remote_binary: String,
@@ -240,9 +219,9 @@ impl Default for HetznerConfig {
             snapshot_label: "concierge-backup=source".into(),
             server_type: "cx22".into(),
             location: "fsn1".into(),
-            timeout: "2h".into(),
+            timeout: TextDuration::from_secs(2 * 3600),
             ssh_keys: Vec::new(),
-            poll_interval: "15s".into(),
+            poll_interval: TextDuration::from_secs(15),
             remote_binary: "/usr/local/bin/concierge-sidecar".into(),
             remote_config: "/etc/concierge-sidecar/sidecar.toml".into(),
             retries: 8,
@@ -322,7 +301,6 @@ impl Config {
                     "repository.s3.access_key_id and secret_access_key (or their _file forms) are required for an s3:// location",
                 ));
             }
-            parse_duration(&s3.timeout).map_err(|e| err(format!("repository.s3.timeout: {e}")))?;
             if !(1..=64).contains(&s3.connections) {
                 return Err(err(format!(
                     "repository.s3.connections must be 1 to 64, got {}",
@@ -341,10 +319,9 @@ impl Config {
                 "retention keeps nothing (keep_daily, keep_weekly and keep_monthly are all 0): forget would delete every snapshot",
             ));
         }
-        parse_duration(&self.status.max_age).map_err(|e| err(format!("status.max_age: {e}")))?;
-        parse_duration(&self.hetzner.timeout).map_err(|e| err(format!("hetzner.timeout: {e}")))?;
-        parse_duration(&self.hetzner.poll_interval)
-            .map_err(|e| err(format!("hetzner.poll_interval: {e}")))?;
+        if self.hetzner.poll_interval.get().is_zero() {
+            return Err(err("hetzner.poll_interval must be longer than 0s"));
+        }
         crate::cron::Cron::parse(&self.schedule.backup)
             .map_err(|e| err(format!("schedule.backup: {e}")))?;
         crate::cron::Cron::parse(&self.schedule.status)
@@ -376,230 +353,16 @@ impl Config {
     }
 }
 
-/// `"90s"`, `"30m"`, `"26h"`, `"7d"`, or a combination (`"1h30m"`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Err("empty duration (use e.g. 90s, 30m, 26h, 7d)".into());
-    }
-    let mut total_ms = 0u64;
-    let mut number = String::new();
-    let mut chars = t.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit_ms = match c {
-            'm' if chars.peek() == Some(&'s') => {
-                chars.next();
-                1
-            }
-            's' => 1_000,
-            'm' => 60_000,
-            'h' => 3_600_000,
-            'd' => 86_400_000,
-            _ => {
-                return Err(format!(
-                    "{text:?}: unknown unit {c:?} (use ms, s, m, h or d)"
-                ));
-            }
-        };
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("{text:?}: a number must come before {c:?}"))?;
-        total_ms = total_ms.saturating_add(n.saturating_mul(unit_ms));
-        number.clear();
-    }
-    if !number.is_empty() {
-        return Err(format!(
-            "{text:?}: the last number has no unit (ms, s, m, h or d)"
-        ));
-    }
-    Ok(Duration::from_millis(total_ms))
-}
-
-fn table_of<'a>(value: &'a mut Table, dotted: &str) -> Result<&'a mut Table, ConfigError> {
-    let mut t = value;
-    for part in dotted.split('.') {
-        t = match t
-            .entry(part.to_owned())
-            .or_insert_with(|| Value::Table(Table::new()))
-        {
-            Value::Table(inner) => inner,
-            other @ (Value::String(_)
-            | Value::Integer(_)
-            | Value::Float(_)
-            | Value::Boolean(_)
-            | Value::Datetime(_)
-            | Value::Array(_)) => {
-                return Err(err(format!(
-                    "`{dotted}` must be a section, found a {}",
-                    other.type_str()
-                )));
-            }
-        };
-    }
-    Ok(t)
-}
-
-fn lookup<'a>(tree: &'a Table, section: &str, key: &str) -> Option<&'a Value> {
-    let mut t = tree;
-    for part in section.split('.') {
-        t = t.get(part)?.as_table()?;
-    }
-    t.get(key)
-}
-
 /// Loads and validates the configuration. `env` is the process environment (tests pass their own).
 pub fn load(
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    let defaults = Table::try_from(Config::default()).map_err(|e| err(e.to_string()))?;
-    let mut tree = defaults.clone();
-    let file = file.map(Path::to_path_buf).or_else(|| {
-        Path::new(DEFAULT_FILE)
-            .is_file()
-            .then(|| PathBuf::from(DEFAULT_FILE))
-    });
-    if let Some(path) = &file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            err(format!(
-                "cannot read the configuration file {}: {e}",
-                path.display()
-            ))
-        })?;
-        let parsed: Table = text
-            .parse()
-            .map_err(|e| err(format!("{}: {e}", path.display())))?;
-        overlay(&mut tree, parsed, "", &path.display().to_string())?;
-    }
-    let mut vars: Vec<(String, String)> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-        .collect();
-    vars.sort();
-    let sections: BTreeMap<String, &str> = [
-        "repository",
-        "repository.s3",
-        "backup",
-        "retention",
-        "status",
-        "alert",
-        "hetzner",
-        "schedule",
-    ]
-    .into_iter()
-    .map(|s| (s.replace('.', "_").to_ascii_uppercase(), s))
-    .collect();
-    for (name, raw) in vars {
-        let Some((section, key)) = name[ENV_PREFIX.len()..].split_once("__") else {
-            return Err(err(format!(
-                "environment variable {name}: expected {ENV_PREFIX}<SECTION>__<KEY>"
-            )));
-        };
-        let Some(section) = sections.get(section).copied() else {
-            return Err(err(format!(
-                "environment variable {name}: unknown section {section} (known: {})",
-                sections.keys().cloned().collect::<Vec<_>>().join(", ")
-            )));
-        };
-        let key = key.to_ascii_lowercase();
-        let value = typed(&defaults, section, &key, &raw)
-            .map_err(|e| err(format!("environment variable {name}: {e}")))?;
-        table_of(&mut tree, section)?.insert(key, value);
-    }
-    for (section, key) in SECRET_KEYS {
-        let file_key = format!("{key}_file");
-        let Some(path) = table_of(&mut tree, section)?.remove(&file_key) else {
-            continue;
-        };
-        let Value::String(path) = path else {
-            return Err(err(format!("`{section}.{file_key}` must be a file path")));
-        };
-        let current = lookup(&tree, section, key);
-        if current.is_some_and(|v| v.as_str() != Some("")) {
-            return Err(err(format!(
-                "`{section}.{key}` and `{section}.{file_key}` are both set; keep one"
-            )));
-        }
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| err(format!("`{section}.{file_key}`: cannot read {path}: {e}")))?;
-        table_of(&mut tree, section)?.insert(
-            (*key).to_owned(),
-            Value::String(text.trim_end_matches(['\n', '\r']).to_owned()),
-        );
-    }
-    let config: Config = Value::Table(tree)
-        .try_into()
-        .map_err(|e: toml::de::Error| err(format!("invalid configuration: {}", e.message())))?;
+    let config: Config = LAYERS.load(file, env, Vec::new())?;
     config
         .validate()
         .map_err(|e| err(format!("invalid configuration: {e}")))?;
     Ok(config)
-}
-
-/// Overlays `layer` on `tree` key by key (sections merge; other values replace).
-fn overlay(tree: &mut Table, layer: Table, path: &str, origin: &str) -> Result<(), ConfigError> {
-    for (key, value) in layer {
-        let dotted = if path.is_empty() {
-            key.clone()
-        } else {
-            format!("{path}.{key}")
-        };
-        match (tree.get_mut(&key), value) {
-            (Some(Value::Table(existing)), Value::Table(inner)) => {
-                overlay(existing, inner, &dotted, origin)?
-            }
-            (Some(Value::Table(_)), other) => {
-                return Err(err(format!(
-                    "{origin}: `{dotted}` must be a section, not a {}",
-                    other.type_str()
-                )));
-            }
-            (_, value) => {
-                tree.insert(key, value);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// An environment variable's text as the type the key has (lists are comma-separated).
-fn typed(defaults: &Table, section: &str, key: &str, raw: &str) -> Result<Value, String> {
-    if key
-        .strip_suffix("_file")
-        .is_some_and(|b| SECRET_KEYS.contains(&(section, b)))
-    {
-        return Ok(Value::String(raw.to_owned()));
-    }
-    Ok(match lookup(defaults, section, key) {
-        Some(Value::Integer(_)) => Value::Integer(
-            raw.trim()
-                .parse()
-                .map_err(|_| format!("`{section}.{key}` must be a whole number, got {raw:?}"))?,
-        ),
-        Some(Value::Boolean(_)) => Value::Boolean(
-            raw.trim()
-                .parse()
-                .map_err(|_| format!("`{section}.{key}` must be true or false, got {raw:?}"))?,
-        ),
-        Some(Value::Array(_)) => Value::Array(
-            raw.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| Value::String(s.to_owned()))
-                .collect(),
-        ),
-        Some(Value::String(_)) => Value::String(raw.to_owned()),
-        Some(Value::Table(_)) => {
-            return Err(format!("`{section}.{key}` is a section, not a value"));
-        }
-        Some(Value::Float(_) | Value::Datetime(_)) | None => {
-            return Err(format!("unknown key `{section}.{key}`"));
-        }
-    })
 }
 
 #[cfg(test)]
@@ -683,10 +446,21 @@ mod tests {
                 .contains("retention.keep_daily")
         );
         assert!(with(("CONCIERGE_SIDECAR_NOPE__X", "1")).contains("unknown section NOPE"));
+        let colour = with(("CONCIERGE_SIDECAR_BACKUP__COLOUR", "1"));
         assert!(
-            with(("CONCIERGE_SIDECAR_BACKUP__COLOUR", "1")).contains("unknown key `backup.colour`")
+            colour.contains("[backup]")
+                && colour.contains("colour")
+                && colour.contains("CONCIERGE_SIDECAR_BACKUP__COLOUR"),
+            "{colour}"
         );
-        assert!(with(("CONCIERGE_SIDECAR_STATUS__MAX_AGE", "26 hours")).contains("status.max_age"));
+        assert!(
+            with(("CONCIERGE_SIDECAR_BACKUP_HOST", "x")).contains("CONCIERGE_SIDECAR_BACKUP__HOST")
+        );
+        let age = with(("CONCIERGE_SIDECAR_STATUS__MAX_AGE", "26 hours"));
+        assert!(
+            age.contains("[status]") && age.contains("26 hours"),
+            "{age}"
+        );
         assert!(
             with(("CONCIERGE_SIDECAR_REPOSITORY__LOCATION", "s3://b/p"))
                 .contains("repository.s3.endpoint")
@@ -729,18 +503,6 @@ mod tests {
         )
         .expect_err("both");
         assert!(both.to_string().contains("both set"), "{both}");
-    }
-
-    #[test]
-    fn durations_read_like_people_write_them() {
-        assert_eq!(parse_duration("26h"), Ok(Duration::from_secs(26 * 3600)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert!(parse_duration("26").is_err());
-        assert!(parse_duration("h").is_err());
-        assert!(parse_duration("3w").is_err());
     }
 
     #[test]

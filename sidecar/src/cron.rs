@@ -5,7 +5,7 @@
 //! `@weekly`, `@daily` (`@midnight`) and `@hourly` are accepted. As in Vixie cron, when both the
 //! day of the month and the day of the week are restricted, a day matching either runs.
 
-use crate::time::civil_from_days;
+use concierge_infra::utc::civil;
 
 /// A parsed expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,11 +127,11 @@ impl Cron {
     }
 
     fn day_matches(&self, day: i64) -> bool {
-        let (_, month, dom) = civil_from_days(day);
+        let date = civil(day.saturating_mul(86_400));
+        let (month, dom, weekday) = (date.month, date.day, date.weekday);
         if self.months & (1 << month) == 0 {
             return false;
         }
-        let weekday = (day + 4).rem_euclid(7); // 1970-01-01 was a Thursday.
         let by_dom = self.days & (1 << dom) != 0;
         let by_dow = self.weekdays & (1 << weekday) != 0;
         match (self.days_any, self.weekdays_any) {
@@ -185,7 +185,7 @@ impl Cron {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::rfc3339;
+    use concierge_infra::utc::rfc3339;
 
     /// 2026-12-02T01:30:00Z, a Wednesday.
     const NOW: i64 = 1_796_175_000;

@@ -13,11 +13,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, parse_duration};
+use crate::config::Config;
+use crate::error::Kind;
 use crate::hetzner::{Action, CreateServer, HetznerClient, HetznerError};
 use crate::reports::Reports;
 use crate::status::RunStatus;
-use crate::time::now_secs;
+use concierge_infra::utc::now_secs;
 
 /// Label (key=value) on every server this command creates: how orphans are found.
 pub const MANAGED_LABEL: (&str, &str) = ("concierge-sidecar", "ephemeral");
@@ -52,23 +53,17 @@ pub enum EphemeralError {
 }
 
 impl EphemeralError {
-    /// The exit code (README): a remote failure keeps the code its kind has in `backup run`.
-    pub fn exit_code(&self) -> u8 {
+    /// The failure kind its exit code is chosen by: a remote failure exits as it would have
+    /// in `backup run`.
+    pub fn exit_kind(&self) -> Kind {
         match self {
-            EphemeralError::Config(_) => 2,
-            EphemeralError::Hetzner(e) if e.is_denied_or_unreachable() => 3,
+            EphemeralError::Config(_) => Kind::Usage,
+            EphemeralError::Hetzner(e) if e.is_denied_or_unreachable() => Kind::Unreachable,
             EphemeralError::Hetzner(_)
             | EphemeralError::NoSnapshot(_)
-            | EphemeralError::Report(_) => 1,
-            EphemeralError::Timeout { .. } => 9,
-            EphemeralError::Remote { kind, .. } => match kind.as_str() {
-                "config" => 2,
-                "unreachable" | "denied" => 3,
-                "wrong_password" => 4,
-                "not_initialised" => 5,
-                "disk_full" => 6,
-                _ => 1,
-            },
+            | EphemeralError::Report(_) => Kind::Fatal,
+            EphemeralError::Timeout { .. } => Kind::NoReport,
+            EphemeralError::Remote { kind, .. } => Kind::of_status(kind),
         }
     }
 
@@ -92,26 +87,31 @@ pub struct EphemeralOutcome {
     /// The record written to the status file.
     pub record: RunStatus,
     pub error: Option<EphemeralError>,
-    /// Servers that could not be deleted (they cost money: alerted, exit code 10).
+    /// Servers that could not be deleted (they cost money: alerted, an error of their own).
     pub leftovers: Vec<String>,
     /// Orphans of earlier runs deleted first.
     pub orphans_deleted: usize,
+    /// The alert could not be delivered (the run's own result is unchanged).
+    pub alert_error: Option<String>,
 }
 
 impl EphemeralOutcome {
-    /// 0, the failure's code, or 10 when only the clean-up failed.
-    pub fn exit_code(&self) -> u8 {
-        match &self.error {
-            Some(e) => e.exit_code(),
-            None if !self.leftovers.is_empty() => 10,
-            None => 0,
+    /// Success only when the run succeeded and nothing was left behind; the run's own failure
+    /// comes first.
+    pub fn into_result(self) -> Result<RunStatus, crate::error::Error> {
+        match self.error {
+            Some(e) => Err(e.into()),
+            None if !self.leftovers.is_empty() => {
+                Err(crate::error::Error::Leftovers(self.leftovers))
+            }
+            None => Ok(self.record),
         }
     }
 }
 
 /// A fresh run id: UTC time and a random suffix (lower case, a valid label value).
 pub fn new_run_id(now: i64) -> String {
-    let stamp = crate::time::rfc3339(now)
+    let stamp = concierge_infra::utc::rfc3339(now)
         .replace(['-', ':'], "")
         .to_ascii_lowercase()
         .trim_end_matches('z')
@@ -181,7 +181,7 @@ pub fn backup_ephemeral(config: &Config) -> EphemeralOutcome {
     let run_id = new_run_id(started);
     let h = &config.hetzner;
     let server_name = format!("concierge-backup-{run_id}");
-    let poll = parse_duration(&h.poll_interval).unwrap_or(Duration::from_secs(15));
+    let poll = h.poll_interval.get();
     let action_poll = poll.min(Duration::from_secs(2));
     let client = HetznerClient::new(
         &h.api_base,
@@ -204,8 +204,7 @@ pub fn backup_ephemeral(config: &Config) -> EphemeralOutcome {
                 "hetzner.snapshot_label is empty: it selects the snapshot to start from".into(),
             ));
         }
-        let timeout = parse_duration(&h.timeout)
-            .map_err(|e| EphemeralError::Config(format!("hetzner.timeout: {e}")))?;
+        let timeout = h.timeout.get();
         let deadline = Instant::now() + timeout;
         let reports = Reports::open(config).map_err(|e| EphemeralError::Config(e.to_string()))?;
 
@@ -213,10 +212,10 @@ pub fn backup_ephemeral(config: &Config) -> EphemeralOutcome {
         // run beside the scheduled one): only older ones are orphans.
         let selector = format!("{}={}", MANAGED_LABEL.0, MANAGED_LABEL.1);
         let cutoff = started - i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
-        let (orphans, live): (Vec<_>, Vec<_>) = client
-            .servers(&selector)?
-            .into_iter()
-            .partition(|s| crate::time::parse_rfc3339(&s.created).is_none_or(|c| c < cutoff));
+        let (orphans, live): (Vec<_>, Vec<_>) =
+            client.servers(&selector)?.into_iter().partition(|s| {
+                concierge_infra::utc::parse_rfc3339(&s.created).is_none_or(|c| c < cutoff)
+            });
         for s in &live {
             tracing::warn!(server = %s.name, created = %s.created, "a temporary server of a run that may still be going: left alone");
         }
@@ -279,7 +278,7 @@ pub fn backup_ephemeral(config: &Config) -> EphemeralOutcome {
             if left.is_zero() {
                 return Err(EphemeralError::Timeout {
                     server: server_name.clone(),
-                    timeout: h.timeout.clone(),
+                    timeout: h.timeout.to_string(),
                 });
             }
             std::thread::sleep(poll.min(left));
@@ -322,6 +321,7 @@ pub fn backup_ephemeral(config: &Config) -> EphemeralOutcome {
         error: result.err(),
         leftovers,
         orphans_deleted,
+        alert_error: None,
     }
 }
 
@@ -367,14 +367,14 @@ mod tests {
             kind: kind.into(),
             message: "m".into(),
         };
-        assert_eq!(e("wrong_password").exit_code(), 4);
-        assert_eq!(e("disk_full").exit_code(), 6);
-        assert_eq!(e("failed").exit_code(), 1);
+        assert_eq!(e("wrong_password").exit_kind(), Kind::WrongPassword);
+        assert_eq!(e("disk_full").exit_kind(), Kind::DiskFull);
+        assert_eq!(e("failed").exit_kind(), Kind::Fatal);
         let t = EphemeralError::Timeout {
             server: "s".into(),
             timeout: "2h".into(),
         };
-        assert_eq!(t.exit_code(), 9);
+        assert_eq!(t.exit_kind(), Kind::NoReport);
         assert_eq!(t.kind(), "timeout");
     }
 }

@@ -1,18 +1,35 @@
-//! `concierge-sidecar`'s library: configuration, the S3 client and rustic_core backend, the
-//! backup repository, status records and run reports, alerts, the daemon's admin API, the
-//! Hetzner client and the temporary backup server, cron expressions and the scheduler.
+//! `concierge-sidecar`'s library: everything the binary's commands call, behind one flat API.
+//!
+//! Inside: the configuration (`config`), the S3 client and its rustic_core backend (`s3`), the
+//! backup repository (`repository`), status records and run reports (`status`, `reports`),
+//! alerts (`alert`), the daemon's admin API (`daemon_client`), the Hetzner client and the
+//! temporary backup server (`hetzner`, `ephemeral`), cron expressions and the scheduler
+//! (`cron`, `schedule`), the jobs that record and alert (`jobs`), and the one error with its
+//! exit codes (`error`).
 
-pub mod alert;
-pub mod config;
-pub mod cron;
-pub mod daemon_client;
-pub mod ephemeral;
-pub mod hetzner;
-pub mod progress;
-pub mod reports;
-pub mod repository;
-pub mod run;
-pub mod s3;
-pub mod schedule;
-pub mod status;
-pub mod time;
+mod alert;
+mod config;
+mod cron;
+mod daemon_client;
+mod ephemeral;
+mod error;
+mod hetzner;
+mod jobs;
+mod progress;
+mod reports;
+mod repository;
+mod s3;
+mod schedule;
+mod status;
+
+pub use config::{
+    Config, ConfigError, DEFAULT_FILE as DEFAULT_CONFIG_FILE, ENV_PREFIX, Location, Secret,
+    TextDuration, load as load_config,
+};
+pub use ephemeral::EphemeralOutcome;
+pub use error::{Error, Kind, exit_codes_help};
+pub use jobs::{RunOutcome, backup_ephemeral, backup_run, check, status};
+pub use progress::Bars;
+pub use repository::{BackupSummary, ForgetDecision, Repo, RepoError, SnapshotInfo, keep_options};
+pub use schedule::run_until_stopped as run_schedule;
+pub use status::{RunStatus, StatusFile};

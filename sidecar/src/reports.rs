@@ -67,21 +67,16 @@ impl Reports {
         }
     }
 
-    /// Stores the report of `run_id` (written whole: a temporary file renamed, or one PUT).
+    /// Stores the report of `run_id` (written whole: atomically on a local path, or one PUT).
     pub fn put(&self, run_id: &str, report: &RunStatus) -> Result<(), String> {
         let id = Self::checked(run_id)?;
         let bytes = serde_json::to_vec_pretty(report).map_err(|e| e.to_string())?;
         match self {
             Reports::Local(dir) => {
-                use std::io::Write;
                 std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
                 let path = dir.join(format!("{id}.json"));
-                let tmp = dir.join(format!("{id}.json.partial"));
-                let io = |e: std::io::Error| format!("{}: {e}", path.display());
-                let mut f = std::fs::File::create(&tmp).map_err(io)?;
-                f.write_all(&bytes).map_err(io)?;
-                f.sync_all().map_err(io)?;
-                std::fs::rename(&tmp, &path).map_err(io)
+                concierge_infra::atomic_file::write(&path, &bytes)
+                    .map_err(|e| format!("{}: {e}", path.display()))
             }
             Reports::S3 { client, prefix } => client
                 .put(&format!("{prefix}/{id}.json"), &bytes)

@@ -19,7 +19,7 @@ use rustic_core::{
 };
 use serde::Serialize;
 
-use crate::config::{Config, Location, parse_duration};
+use crate::config::{Config, Location};
 use crate::progress::Bars;
 use crate::s3::backend::S3Backend;
 use crate::s3::client::{S3Client, S3Config, S3Error};
@@ -46,15 +46,16 @@ pub enum RepoError {
 }
 
 impl RepoError {
-    /// The process exit code of this failure kind (README: exit codes).
-    pub fn exit_code(&self) -> u8 {
+    /// The failure kind its exit code is chosen by.
+    pub fn exit_kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
         match self {
-            RepoError::Config(_) => 2,
-            RepoError::Unreachable { .. } | RepoError::Denied(_) => 3,
-            RepoError::WrongPassword => 4,
-            RepoError::NotInitialised(_) => 5,
-            RepoError::DiskFull(_) => 6,
-            RepoError::Failed(_) => 1,
+            RepoError::Config(_) => Kind::Usage,
+            RepoError::Unreachable { .. } | RepoError::Denied(_) => Kind::Unreachable,
+            RepoError::WrongPassword => Kind::WrongPassword,
+            RepoError::NotInitialised(_) => Kind::NoRepository,
+            RepoError::DiskFull(_) => Kind::DiskFull,
+            RepoError::Failed(_) => Kind::Fatal,
         }
     }
 
@@ -158,16 +159,45 @@ pub struct BackupSummary {
     pub bytes_added_packed: u64,
 }
 
-/// One snapshot, as `snapshots` lists it.
+/// One snapshot, as `snapshots --json` lists it: restic's field names and omissions, so a
+/// script written against `restic snapshots --json` reads ours.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SnapshotInfo {
-    pub id: String,
     pub time: String,
-    pub host: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    pub tree: String,
     pub paths: Vec<String>,
+    pub hostname: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
-    pub files: Option<u64>,
-    pub bytes: Option<u64>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub program_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<SnapshotSummary>,
+    pub id: String,
+    pub short_id: String,
+}
+
+/// A snapshot's backup statistics, restic's `summary` object.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SnapshotSummary {
+    pub backup_start: String,
+    pub backup_end: String,
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unmodified: u64,
+    pub dirs_new: u64,
+    pub dirs_changed: u64,
+    pub dirs_unmodified: u64,
+    pub data_blobs: u64,
+    pub tree_blobs: u64,
+    pub data_added: u64,
+    pub data_added_packed: u64,
+    pub total_files_processed: u64,
+    pub total_bytes_processed: u64,
 }
 
 /// What forget decided for one snapshot.
@@ -189,7 +219,7 @@ pub(crate) fn s3_client(config: &Config, bucket: &str) -> Result<S3Client, RepoE
         path_style: s3.path_style,
         access_key_id: s3.access_key_id.expose().to_owned(),
         secret_access_key: s3.secret_access_key.expose().to_owned(),
-        timeout: parse_duration(&s3.timeout).map_err(RepoError::Config)?,
+        timeout: s3.timeout.get(),
         attempts: config.repository.retries.max(1),
         backoff: Duration::from_millis(250),
     })
@@ -499,13 +529,33 @@ fn zoned(unix: i64) -> Result<Zoned, RepoError> {
 }
 
 fn info(s: &SnapshotFile) -> SnapshotInfo {
+    let id = full_id(&s.id);
     SnapshotInfo {
-        id: full_id(&s.id),
         time: s.time.timestamp().to_string(),
-        host: s.hostname.clone(),
+        parent: s.parent.as_ref().map(full_id),
+        tree: s.tree.to_hex().as_str().to_owned(),
         paths: s.paths.iter().cloned().collect(),
+        hostname: s.hostname.clone(),
+        username: s.username.clone(),
         tags: s.tags.iter().cloned().collect(),
-        files: s.summary.as_ref().map(|x| x.total_files_processed),
-        bytes: s.summary.as_ref().map(|x| x.total_bytes_processed),
+        program_version: s.program_version.clone(),
+        summary: s.summary.as_ref().map(|x| SnapshotSummary {
+            backup_start: x.backup_start.timestamp().to_string(),
+            backup_end: x.backup_end.timestamp().to_string(),
+            files_new: x.files_new,
+            files_changed: x.files_changed,
+            files_unmodified: x.files_unmodified,
+            dirs_new: x.dirs_new,
+            dirs_changed: x.dirs_changed,
+            dirs_unmodified: x.dirs_unmodified,
+            data_blobs: x.data_blobs,
+            tree_blobs: x.tree_blobs,
+            data_added: x.data_added,
+            data_added_packed: x.data_added_packed,
+            total_files_processed: x.total_files_processed,
+            total_bytes_processed: x.total_bytes_processed,
+        }),
+        short_id: id.chars().take(8).collect(),
+        id,
     }
 }

@@ -5,12 +5,16 @@
 //! next slot comes as usual. One run of a job at a time: slots that pass while it still runs
 //! are skipped, and said so. On SIGTERM or SIGINT no new run starts; running ones are waited for.
 
+use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::config::{Config, ConfigError};
 use crate::cron::Cron;
-use crate::time::{now_secs, rfc3339};
+use crate::error::Error;
+use concierge_infra::utc::{now_secs, rfc3339};
 
 /// A scheduled job.
 #[derive(Debug, Clone)]
@@ -101,7 +105,7 @@ pub fn run_jobs(jobs: &[Job], stop: &AtomicBool, run: &(dyn Fn(&Job) -> RunResul
 }
 
 /// The jobs of the configuration.
-pub fn jobs(config: &crate::config::Config) -> Result<Vec<Job>, String> {
+pub fn jobs(config: &Config) -> Result<Vec<Job>, String> {
     let backup =
         Cron::parse(&config.schedule.backup).map_err(|e| format!("schedule.backup: {e}"))?;
     let status =
@@ -124,8 +128,27 @@ pub fn jobs(config: &crate::config::Config) -> Result<Vec<Job>, String> {
     ])
 }
 
+/// `schedule`: runs the configured jobs until SIGTERM or SIGINT, then waits for running ones.
+pub fn run_until_stopped(config: &Config, config_file: Option<&Path>) -> Result<(), Error> {
+    let jobs = jobs(config).map_err(|e| Error::Config(ConfigError::new(e)))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| Error::Fatal(format!("cannot handle signal {signal}: {e}")))?;
+    }
+    tracing::info!(
+        backup = %config.schedule.backup,
+        backup_mode = %config.schedule.backup_mode,
+        status = %config.schedule.status,
+        "schedule started (UTC)"
+    );
+    run_jobs(&jobs, &stop, &|job: &Job| run_child(config_file, job));
+    tracing::info!("schedule stopped");
+    Ok(())
+}
+
 /// Runs `job` as a child process of this binary (with `--config` when one was given) and waits.
-pub fn run_child(config_file: Option<&std::path::Path>, job: &Job) -> RunResult {
+pub fn run_child(config_file: Option<&Path>, job: &Job) -> RunResult {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let mut command = Command::new(exe);
     if let Some(path) = config_file {
@@ -141,7 +164,6 @@ pub fn run_child(config_file: Option<&std::path::Path>, job: &Job) -> RunResult 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
 
     #[test]

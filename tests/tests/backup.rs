@@ -216,6 +216,44 @@ fn round_trip(s: &Setup, restic_repo: &str, restic_env: &[(&str, &str)]) {
     let snaps = restic_cmd(s, restic_repo, restic_env, &["snapshots", "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&snaps.stdout).expect("restic JSON");
     assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+
+    // `snapshots --json` speaks restic's names: every key restic prints for these snapshots
+    // (and in its summary) is ours too, with the same id, short id, host and paths.
+    let out = s.sidecar(&["backup", "snapshots", "--json"]);
+    ok(&out, "snapshots --json");
+    let ours: serde_json::Value = serde_json::from_slice(&out.stdout).expect("our JSON");
+    let keys = |v: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        v.as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    for (theirs, ours) in listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .zip(ours.as_array().expect("array"))
+    {
+        let missing: Vec<String> = keys(theirs)
+            .difference(&keys(ours))
+            .filter(|k| !matches!(k.as_str(), "uid" | "gid" | "excludes"))
+            .cloned()
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "restic has {missing:?} that we lack: {ours}"
+        );
+        let missing: Vec<String> = keys(&theirs["summary"])
+            .difference(&keys(&ours["summary"]))
+            .cloned()
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "restic's summary has {missing:?}: {ours}"
+        );
+        for key in ["id", "short_id", "hostname", "paths", "tree"] {
+            assert_eq!(theirs[key], ours[key], "{key}");
+        }
+    }
 }
 
 #[test]
@@ -264,7 +302,7 @@ fn a_wrong_password_fails_with_its_exit_code_records_the_failure_and_alerts_with
     let out = s.sidecar(&["backup", "run"]);
     assert_eq!(
         out.status.code(),
-        Some(4),
+        Some(12),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -295,7 +333,7 @@ fn a_wrong_password_fails_with_its_exit_code_records_the_failure_and_alerts_with
 }
 
 #[test]
-fn an_unreachable_endpoint_fails_with_exit_code_3_and_leaves_a_failed_status() {
+fn an_unreachable_endpoint_fails_with_exit_code_4_and_leaves_a_failed_status() {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")
@@ -311,7 +349,7 @@ fn an_unreachable_endpoint_fails_with_exit_code_3_and_leaves_a_failed_status() {
     let out = s.sidecar(&["backup", "run", "--init"]);
     assert_eq!(
         out.status.code(),
-        Some(3),
+        Some(4),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -319,6 +357,68 @@ fn an_unreachable_endpoint_fails_with_exit_code_3_and_leaves_a_failed_status() {
     let stale = s.sidecar(&["backup", "status", "--max-age", "26h"]);
     assert_eq!(stale.status.code(), Some(8));
     assert!(String::from_utf8_lossy(&stale.stderr).contains("no backup has succeeded yet"));
+}
+
+#[test]
+fn an_interrupted_run_exits_with_restics_code_130() {
+    // A server that takes the connection and never answers: the run waits on it.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let mut s = setup("s3://backups/repo");
+    s.set(
+        "CONCIERGE_SIDECAR_REPOSITORY_S3__ENDPOINT",
+        &format!("http://127.0.0.1:{port}"),
+    );
+    s.set("CONCIERGE_SIDECAR_REPOSITORY_S3__ACCESS_KEY_ID", "AK");
+    s.set("CONCIERGE_SIDECAR_REPOSITORY_S3__SECRET_ACCESS_KEY", "SK");
+    let mut child = s
+        .command(&["backup", "run", "--init"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(child.try_wait().expect("wait").is_none(), "still waiting");
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGINT did not end it"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    drop(silent);
+}
+
+#[test]
+fn the_exit_codes_are_listed_in_the_help() {
+    let s = setup("{dir}/repo");
+    let out = s.sidecar(&["--help"]);
+    ok(&out, "--help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "Exit codes:",
+        "  1    a step failed",
+        "  2    bad configuration",
+        "  4    the repository or the Hetzner API cannot be reached",
+        "  6    no space left",
+        "  8    `backup status`",
+        "  10   no repository there",
+        "  12   wrong repository password",
+        "  13   `backup ephemeral`: a temporary server could not be deleted",
+        "  130  interrupted",
+    ] {
+        assert!(help.contains(line), "{line:?} missing from --help:\n{help}");
+    }
 }
 
 #[test]

@@ -193,7 +193,7 @@ fn ephemeral_backs_up_on_a_server_from_the_newest_labelled_snapshot_then_deletes
         // A server of a run started a minute ago (within hetzner.timeout): possibly still going.
         let live = h.add_server(
             "concierge-backup-live",
-            &concierge_sidecar::time::rfc3339(concierge_sidecar::time::now_secs() - 60),
+            &concierge_infra::utc::rfc3339(concierge_infra::utc::now_secs() - 60),
             json!({"concierge-sidecar": "ephemeral", "concierge-sidecar-run": "live"}),
         );
         let unrelated = h.add_server("rocketchat-1", yesterday, json!({"role": "chat"}));
@@ -289,7 +289,12 @@ fn a_failing_backup_on_the_temporary_server_is_recorded_alerted_and_the_server_s
     let s = Setup::new("not the password", "60s");
     s.snapshot();
     let out = s.sidecar(&["backup", "ephemeral"]);
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(12),
+        "restic's wrong-password code: {}",
+        text(&out)
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("wrong"),
         "{}",
@@ -366,7 +371,7 @@ fn a_refused_token_or_a_missing_snapshot_fails_before_any_server_is_created() {
     let mut s = Setup::new(PASSWORD, "60s");
     s.set("CONCIERGE_SIDECAR_HETZNER__TOKEN", "wrong-token");
     let out = s.sidecar(&["backup", "ephemeral"]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("hetzner.token"),
         "{}",

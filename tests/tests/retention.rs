@@ -6,13 +6,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use concierge_sidecar::config::{self, Config};
-use concierge_sidecar::progress::Bars;
-use concierge_sidecar::repository::{Repo, keep_options};
+use concierge_sidecar::{Bars, Config, Repo, keep_options, load_config};
 use concierge_tests::temp_dir;
 
 fn config(repo: &Path, pw: &Path) -> Config {
-    config::load(
+    load_config(
         None,
         vec![
             (

@@ -1,16 +1,26 @@
-//! Building a [`Config`] from its layers: compiled defaults, the file, the environment, flags,
-//! and `<key>_file` secrets. Every error names the key (and the variable or file) at fault.
+//! Building a [`Config`] from its layers (compiled defaults, the file, the environment, flags,
+//! `<key>_file` secrets) with the project's one layering, [`concierge_infra::layered_config`].
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::de::DeserializeOwned;
-use toml::{Table, Value};
+use concierge_infra::layered_config::Layers;
+use toml::Value;
 
 use super::{Config, SECRET_KEYS};
 
-/// Prefix of the daemon's environment variables (`CONCIERGE_SERVER__LISTEN`).
-const ENV_PREFIX: &str = "CONCIERGE_";
+/// How the daemon's configuration is spelled outside: `CONCIERGE_<SECTION>__<KEY>`.
+const LAYERS: Layers<'static> = Layers {
+    env_prefix: "CONCIERGE_",
+    // The sidecar's and the benchmarks' variables, and `models/fetch.sh`'s.
+    not_keys: &[
+        "CONCIERGE_SIDECAR_",
+        "CONCIERGE_BENCH_",
+        "CONCIERGE_TEST_",
+        "CONCIERGE_MODELS_DIR",
+    ],
+    secret_keys: SECRET_KEYS,
+    default_file: "concierge.toml",
+};
 
 /// What the command line overrides.
 #[derive(Debug, Clone, Default)]
@@ -28,230 +38,32 @@ pub fn load(
     flags: &Flags,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> anyhow::Result<Config> {
-    let defaults = Table::try_from(Config::default())?;
-    let mut tree = defaults.clone();
-
-    let file = match &flags.config {
-        Some(path) => Some(path.clone()),
-        None => super::default_file()
-            .is_file()
-            .then(|| super::default_file().to_owned()),
-    };
-    if let Some(path) = &file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            anyhow::anyhow!("cannot read the configuration file {}: {e}", path.display())
-        })?;
-        let parsed: Table = text
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        merge(&mut tree, parsed, &format!("{}", path.display()))?;
-    }
-
-    let mut from_env = Table::new();
-    let mut vars: Vec<(String, String)> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !k.starts_with("CONCIERGE_SIDECAR_"))
-        .collect();
-    vars.sort();
-    for (name, value) in vars {
-        let Some((section, key)) = name[ENV_PREFIX.len()..].split_once("__") else {
-            continue;
-        };
-        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-        let typed = typed_env_value(&defaults, &section, &key, &value)
-            .map_err(|e| anyhow::anyhow!("environment variable {name}: {e}"))?;
-        section_mut(&mut from_env, &section)?.insert(key, typed);
-    }
-    merge(&mut tree, from_env, "the environment")?;
-
+    let mut overrides = Vec::new();
     if let Some(listen) = &flags.listen {
-        section_mut(&mut tree, "server")?.insert("listen".into(), Value::String(listen.clone()));
+        overrides.push(("server", "listen", Value::String(listen.clone())));
     }
     if let Some(dir) = &flags.data_dir {
-        section_mut(&mut tree, "storage")?
-            .insert("data_dir".into(), Value::String(dir.display().to_string()));
+        overrides.push((
+            "storage",
+            "data_dir",
+            Value::String(dir.display().to_string()),
+        ));
     }
-
-    resolve_secret_files(&mut tree)?;
-    let config = deserialize(tree)?;
+    let config: Config = LAYERS.load(flags.config.as_deref(), env, overrides)?;
     config
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     Ok(config)
 }
 
-fn section_mut<'a>(tree: &'a mut Table, section: &str) -> anyhow::Result<&'a mut Table> {
-    match tree
-        .entry(section.to_owned())
-        .or_insert_with(|| Value::Table(Table::new()))
-    {
-        Value::Table(t) => Ok(t),
-        other @ (Value::String(_)
-        | Value::Integer(_)
-        | Value::Float(_)
-        | Value::Boolean(_)
-        | Value::Datetime(_)
-        | Value::Array(_)) => anyhow::bail!(
-            "`{section}` must be a table ([{section}]), found {}",
-            other.type_str()
-        ),
-    }
-}
-
-/// Overlays `layer` on `tree`, section by section.
-fn merge(tree: &mut Table, layer: Table, origin: &str) -> anyhow::Result<()> {
-    for (section, value) in layer {
-        let Value::Table(keys) = value else {
-            anyhow::bail!(
-                "{origin}: `{section}` must be a section ([{section}]), not a {}",
-                value.type_str()
-            );
-        };
-        let target = section_mut(tree, &section)?;
-        for (key, v) in keys {
-            target.insert(key, v);
-        }
-    }
-    Ok(())
-}
-
-/// An environment variable's text as the type the key has (lists are comma-separated).
-fn typed_env_value(defaults: &Table, section: &str, key: &str, raw: &str) -> Result<Value, String> {
-    let base = key
-        .strip_suffix("_file")
-        .filter(|b| SECRET_KEYS.contains(&(section, b)));
-    if base.is_some() {
-        return Ok(Value::String(raw.to_owned()));
-    }
-    let default = defaults
-        .get(section)
-        .and_then(Value::as_table)
-        .and_then(|t| t.get(key));
-    Ok(match default {
-        Some(Value::Integer(_)) => Value::Integer(
-            raw.trim()
-                .parse()
-                .map_err(|_| format!("`{section}.{key}` must be a whole number, got {raw:?}"))?,
-        ),
-        Some(Value::Float(_)) => Value::Float(
-            raw.trim()
-                .parse()
-                .map_err(|_| format!("`{section}.{key}` must be a number, got {raw:?}"))?,
-        ),
-        Some(Value::Boolean(_)) => Value::Boolean(
-            raw.trim()
-                .parse()
-                .map_err(|_| format!("`{section}.{key}` must be true or false, got {raw:?}"))?,
-        ),
-        Some(Value::Array(_)) => Value::Array(
-            raw.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| Value::String(s.to_owned()))
-                .collect(),
-        ),
-        Some(Value::String(_) | Value::Datetime(_) | Value::Table(_)) | None => {
-            Value::String(raw.to_owned())
-        }
-    })
-}
-
-/// Replaces `<key>_file` of every secret key by the file's content (lists: one per line).
-fn resolve_secret_files(tree: &mut Table) -> anyhow::Result<()> {
-    for (section, key) in SECRET_KEYS {
-        let Some(Value::Table(t)) = tree.get_mut(*section) else {
-            continue;
-        };
-        let file_key = format!("{key}_file");
-        let Some(path) = t.remove(&file_key) else {
-            continue;
-        };
-        let Value::String(path) = path else {
-            anyhow::bail!("`{section}.{file_key}` must be a file path");
-        };
-        if t.contains_key(*key) && t.get(*key) != Config::default_value(section, key).as_ref() {
-            anyhow::bail!("`{section}.{key}` and `{section}.{file_key}` are both set; keep one");
-        }
-        let text = std::fs::read_to_string(Path::new(&path))
-            .map_err(|e| anyhow::anyhow!("`{section}.{file_key}`: cannot read {path}: {e}"))?;
-        let is_list = matches!(Config::default_value(section, key), Some(Value::Array(_)));
-        let value = if is_list {
-            Value::Array(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(|l| Value::String(l.to_owned()))
-                    .collect(),
-            )
-        } else {
-            Value::String(text.trim_end_matches(['\n', '\r']).to_owned())
-        };
-        t.insert((*key).to_owned(), value);
-    }
-    Ok(())
-}
-
-impl Config {
-    fn default_value(section: &str, key: &str) -> Option<Value> {
-        Table::try_from(Config::default())
-            .ok()?
-            .get(section)?
-            .as_table()?
-            .get(key)
-            .cloned()
-    }
-}
-
-fn section<T: DeserializeOwned>(tree: &BTreeMap<String, Value>, name: &str) -> anyhow::Result<T> {
-    let value = tree
-        .get(name)
-        .cloned()
-        .unwrap_or_else(|| Value::Table(Table::new()));
-    T::deserialize(value).map_err(|e| anyhow::anyhow!("[{name}]: {}", e.to_string().trim()))
-}
-
-/// Deserialises section by section so that an error names its section.
-fn deserialize(tree: Table) -> anyhow::Result<Config> {
-    let tree: BTreeMap<String, Value> = tree.into_iter().collect();
-    const SECTIONS: [&str; 12] = [
-        "server",
-        "storage",
-        "auth",
-        "models",
-        "aircall",
-        "guesty",
-        "rocketchat",
-        "llm",
-        "answers",
-        "search",
-        "qdrant",
-        "firestore",
-    ];
-    if let Some(unknown) = tree.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
-        anyhow::bail!(
-            "unknown section [{unknown}] (known: {})",
-            SECTIONS.join(", ")
-        );
-    }
-    Ok(Config {
-        server: section(&tree, "server")?,
-        storage: section(&tree, "storage")?,
-        auth: section(&tree, "auth")?,
-        models: section(&tree, "models")?,
-        aircall: section(&tree, "aircall")?,
-        guesty: section(&tree, "guesty")?,
-        rocketchat: section(&tree, "rocketchat")?,
-        llm: section(&tree, "llm")?,
-        answers: section(&tree, "answers")?,
-        search: section(&tree, "search")?,
-        qdrant: section(&tree, "qdrant")?,
-        firestore: section(&tree, "firestore")?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use toml::Table;
+
     use super::*;
+    use crate::config::Secret;
 
     fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
         vars.iter()
@@ -295,7 +107,7 @@ mod tests {
         .expect("loads");
         assert_eq!(c.server.listen.port(), 9000);
         assert_eq!(c.server.max_body_bytes, 4096);
-        assert_eq!(c.auth.api_tokens, ["x", "y"]);
+        assert_eq!(c.auth.api_tokens, [Secret::from("x"), Secret::from("y")]);
         assert_eq!(c.search.rrf_k, 10.0);
         assert_eq!(c.search.dense_weight, 0.5);
         let flags = Flags {
@@ -357,6 +169,29 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_environment_variable_is_an_error_naming_it() {
+        let err = load(
+            &Flags::default(),
+            env(&[("CONCIERGE_SERVER_LISTEN", "127.0.0.1:9")]),
+        )
+        .expect_err("one underscore")
+        .to_string();
+        assert!(
+            err.contains("CONCIERGE_SERVER_LISTEN") && err.contains("CONCIERGE_SERVER__LISTEN"),
+            "{err}"
+        );
+        // Other programs' variables are theirs.
+        load(
+            &Flags::default(),
+            env(&[
+                ("CONCIERGE_SIDECAR_REPOSITORY__PASSWORD", "x"),
+                ("CONCIERGE_MODELS_DIR", "/models"),
+            ]),
+        )
+        .expect("not the daemon's");
+    }
+
+    #[test]
     fn secrets_can_come_from_files_and_lists_from_one_line_each() {
         let dir = tempfile::tempdir().expect("tempdir");
         let tokens = dir.path().join("tokens");
@@ -377,8 +212,12 @@ mod tests {
             env(&[("CONCIERGE_LLM__API_KEY_FILE", &key.display().to_string())]),
         )
         .expect("loads");
-        assert_eq!(c.auth.api_tokens, ["t1", "t2"]);
-        assert_eq!(c.llm.api_key.as_deref(), Some("sk-123"));
+        assert_eq!(c.auth.api_tokens, [Secret::from("t1"), Secret::from("t2")]);
+        assert_eq!(c.llm.api_key.as_ref().map(Secret::expose), Some("sk-123"));
+        assert!(
+            !format!("{c:?}").contains("sk-123"),
+            "secrets are redacted in Debug"
+        );
         let err = load(
             &Flags::default(),
             env(&[("CONCIERGE_LLM__API_KEY_FILE", "/nonexistent/key")]),

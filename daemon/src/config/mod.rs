@@ -6,10 +6,11 @@
 mod layers;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use concierge_infra::layered_config::Secret;
 pub use layers::{Flags, load};
 
 /// Everything `concierge serve` reads.
@@ -70,7 +71,7 @@ impl Default for Storage {
 #[serde(deny_unknown_fields, default)]
 pub struct Auth {
     /// Static bearer tokens (secret).
-    pub api_tokens: Vec<String>,
+    pub api_tokens: Vec<Secret>,
     /// OIDC issuer whose JWTs are accepted too (Keycloak realm URL).
     pub oidc_issuer: Option<String>,
     /// Expected `aud` of those JWTs.
@@ -108,13 +109,13 @@ impl Models {
 #[serde(deny_unknown_fields, default)]
 pub struct Aircall {
     /// Webhook tokens accepted in the body's `token` (secret).
-    pub tokens: Vec<String>,
+    pub tokens: Vec<Secret>,
     /// Aircall REST API base.
     pub api_base: String,
     /// API id (basic auth user).
     pub api_id: Option<String>,
     /// API token (secret).
-    pub api_token: Option<String>,
+    pub api_token: Option<Secret>,
 }
 
 impl Default for Aircall {
@@ -133,13 +134,13 @@ impl Default for Aircall {
 #[serde(deny_unknown_fields, default)]
 pub struct Guesty {
     /// Svix signing secret, `whsec_...` (secret).
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// Guesty Open API base.
     pub api_base: String,
     /// OAuth client id.
     pub client_id: Option<String>,
     /// OAuth client secret (secret).
-    pub client_secret: Option<String>,
+    pub client_secret: Option<Secret>,
 }
 
 impl Default for Guesty {
@@ -158,13 +159,13 @@ impl Default for Guesty {
 #[serde(deny_unknown_fields, default)]
 pub struct RocketChat {
     /// Outgoing-webhook token (secret).
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// RocketChat server base URL.
     pub api_base: Option<String>,
     /// Bot user id.
     pub user_id: Option<String>,
     /// Bot auth token (secret).
-    pub auth_token: Option<String>,
+    pub auth_token: Option<Secret>,
     /// Time budget for a synchronous reply.
     pub reply_budget_ms: u64,
 }
@@ -192,7 +193,7 @@ pub struct Llm {
     /// Model name.
     pub model: Option<String>,
     /// API key (secret).
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     /// Request timeout.
     pub timeout_ms: u64,
 }
@@ -287,7 +288,7 @@ impl Default for Search {
 pub struct Qdrant {
     pub url: Option<String>,
     /// API key (secret).
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     pub collection: Option<String>,
 }
 
@@ -384,7 +385,7 @@ impl Config {
             return Err("llm.provider is \"openai\" but llm.model is not set (e.g. \"openai/gpt-oss-20b\"; model ids are retired over time, so there is no default)".to_owned());
         }
         if let Some(secret) = &self.guesty.secret
-            && !secret.starts_with("whsec_")
+            && !secret.expose().starts_with("whsec_")
         {
             return Err(
                 "guesty.secret must be the Svix signing secret, starting with \"whsec_\""
@@ -395,7 +396,7 @@ impl Config {
             ("auth.api_tokens", &self.auth.api_tokens),
             ("aircall.tokens", &self.aircall.tokens),
         ] {
-            if tokens.iter().any(|t| t.trim().is_empty()) {
+            if tokens.iter().any(|t| t.expose().trim().is_empty()) {
                 return Err(format!("{key} contains an empty token"));
             }
         }
@@ -419,9 +420,4 @@ impl Config {
             (None, None) => "extractive",
         }
     }
-}
-
-/// The default configuration file, used when it exists and `--config` is not given.
-pub fn default_file() -> &'static Path {
-    Path::new("concierge.toml")
 }

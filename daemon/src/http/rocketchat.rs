@@ -12,6 +12,7 @@ use serde_json::json;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::JsonBody;
+use crate::config::Secret;
 use crate::rocketchat::OutgoingMessage;
 use crate::rocketchat::bot::{BotError, Reply};
 use crate::verify::constant_time_eq;
@@ -24,7 +25,7 @@ async fn rocketchat(
     State(state): State<AppState>,
     JsonBody(message): JsonBody<OutgoingMessage>,
 ) -> Result<Response, ApiError> {
-    let Some(expected) = state.config.rocketchat.token.as_deref() else {
+    let Some(expected) = state.config.rocketchat.token.as_ref().map(Secret::expose) else {
         return Err(ApiError::NotFound(
             "the RocketChat integration is not configured (rocketchat.token)".to_owned(),
         ));

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{RawBody, parse, require_json};
+use crate::config::Secret;
 use crate::verify::matches_any;
 use crate::webhooks::{aircall, guesty, svix};
 
@@ -115,7 +116,7 @@ async fn guesty_hook(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Accepted, ApiError> {
-    let Some(secret) = state.config.guesty.secret.as_deref() else {
+    let Some(secret) = state.config.guesty.secret.as_ref().map(Secret::expose) else {
         return Err(ApiError::Forbidden(
             "no Guesty webhook secret is configured (guesty.secret)",
         ));

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::config::Secret;
 use serde_json::Value;
 
 /// Attempts per message.
@@ -31,7 +32,7 @@ pub enum PostError {
 pub struct RestClient {
     base: String,
     user_id: String,
-    auth_token: String,
+    auth_token: Secret,
 }
 
 impl std::fmt::Debug for RestClient {
@@ -102,7 +103,7 @@ impl RestClient {
         let result = agent
             .post(&url)
             .header("X-User-Id", &self.user_id)
-            .header("X-Auth-Token", &self.auth_token)
+            .header("X-Auth-Token", self.auth_token.expose())
             .header("Content-Type", "application/json")
             .send(body);
         let mut response = match result {
@@ -188,7 +189,7 @@ mod tests {
             ..Default::default()
         };
         assert!(RestClient::new(&c).is_none());
-        c.auth_token = Some("secret-token".to_owned());
+        c.auth_token = Some(Secret::from("secret-token"));
         let client = RestClient::new(&c).expect("configured");
         assert_eq!(client.base, "http://127.0.0.1:1");
         assert!(!format!("{client:?}").contains("secret-token"));

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::answers::AnswerView;
-use crate::webhooks::parse_rfc3339_ms;
+use concierge_infra::utc::parse_rfc3339_ms;
 
 /// What RocketChat's outgoing webhook posts for a message (`sendMessage` event).
 #[derive(Debug, Clone, Deserialize)]

@@ -5,8 +5,9 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{Action, iso_from_secs, merge_fields, text};
+use super::{Action, merge_fields, text};
 use concierge_engine::Document;
+use concierge_infra::utc::minutes_text;
 
 /// Events that carry the call object and update the call's document.
 pub const CALL_EVENTS: &[&str] = &[
@@ -238,7 +239,7 @@ fn render(call_id: i64, meta: Map<String, Value>, updated_at: i64) -> Result<Doc
     );
     let mut lines = Vec::new();
     if let Some(t) = n("started_at") {
-        lines.push(format!("Started {}.", iso_from_secs(t)));
+        lines.push(format!("Started {}.", minutes_text(t)));
     }
     if !s("agent").is_empty() {
         lines.push(format!("Agent: {}.", s("agent")));

@@ -5,8 +5,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Action, merge_fields, parse_rfc3339_ms, text};
+use super::{Action, merge_fields, text};
 use concierge_engine::Document;
+use concierge_infra::utc::parse_rfc3339_ms;
 
 /// The entity a payload is about: its document id, or why it is only kept raw.
 pub fn target(body: &Value) -> Result<Option<String>, String> {

@@ -112,17 +112,7 @@ pub struct Object {
 }
 
 fn amz_date_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = crate::time::civil_from_days(i64::try_from(days).unwrap_or(0));
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    concierge_infra::utc::basic_iso(concierge_infra::utc::now_secs())
 }
 
 impl S3Client {

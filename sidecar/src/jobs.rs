@@ -1,7 +1,15 @@
-//! `backup run`: the nightly job. Optionally a daemon checkpoint (so RocksDB is never copied
-//! while open), the backup, retention (forget + prune), the status record, and on any failure an
-//! alert. The checkpoint is removed whatever happens, so a failed run leaves nothing the next
-//! one trips over.
+//! The jobs someone watches: each records its outcome where monitoring reads it and alerts on
+//! failure, so the commands only translate.
+//!
+//! - [`backup_run`], the nightly job: optionally a daemon checkpoint (so RocksDB is never
+//!   copied while open), the backup, retention (forget + prune), the status record, and on any
+//!   failure an alert. The checkpoint is removed whatever happens, so a failed run leaves
+//!   nothing the next one trips over; with a report id the record also goes beside the
+//!   repository (how a temporary server reports back).
+//! - [`backup_ephemeral`]: the same run on a temporary Hetzner server, recorded and alerted
+//!   here; servers that could not be deleted alert too.
+//! - [`check`]: the repository's check; problems alert.
+//! - [`status`]: the freshness check of the status record; a stale or failed last run alerts.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,10 +17,13 @@ use std::time::Duration;
 use crate::alert;
 use crate::config::Config;
 use crate::daemon_client::{self, DaemonError};
+use crate::ephemeral::{self, EphemeralOutcome};
+use crate::error::Error;
 use crate::progress::Bars;
+use crate::reports::{Reports, valid_run_id};
 use crate::repository::{BackupSummary, Repo, RepoError, keep_options};
 use crate::status::{RunStatus, StatusFile};
-use crate::time::now_secs;
+use concierge_infra::utc::now_secs;
 
 /// How a run ended, for the caller's exit code.
 #[derive(Debug)]
@@ -34,8 +45,43 @@ fn from_daemon(e: DaemonError) -> RepoError {
     }
 }
 
-/// Runs the whole job and records it; never panics on a failing step.
-pub fn backup_run(config: &Config, init: bool, bars: Bars) -> RunOutcome {
+impl RunOutcome {
+    /// The summary and the snapshots forgotten, or the run's error.
+    pub fn into_result(self) -> Result<(BackupSummary, usize), Error> {
+        match (self.error, self.summary) {
+            (Some(e), _) => Err(e.into()),
+            (None, Some(summary)) => Ok((summary, self.forgotten)),
+            (None, None) => Err(Error::Fatal("the run ended without a snapshot".into())),
+        }
+    }
+}
+
+/// Runs the whole job and records it (with `report`, also as that run's report beside the
+/// repository); never panics on a failing step.
+pub fn backup_run(
+    config: &Config,
+    init: bool,
+    report: Option<&str>,
+    bars: Bars,
+) -> Result<RunOutcome, Error> {
+    if let Some(id) = report
+        && !valid_run_id(id)
+    {
+        return Err(Error::Usage(format!(
+            "--report {id:?}: lower-case letters, digits and dashes"
+        )));
+    }
+    let outcome = run_and_record(config, init, bars);
+    if let Some(id) = report {
+        Reports::open(config)
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.put(id, &outcome.record))
+            .map_err(|e| Error::Fatal(format!("the report {id} cannot be stored: {e}")))?;
+    }
+    Ok(outcome)
+}
+
+fn run_and_record(config: &Config, init: bool, bars: Bars) -> RunOutcome {
     let started = now_secs();
     let host = config.host();
     let mut checkpoint: Option<PathBuf> = None;
@@ -88,7 +134,7 @@ pub fn backup_run(config: &Config, init: bool, bars: Bars) -> RunOutcome {
     let finished = now_secs();
     let record = match &result {
         Ok((summary, forgotten)) => {
-            RunStatus::ok(started, finished, &location, &host, summary, *forgotten)
+            crate::status::succeeded(started, finished, &location, &host, summary, *forgotten)
         }
         Err(e) => RunStatus::failed(
             started,
@@ -120,6 +166,74 @@ pub fn backup_run(config: &Config, init: bool, bars: Bars) -> RunOutcome {
                 error: Some(e),
                 alert_error,
             }
+        }
+    }
+}
+
+/// `backup ephemeral`: the run on a temporary server, its status recorded, its failure and any
+/// server left behind alerted.
+pub fn backup_ephemeral(config: &Config) -> EphemeralOutcome {
+    let mut outcome = ephemeral::backup_ephemeral(config);
+    let mut alert_error = record_status(config, &outcome.record);
+    let host = config.host();
+    if let Some(e) = &outcome.error {
+        tracing::error!(error = %e, "backup ephemeral failed");
+        alert_error = deliver_alert(config, &host, "backup ephemeral", &e.kind(), &e.to_string())
+            .err()
+            .or(alert_error);
+    }
+    if !outcome.leftovers.is_empty() {
+        let text = Error::Leftovers(outcome.leftovers.clone()).to_string();
+        tracing::error!("{text}");
+        alert_error = deliver_alert(
+            config,
+            &host,
+            "deleting the temporary backup server",
+            "cleanup",
+            &text,
+        )
+        .err()
+        .or(alert_error);
+    }
+    outcome.alert_error = alert_error;
+    outcome
+}
+
+/// `backup check`: the problems found are an error (and an alert).
+pub fn check(config: &Config, read_data_percent: Option<f64>, bars: Bars) -> Result<(), Error> {
+    if let Some(p) = read_data_percent
+        && !(p > 0.0 && p <= 100.0)
+    {
+        return Err(Error::Usage(
+            "--read-data-subset must be a percentage in (0, 100]".into(),
+        ));
+    }
+    match Repo::open(config, bars).and_then(|r| r.check(read_data_percent)) {
+        Ok(_) => Ok(()),
+        Err(RepoError::Failed(msg)) => {
+            let _ = deliver_alert(config, &config.host(), "backup check", "check", &msg);
+            Err(Error::CheckFailed(msg))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `backup status`: the status file and its last good run when that is younger than
+/// `max_age`; otherwise (or without a readable file) an error and an alert.
+pub fn status(config: &Config, max_age: Duration) -> Result<(StatusFile, RunStatus), Error> {
+    let file = StatusFile::read(&config.status.file).map_err(|e| {
+        let text = e.to_string();
+        let _ = deliver_alert(config, &config.host(), "backup status", "status", &text);
+        Error::Stale(text)
+    })?;
+    match file.fresh(max_age, now_secs()) {
+        Ok(good) => {
+            let good = good.clone();
+            Ok((file, good))
+        }
+        Err(why) => {
+            let _ = deliver_alert(config, &config.host(), "backup status check", "stale", &why);
+            Err(Error::Stale(why))
         }
     }
 }

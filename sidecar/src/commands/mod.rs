@@ -1,0 +1,116 @@
+//! The command line: one file per subcommand, each its clap arguments and a `run` that
+//! translates them into one library call and its result into output. Errors go back to
+//! `main`, which maps them to the exit code.
+
+mod backup_check;
+mod backup_ephemeral;
+mod backup_forget;
+mod backup_init;
+mod backup_restore;
+mod backup_run;
+mod backup_snapshots;
+mod backup_status;
+mod schedule;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use clap::{Parser, Subcommand};
+use concierge_sidecar::{Config, Error, Kind, exit_codes_help, load_config};
+
+/// Concierge's infrastructure sidecar: restic-compatible backups to R2 (or a local path), on a
+/// schedule, optionally from a temporary Hetzner server.
+#[derive(Debug, Parser)]
+#[command(
+    name = "concierge-sidecar",
+    version,
+    about,
+    long_about,
+    after_long_help = exit_codes_help()
+)]
+pub struct Cli {
+    /// The configuration file (default: ./sidecar.toml when it exists).
+    #[arg(long, global = true, env = "CONCIERGE_SIDECAR_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Backups: init, run, snapshots, check, restore, forget, status, ephemeral.
+    #[command(subcommand, after_long_help = exit_codes_help())]
+    Backup(Backup),
+    /// Runs the backup and the status check on their cron schedules ([schedule]) until stopped.
+    #[command(after_long_help = exit_codes_help())]
+    Schedule,
+}
+
+#[derive(Debug, Subcommand)]
+enum Backup {
+    /// Creates the repository.
+    Init,
+    /// The nightly job: (checkpoint,) backup, retention, prune, status record, alert on failure.
+    Run(backup_run::Args),
+    /// The nightly run on a temporary Hetzner server from the newest labelled snapshot
+    /// ([hetzner]); the server is always deleted afterwards.
+    Ephemeral,
+    /// Lists snapshots, oldest first (`--json`: restic's field names).
+    Snapshots(backup_snapshots::Args),
+    /// Checks the repository; `--read-data-subset 10` also reads 10 % of the data back.
+    Check(backup_check::Args),
+    /// Restores a snapshot (id, id prefix or `latest`) into a directory.
+    Restore(backup_restore::Args),
+    /// Applies the retention policy (with `--dry-run`: only says what it would remove).
+    Forget(backup_forget::Args),
+    /// For monitoring: fails (and alerts) when the last good backup is older than --max-age.
+    Status(backup_status::Args),
+}
+
+impl Cli {
+    /// Loads the configuration and runs the command.
+    pub fn run(self) -> Result<(), Error> {
+        let config: Config = load_config(self.config.as_deref(), std::env::vars())?;
+        match self.command {
+            Command::Schedule => schedule::run(&config, self.config.as_deref()),
+            Command::Backup(command) => {
+                exit_when_interrupted()?;
+                match command {
+                    Backup::Init => backup_init::run(&config),
+                    Backup::Run(args) => backup_run::run(&config, args),
+                    Backup::Ephemeral => backup_ephemeral::run(&config),
+                    Backup::Snapshots(args) => backup_snapshots::run(&config, args),
+                    Backup::Check(args) => backup_check::run(&config, args),
+                    Backup::Restore(args) => backup_restore::run(&config, args),
+                    Backup::Forget(args) => backup_forget::run(&config, args),
+                    Backup::Status(args) => backup_status::run(&config, args),
+                }
+            }
+        }
+    }
+}
+
+/// SIGINT or SIGTERM end a one-shot command at once with restic's code for it. What a backup
+/// had written stays valid: a snapshot is saved last, so an interrupted run leaves at most
+/// unreferenced packs that the next prune removes.
+fn exit_when_interrupted() -> Result<(), Error> {
+    let armed = Arc::new(AtomicBool::new(true));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(
+            signal,
+            i32::from(Kind::Interrupted.exit_code()),
+            Arc::clone(&armed),
+        )
+        .map_err(|e| Error::Fatal(format!("cannot handle signal {signal}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Prints `value` as pretty JSON on stdout.
+fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::Fatal(format!("cannot write JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}

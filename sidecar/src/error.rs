@@ -1,0 +1,194 @@
+//! The sidecar's one error, the kinds of failure it distinguishes and the one table from a kind
+//! to the process exit code. The codes follow restic's where the meaning is the same (1 fatal,
+//! 3 some source files unreadable, 10 no repository, 11 lock failed, 12 wrong password, 130
+//! interrupted); the sidecar's own take the numbers restic does not use. Two of restic's are
+//! never returned and stay free: 3 (rustic_core logs an unreadable source file and leaves it
+//! out instead of reporting it) and 11 (its repositories are lock-free).
+
+use crate::config::ConfigError;
+use crate::ephemeral::EphemeralError;
+use crate::repository::RepoError;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A flag or argument that cannot be used.
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Repository(#[from] RepoError),
+    #[error(transparent)]
+    Ephemeral(#[from] EphemeralError),
+    /// `backup check` found problems in the repository.
+    #[error("the check found problems: {0}")]
+    CheckFailed(String),
+    /// `backup status`: the last good backup is too old, or the last run failed, or there is
+    /// no status record.
+    #[error("backup status: {0}")]
+    Stale(String),
+    /// Temporary servers that could not be deleted (they keep costing money).
+    #[error(
+        "temporary server(s) could not be deleted and keep costing money; delete them in the Hetzner console: {}",
+        .0.join("; ")
+    )]
+    Leftovers(Vec<String>),
+    /// Anything else that ends the command (a report that cannot be stored, output that cannot
+    /// be written).
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// The failures an operator or a monitor tells apart; each has one exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kind {
+    Fatal,
+    Usage,
+    Unreachable,
+    DiskFull,
+    CheckFailed,
+    Stale,
+    NoReport,
+    NoRepository,
+    WrongPassword,
+    Leftovers,
+    Interrupted,
+}
+
+impl Kind {
+    /// Every kind, in the order of their codes.
+    pub const ALL: [Kind; 11] = [
+        Kind::Fatal,
+        Kind::Usage,
+        Kind::Unreachable,
+        Kind::DiskFull,
+        Kind::CheckFailed,
+        Kind::Stale,
+        Kind::NoReport,
+        Kind::NoRepository,
+        Kind::WrongPassword,
+        Kind::Leftovers,
+        Kind::Interrupted,
+    ];
+
+    /// The process exit code (0 is success): the one place the numbers live.
+    pub const fn exit_code(self) -> u8 {
+        match self {
+            Kind::Fatal => 1,
+            Kind::Usage => 2,
+            Kind::Unreachable => 4,
+            Kind::DiskFull => 6,
+            Kind::CheckFailed => 7,
+            Kind::Stale => 8,
+            Kind::NoReport => 9,
+            Kind::NoRepository => 10,
+            Kind::WrongPassword => 12,
+            Kind::Leftovers => 13,
+            Kind::Interrupted => 130,
+        }
+    }
+
+    /// What the code means, as `--help` and the README list it.
+    pub const fn meaning(self) -> &'static str {
+        match self {
+            Kind::Fatal => "a step failed (restic: fatal error)",
+            Kind::Usage => "bad configuration, flag or argument",
+            Kind::Unreachable => {
+                "the repository or the Hetzner API cannot be reached, or refused the credentials"
+            }
+            Kind::DiskFull => "no space left on the repository's or the restore's disk",
+            Kind::CheckFailed => "`backup check` found problems",
+            Kind::Stale => {
+                "`backup status`: the last good backup is too old or the last run failed"
+            }
+            Kind::NoReport => "`backup ephemeral`: the temporary server sent no report in time",
+            Kind::NoRepository => "no repository there: `backup init` it (restic's 10)",
+            Kind::WrongPassword => "wrong repository password (restic's 12)",
+            Kind::Leftovers => "`backup ephemeral`: a temporary server could not be deleted",
+            Kind::Interrupted => "interrupted by SIGINT or SIGTERM (restic's 130)",
+        }
+    }
+
+    /// The kind a status record's `error_kind` stands for (a temporary server's run reports
+    /// its failure this way, and `backup ephemeral` exits as that run did).
+    pub fn of_status(error_kind: &str) -> Kind {
+        match error_kind {
+            "config" => Kind::Usage,
+            "unreachable" | "denied" => Kind::Unreachable,
+            "wrong_password" => Kind::WrongPassword,
+            "not_initialised" => Kind::NoRepository,
+            "disk_full" => Kind::DiskFull,
+            _ => Kind::Fatal,
+        }
+    }
+}
+
+impl Error {
+    /// The kind of this failure.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Error::Usage(_) | Error::Config(_) => Kind::Usage,
+            Error::Repository(e) => e.exit_kind(),
+            Error::Ephemeral(e) => e.exit_kind(),
+            Error::CheckFailed(_) => Kind::CheckFailed,
+            Error::Stale(_) => Kind::Stale,
+            Error::Leftovers(_) => Kind::Leftovers,
+            Error::Fatal(_) => Kind::Fatal,
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        self.kind().exit_code()
+    }
+}
+
+/// The exit-code table for `--help` (`after_long_help`).
+pub fn exit_codes_help() -> String {
+    let mut text = String::from("Exit codes:\n  0    success\n");
+    for kind in Kind::ALL {
+        text.push_str(&format!("  {:<4} {}\n", kind.exit_code(), kind.meaning()));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_code_and_restics_meanings_keep_restics_numbers() {
+        let mut codes: Vec<u8> = Kind::ALL.iter().map(|k| k.exit_code()).collect();
+        codes.sort_unstable();
+        let before = codes.len();
+        codes.dedup();
+        assert_eq!(codes.len(), before, "two kinds share a code");
+        assert!(!codes.contains(&0));
+        for (kind, restic) in [
+            (Kind::Fatal, 1),
+            (Kind::NoRepository, 10),
+            (Kind::WrongPassword, 12),
+            (Kind::Interrupted, 130),
+        ] {
+            assert_eq!(kind.exit_code(), restic, "{kind:?}");
+        }
+        let help = exit_codes_help();
+        for kind in Kind::ALL {
+            assert!(
+                help.contains(&format!("  {:<4} {}", kind.exit_code(), kind.meaning())),
+                "{help}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_remote_runs_failure_exits_as_that_run_did() {
+        assert_eq!(Kind::of_status("wrong_password").exit_code(), 12);
+        assert_eq!(Kind::of_status("not_initialised").exit_code(), 10);
+        assert_eq!(Kind::of_status("disk_full").exit_code(), 6);
+        assert_eq!(Kind::of_status("denied").exit_code(), 4);
+        assert_eq!(Kind::of_status("something new").exit_code(), 1);
+    }
+}
