@@ -272,26 +272,6 @@ pub(crate) fn deadletters(store: &Store) -> Result<Vec<DeadLetter>> {
         .collect()
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Retry schedule of a failing consumer: exponential from `base`, capped, with jitter.
-pub(crate) fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.min(16));
-    let capped = exp.min(cap);
-    // Jitter in [50%, 100%] of the delay, from the clock's nanoseconds (no RNG needed).
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let fraction = 0.5 + f64::from(nanos % 1000) / 2000.0;
-    capped.mul_f64(fraction)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,14 +290,5 @@ mod tests {
         );
         s.finish(a);
         assert_eq!(s.durable(), 13);
-    }
-
-    #[test]
-    fn backoff_grows_and_stays_under_its_cap() {
-        let base = Duration::from_millis(100);
-        let cap = Duration::from_secs(5);
-        assert!(backoff(0, base, cap) <= base);
-        assert!(backoff(3, base, cap) >= Duration::from_millis(400));
-        assert!(backoff(30, base, cap) <= cap);
     }
 }

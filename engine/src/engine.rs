@@ -17,13 +17,13 @@ use crate::dense::{DenseIndex, DenseStats};
 use crate::dense_snapshot;
 use crate::document::Document;
 use crate::error::{Error, Result};
-use crate::indexer::{CheckpointInfo, INDEXER, Indexer, Request};
 use crate::ingest::{self, IngestReceipt, IngestRequest, Updated};
 use crate::keyword::KeywordIndex;
 use crate::metrics::EngineMetrics;
 use crate::search::{self, SearchRequest, SearchResponse};
 use crate::shared::{IndexState, Shared};
 use crate::store::{ModelStamp, Store, cf, meta_key};
+use crate::update_workers::{CheckpointInfo, INDEXER, Indexer, Request};
 
 /// The retrieval engine of one node.
 pub struct Engine {

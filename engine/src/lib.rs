@@ -43,13 +43,13 @@ mod engine;
 mod error;
 mod filter;
 mod fusion;
-mod indexer;
 mod ingest;
 mod keyword;
 mod metrics;
 mod search;
 mod shared;
 mod store;
+mod update_workers;
 
 pub use ann::{AnnIndex, BruteForce};
 pub use answer::{Answer, AnswerEvent, AnswerTimings, AskRequest, MAX_PASSAGES, Source};
@@ -62,7 +62,6 @@ pub use engine::{ConsumerLag, Engine, EngineStatus, IndexStatus};
 pub use error::{Error, InvalidInput, Result};
 pub use filter::{Filter, TimeRange};
 pub use fusion::{Fusion, FusionMethod, LegRank};
-pub use indexer::CheckpointInfo;
 pub use ingest::{
     IngestReceipt, IngestRequest, MAX_IDEMPOTENCY_KEY_BYTES, MAX_OPERATIONS, Updated,
 };
@@ -71,3 +70,4 @@ pub use metrics::{EngineMetrics, Histogram, SEARCHABLE_BUCKETS};
 pub use search::{HitChunk, MAX_K, SearchHit, SearchMode, SearchRequest, SearchResponse};
 pub use shared::IndexState;
 pub use store::FORMAT_VERSION;
+pub use update_workers::CheckpointInfo;
