@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
-use crate::config::Secret;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use concierge_infra::retry::{self, Attempt, Backoff, Policy};
 use serde_json::Value;
+
+use crate::config::Secret;
 
 /// Attempts before giving up until the next start.
 pub const ATTEMPTS: u32 = 5;
@@ -64,12 +66,14 @@ impl AircallApi {
                 )
             });
         }
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let retry_after = retry::server_wait(None, header("retry-after").as_deref());
         let detail = response.body_mut().read_to_string().unwrap_or_default();
         Err((
             FetchError::Status {
@@ -81,56 +85,41 @@ impl AircallApi {
     }
 
     /// Fetches with retries: 429 and 5xx and transport errors are retried (exponential from
-    /// `base_delay`, or the API's `Retry-After`); other statuses fail at once. `stop` is asked
-    /// while waiting between attempts: true ends the fetch (shutdown).
+    /// `base_delay` with jitter, or the API's `Retry-After`, at most a minute); other statuses
+    /// fail at once. `stop` is asked while waiting between attempts: true ends the fetch
+    /// (shutdown).
     pub fn fetch(
         &self,
         call_id: i64,
         base_delay: Duration,
         stop: &dyn Fn() -> bool,
     ) -> Result<Value, FetchError> {
-        let mut last = FetchError::Transport("no attempt made".to_owned());
-        for attempt in 0..ATTEMPTS {
-            match self.fetch_once(call_id) {
-                Ok(v) => return Ok(v),
-                Err((e, retry_after)) => {
+        let policy = Policy::new(ATTEMPTS, Backoff::new(base_delay, Duration::from_secs(60)));
+        policy.run(
+            |attempt| match self.fetch_once(call_id) {
+                Ok(v) => Attempt::Done(v),
+                Err((e, after)) => {
+                    tracing::warn!(call_id, attempt, error = %e, "fetching an Aircall transcript failed");
                     let retryable = match &e {
                         FetchError::Status { status, .. } => *status == 429 || *status >= 500,
                         FetchError::Transport(_) => true,
                     };
-                    tracing::warn!(call_id, attempt, error = %e, "fetching an Aircall transcript failed");
-                    if !retryable {
-                        return Err(e);
-                    }
-                    last = e;
-                    if attempt + 1 < ATTEMPTS {
-                        let wait = retry_after
-                            .unwrap_or(base_delay * 2u32.pow(attempt))
-                            .min(Duration::from_secs(60));
-                        if !sleep_unless(wait, stop) {
-                            return Err(FetchError::Transport(
-                                "stopped while waiting to retry (shutdown)".to_owned(),
-                            ));
-                        }
+                    if retryable {
+                        Attempt::Retry { error: e, after }
+                    } else {
+                        Attempt::Fatal(e)
                     }
                 }
-            }
-        }
-        Err(last)
-    }
-}
-
-/// Sleeps for `wait` in short slices; false as soon as `stop` says so.
-fn sleep_unless(wait: Duration, stop: &dyn Fn() -> bool) -> bool {
-    let until = std::time::Instant::now() + wait;
-    loop {
-        if stop() {
-            return false;
-        }
-        let left = until.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return true;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(100)));
+            },
+            |wait| {
+                if retry::sleep_unless(wait, stop) {
+                    Ok(())
+                } else {
+                    Err(FetchError::Transport(
+                        "stopped while waiting to retry (shutdown)".to_owned(),
+                    ))
+                }
+            },
+        )
     }
 }

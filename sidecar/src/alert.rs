@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use concierge_infra::retry::{self, Attempt, Backoff, Policy};
 use serde_json::json;
 
 /// Why an alert could not be delivered.
@@ -22,7 +23,8 @@ pub fn message(host: &str, what: &str, kind: &str, error: &str, status_file: &st
     )
 }
 
-/// Posts `text` to the webhook, retrying transient failures (`attempts` in all).
+/// Posts `text` to the webhook, retrying 429s, 5xx and transport failures (`attempts` in all,
+/// exponential from `backoff`, honouring `Retry-After`).
 pub fn post(url: &str, text: &str, attempts: u32, backoff: Duration) -> Result<(), AlertError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(15)))
@@ -30,42 +32,51 @@ pub fn post(url: &str, text: &str, attempts: u32, backoff: Duration) -> Result<(
         .build()
         .into();
     let body = json!({ "text": text }).to_string();
-    let attempts = attempts.max(1);
-    let mut last = String::new();
-    for attempt in 1..=attempts {
-        match agent
-            .post(url)
-            .header("Content-Type", "application/json")
-            .send(&body)
-        {
-            Ok(mut r) => {
-                let status = r.status().as_u16();
-                if (200..300).contains(&status) {
-                    return Ok(());
+    let policy = Policy::new(attempts, Backoff::new(backoff, Duration::from_secs(30)));
+    policy.run(
+        |attempt| {
+            let unreachable = |detail: String| AlertError::Unreachable {
+                attempts: attempt,
+                detail,
+            };
+            match agent
+                .post(url)
+                .header("Content-Type", "application/json")
+                .send(&body)
+            {
+                Ok(mut r) => {
+                    let status = r.status().as_u16();
+                    if (200..300).contains(&status) {
+                        return Attempt::Done(());
+                    }
+                    let after = retry::server_wait(
+                        None,
+                        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+                    );
+                    let detail: String = r
+                        .body_mut()
+                        .read_to_string()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(200)
+                        .collect();
+                    if status != 429 && status < 500 {
+                        return Attempt::Fatal(AlertError::Refused { status, detail });
+                    }
+                    Attempt::Retry {
+                        error: unreachable(format!("{status}: {detail}")),
+                        after,
+                    }
                 }
-                let detail: String = r
-                    .body_mut()
-                    .read_to_string()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(200)
-                    .collect();
-                if status != 429 && status < 500 {
-                    return Err(AlertError::Refused { status, detail });
-                }
-                last = format!("{status}: {detail}");
+                // The URL is a secret: only the error's kind is kept.
+                Err(e) => Attempt::Retry {
+                    error: unreachable(redact(&e.to_string(), url)),
+                    after: None,
+                },
             }
-            // The URL is a secret: only the error's kind is kept.
-            Err(e) => last = redact(&e.to_string(), url),
-        }
-        if attempt < attempts {
-            std::thread::sleep(backoff.saturating_mul(1 << (attempt - 1).min(6)));
-        }
-    }
-    Err(AlertError::Unreachable {
-        attempts,
-        detail: last,
-    })
+        },
+        retry::sleep,
+    )
 }
 
 fn redact(text: &str, url: &str) -> String {

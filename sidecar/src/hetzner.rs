@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use concierge_infra::retry::{self, Attempt, Backoff, Policy};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -174,7 +175,7 @@ pub struct HetznerClient {
     agent: ureq::Agent,
     /// Attempts per request (transient failures).
     attempts: u32,
-    /// First backoff, doubled per attempt, capped at 30 s.
+    /// First backoff, doubled per attempt (with jitter), capped at 60 s.
     backoff: Duration,
 }
 
@@ -199,13 +200,6 @@ fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-fn jitter(base: Duration) -> Duration {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::from(d.subsec_nanos()));
-    base + base.mul_f64((nanos % 1000) as f64 / 4000.0)
 }
 
 /// How long to wait after a 429: one request's worth of refill, never past the full reset.
@@ -287,58 +281,55 @@ impl HetznerClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, HetznerError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let (err, wait) = match self.once(method, path, body) {
-                Ok(a) if (200..300).contains(&a.status) => {
-                    if a.body.trim().is_empty() {
-                        return Ok(Value::Null);
+        let policy = Policy::new(
+            self.attempts,
+            Backoff::new(self.backoff, Duration::from_secs(60)),
+        );
+        policy.run(
+            |attempt| {
+                let (err, after) = match self.once(method, path, body) {
+                    Ok(a) if (200..300).contains(&a.status) => {
+                        if a.body.trim().is_empty() {
+                            return Attempt::Done(Value::Null);
+                        }
+                        return match serde_json::from_str(&a.body) {
+                            Ok(v) => Attempt::Done(v),
+                            Err(e) => Attempt::Fatal(HetznerError::Protocol {
+                                what: what.to_owned(),
+                                detail: format!("not JSON ({e})"),
+                            }),
+                        };
                     }
-                    return serde_json::from_str(&a.body).map_err(|e| HetznerError::Protocol {
-                        what: what.to_owned(),
-                        detail: format!("not JSON ({e})"),
-                    });
-                }
-                Ok(a) => {
-                    let err = self.status_error(what, &a);
-                    let wait = if a.status == 429 || err.code() == Some("rate_limit_exceeded") {
-                        rate_limit_wait(a.rate_limit, a.rate_reset, now_unix(), attempt - 1)
-                    } else {
-                        jitter(
-                            self.backoff
-                                .saturating_mul(1 << (attempt - 1).min(10))
-                                .min(Duration::from_secs(30)),
-                        )
-                    };
-                    let retry = transient(err.code().unwrap_or(""), a.status);
-                    if !retry || attempt >= self.attempts {
-                        return Err(err);
+                    Ok(a) => {
+                        let err = self.status_error(what, &a);
+                        if !transient(err.code().unwrap_or(""), a.status) {
+                            return Attempt::Fatal(err);
+                        }
+                        let after = (a.status == 429 || err.code() == Some("rate_limit_exceeded"))
+                            .then(|| {
+                                rate_limit_wait(a.rate_limit, a.rate_reset, now_unix(), attempt - 1)
+                            });
+                        (err, after)
                     }
-                    (err, wait)
-                }
-                Err(detail) => {
-                    let err = HetznerError::Unreachable {
-                        what: what.to_owned(),
-                        base: self.base.clone(),
-                        attempts: attempt,
-                        detail,
-                    };
-                    // Creating is not idempotent: a lost answer may hide a created server.
-                    if method == "POST" || attempt >= self.attempts {
-                        return Err(err);
+                    Err(detail) => {
+                        let err = HetznerError::Unreachable {
+                            what: what.to_owned(),
+                            base: self.base.clone(),
+                            attempts: attempt,
+                            detail,
+                        };
+                        // Creating is not idempotent: a lost answer may hide a created server.
+                        if method == "POST" {
+                            return Attempt::Fatal(err);
+                        }
+                        (err, None)
                     }
-                    let wait = jitter(
-                        self.backoff
-                            .saturating_mul(1 << (attempt - 1).min(10))
-                            .min(Duration::from_secs(30)),
-                    );
-                    (err, wait)
-                }
-            };
-            tracing::warn!(%what, attempt, error = %err, ?wait, "Hetzner API call failed; retrying");
-            std::thread::sleep(wait);
-        }
+                };
+                tracing::warn!(%what, attempt, error = %err, "Hetzner API call failed; retrying");
+                Attempt::Retry { error: err, after }
+            },
+            retry::sleep,
+        )
     }
 
     fn status_error(&self, what: &str, a: &Answer) -> HetznerError {

@@ -5,8 +5,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::Secret;
+use concierge_infra::retry::{self, Attempt, Backoff, Policy};
 use serde_json::Value;
+
+use crate::config::Secret;
 
 /// Attempts per message.
 const ATTEMPTS: u32 = 4;
@@ -44,12 +46,6 @@ impl std::fmt::Debug for RestClient {
     }
 }
 
-enum Attempt {
-    Posted,
-    Retry(String, Option<Duration>),
-    Fail(PostError),
-}
-
 impl RestClient {
     /// From `[rocketchat]`; `None` unless all three settings are there.
     pub fn new(config: &crate::config::RocketChat) -> Option<Self> {
@@ -70,30 +66,12 @@ impl RestClient {
         let mut body = message.clone();
         body["roomId"] = Value::String(room_id.to_owned());
         let body = body.to_string();
-        let mut last = String::new();
-        for attempt in 1..=ATTEMPTS {
-            match self.attempt(&body) {
-                Attempt::Posted => return Ok(()),
-                Attempt::Fail(e) => return Err(e),
-                Attempt::Retry(detail, wait) => {
-                    tracing::warn!(attempt, %detail, "posting to RocketChat failed; retrying");
-                    last = detail;
-                    if attempt < ATTEMPTS {
-                        let wait = wait
-                            .unwrap_or(Duration::from_millis(500) * 2u32.pow(attempt - 1))
-                            .min(MAX_WAIT);
-                        std::thread::sleep(wait);
-                    }
-                }
-            }
-        }
-        Err(PostError::Unavailable {
-            attempts: ATTEMPTS,
-            detail: last,
-        })
+        let policy = Policy::new(ATTEMPTS, Backoff::new(Duration::from_millis(500), MAX_WAIT));
+        policy.run(|attempt| self.attempt(&body, attempt), retry::sleep)
     }
 
-    fn attempt(&self, body: &str) -> Attempt {
+    /// One attempt (`n` from 1).
+    fn attempt(&self, body: &str, n: u32) -> Attempt<(), PostError> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(15)))
             .http_status_as_error(false)
@@ -112,13 +90,15 @@ impl RestClient {
                 // Only failures before the request went out are safe to retry.
                 let unsent = matches!(e, ureq::Error::ConnectionFailed | ureq::Error::HostNotFound)
                     || matches!(&e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused);
+                let error = PostError::Unavailable {
+                    attempts: n,
+                    detail: e.to_string(),
+                };
                 return if unsent {
-                    Attempt::Retry(e.to_string(), None)
+                    tracing::warn!(attempt = n, %error, "posting to RocketChat failed; retrying");
+                    Attempt::Retry { error, after: None }
                 } else {
-                    Attempt::Fail(PostError::Unavailable {
-                        attempts: 1,
-                        detail: e.to_string(),
-                    })
+                    Attempt::Fatal(error)
                 };
             }
         };
@@ -135,9 +115,9 @@ impl RestClient {
             .or_else(|| v["message"].as_str())
             .map_or_else(|| text.chars().take(200).collect(), str::to_owned);
         match status {
-            200 if v["success"] == true => Attempt::Posted,
-            200 => Attempt::Fail(PostError::Rejected { status, detail }),
-            401 | 403 => Attempt::Fail(PostError::Unauthorized { status, detail }),
+            200 if v["success"] == true => Attempt::Done(()),
+            200 => Attempt::Fatal(PostError::Rejected { status, detail }),
+            401 | 403 => Attempt::Fatal(PostError::Unauthorized { status, detail }),
             429 => {
                 let wait = reset
                     .and_then(|ms| {
@@ -148,9 +128,16 @@ impl RestClient {
                         Some(Duration::from_millis(ms.saturating_sub(now)))
                     })
                     .or_else(|| wait_seconds(&detail));
-                Attempt::Retry(format!("429: {detail}"), wait)
+                tracing::warn!(attempt = n, %detail, "RocketChat is rate-limiting; retrying");
+                Attempt::Retry {
+                    error: PostError::Unavailable {
+                        attempts: n,
+                        detail: format!("429: {detail}"),
+                    },
+                    after: wait,
+                }
             }
-            _ => Attempt::Fail(PostError::Rejected { status, detail }),
+            _ => Attempt::Fatal(PostError::Rejected { status, detail }),
         }
     }
 }

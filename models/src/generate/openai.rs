@@ -7,6 +7,7 @@
 use std::io::BufReader;
 use std::time::{Duration, Instant};
 
+use concierge_infra::retry::{self, Attempt, Backoff, Policy};
 use serde_json::{Value, json};
 
 use super::sse::SseReader;
@@ -154,34 +155,40 @@ impl OpenAiGenerator {
         .to_string()
     }
 
-    /// Runs `attempt` until it succeeds, fails for good, or the deadline passes.
+    /// Runs `attempt` until it succeeds, fails for good, or the deadline passes: a retry whose
+    /// wait (the server's, or the backoff's) would end past the deadline is not made.
     fn with_retries<T>(
         &self,
         mut attempt: impl FnMut(Duration) -> Result<T, AttemptError>,
     ) -> Result<T, ModelError> {
         let deadline = Instant::now() + self.config.timeout;
-        let mut n = 0;
-        loop {
-            n += 1;
-            let left = deadline.saturating_duration_since(Instant::now());
-            let err = match attempt(left) {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
-            };
-            let wait = err
-                .wait
-                .unwrap_or(self.config.retry_base * 2u32.saturating_pow(n - 1));
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !err.retry || n >= self.config.max_attempts || wait >= left {
-                let mut error = err.error;
-                if let LlmError::Unavailable { attempts, .. } = &mut error {
-                    *attempts = n;
-                }
-                return Err(error.into());
-            }
-            tracing::warn!(attempt = n, error = %err.error, wait_ms = wait.as_millis() as u64, "LLM call failed; retrying");
-            std::thread::sleep(wait);
-        }
+        let backoff = Backoff::new(self.config.retry_base, self.config.timeout);
+        let policy = Policy::new(self.config.max_attempts, backoff);
+        policy
+            .run(
+                |n| {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let mut err = match attempt(left) {
+                        Ok(v) => return Attempt::Done(v),
+                        Err(e) => e,
+                    };
+                    if let LlmError::Unavailable { attempts, .. } = &mut err.error {
+                        *attempts = n;
+                    }
+                    let wait = backoff.wait_or(n, err.wait);
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if !err.retry || wait >= left {
+                        return Attempt::Fatal(err.error);
+                    }
+                    tracing::warn!(attempt = n, error = %err.error, wait_ms = wait.as_millis() as u64, "LLM call failed; retrying");
+                    Attempt::Retry {
+                        error: err.error,
+                        after: Some(wait),
+                    }
+                },
+                retry::sleep,
+            )
+            .map_err(ModelError::from)
     }
 
     fn post(
@@ -219,18 +226,11 @@ impl OpenAiGenerator {
     }
 }
 
-/// `retry-after-ms` (milliseconds) or `retry-after` (seconds), as the official SDKs read them.
+/// `retry-after-ms` (milliseconds) or `retry-after` (seconds or a date), as the official SDKs
+/// read them.
 fn retry_after(headers: &ureq::http::HeaderMap) -> Option<Duration> {
-    let number = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|v| v.is_finite() && *v >= 0.0)
-    };
-    number("retry-after-ms")
-        .map(|ms| Duration::from_secs_f64(ms / 1e3))
-        .or_else(|| number("retry-after").map(Duration::from_secs_f64))
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    retry::server_wait(header("retry-after-ms"), header("retry-after"))
 }
 
 /// The error of a non-200 answer (OpenAI error body: `{"error": {"message", "type", "code"}}`).

@@ -4,7 +4,9 @@
 //! server errors and transport failures are retried with exponential backoff and jitter; every
 //! operation here is idempotent, so a retry never duplicates anything.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use concierge_infra::retry::{self, Attempt, Backoff, Policy};
 
 use super::sigv4::{EMPTY_SHA256, Request, Signer, sha256_hex, uri_encode};
 use super::xml;
@@ -271,37 +273,36 @@ impl S3Client {
         body: &[u8],
         ok: &[u16],
     ) -> Result<Vec<u8>, S3Error> {
-        let attempts = self.config.attempts.max(1);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let err = match self.once(method, key, query, extra, body) {
-                Ok((status, bytes)) if (200..300).contains(&status) || ok.contains(&status) => {
-                    return Ok(bytes);
+        let policy = Policy::new(
+            self.config.attempts,
+            Backoff::new(self.config.backoff, Duration::from_secs(20)),
+        );
+        policy.run(
+            |attempt| {
+                let err = match self.once(method, key, query, extra, body) {
+                    Ok((status, bytes)) if (200..300).contains(&status) || ok.contains(&status) => {
+                        return Attempt::Done(bytes);
+                    }
+                    Ok((status, bytes)) => self.status_error(what, status, &bytes),
+                    Err(detail) => S3Error::Unreachable {
+                        what: what.to_owned(),
+                        endpoint: self.config.endpoint.clone(),
+                        attempts: attempt,
+                        detail,
+                    },
+                };
+                if err.retryable() {
+                    tracing::warn!(%what, attempt, error = %err, "S3 request failed; retrying");
+                    Attempt::Retry {
+                        error: err,
+                        after: None,
+                    }
+                } else {
+                    Attempt::Fatal(err)
                 }
-                Ok((status, bytes)) => self.status_error(what, status, &bytes),
-                Err(detail) => S3Error::Unreachable {
-                    what: what.to_owned(),
-                    endpoint: self.config.endpoint.clone(),
-                    attempts: attempt,
-                    detail,
-                },
-            };
-            if !err.retryable() || attempt >= attempts {
-                return Err(err);
-            }
-            let base = self
-                .config
-                .backoff
-                .saturating_mul(1 << (attempt - 1).min(10))
-                .min(Duration::from_secs(20));
-            let jitter = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::from(d.subsec_nanos()) % 1000);
-            let wait = base + base.mul_f64(jitter as f64 / 4000.0);
-            tracing::warn!(%what, attempt, error = %err, ?wait, "S3 request failed; retrying");
-            std::thread::sleep(wait);
-        }
+            },
+            retry::sleep,
+        )
     }
 
     fn status_error(&self, what: &str, status: u16, body: &[u8]) -> S3Error {
