@@ -2,7 +2,6 @@
 //! command line. So two reports can be compared knowing what differed.
 
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -45,7 +44,7 @@ impl RunInfo {
         let dirty =
             git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
         RunInfo {
-            date: utc_now(),
+            date: concierge_infra::utc::minutes_text(concierge_infra::utc::now_secs()),
             commit,
             dirty,
             machine: Machine::this(),
@@ -56,7 +55,7 @@ impl RunInfo {
     /// One Markdown line: date, machine, commit.
     pub fn markdown_line(&self) -> String {
         format!(
-            "Run {} UTC on {} ({} cores, {:.0} GiB, {}), commit `{}`{}.",
+            "Run {} on {} ({} cores, {:.0} GiB, {}), commit `{}`{}.",
             self.date,
             self.machine.cpu,
             self.machine.cores,
@@ -110,48 +109,19 @@ impl Machine {
     }
 }
 
-fn utc_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        rest / 3600,
-        rest % 3600 / 60
-    )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn day_counts_map_to_their_calendar_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(civil_from_days(20_788), (2026, 12, 1));
-    }
-
-    #[test]
     fn the_run_info_names_a_machine_and_a_date() {
         let info = RunInfo::now();
         assert!(info.machine.cores >= 1);
-        assert_eq!(info.date.len(), 16, "{}", info.date);
+        assert!(
+            info.date.len() == 20 && info.date.ends_with(" UTC"),
+            "{}",
+            info.date
+        );
         assert!(info.markdown_line().starts_with("Run 20"));
     }
 }

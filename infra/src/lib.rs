@@ -4,7 +4,7 @@
 //! - [`atomic_file`]: "write a temporary file, fsync it, rename it, fsync the directory" — a
 //!   reader sees the old file or the new one, and the new one survives a power cut once
 //!   [`atomic_file::write`] returns.
-//! - [`utc`]: RFC 3339 parsing and formatting, calendar fields of an instant, now — on `jiff`,
+//! - [`utc`]: RFC 3339 parsing and formatting, text forms of an instant, now — on `jiff`,
 //!   no hand-written calendar code (`2026-02-31` is refused).
 //! - [`backup_status`]: the record of the last backup runs, as the sidecar writes it to its status
 //!   file and sends it to the daemon (`PUT /v1/admin/backup-status`), typed once for both sides.

@@ -1,11 +1,10 @@
 //! UTC time for the programs' edges, on `jiff`: RFC 3339 instants as APIs send them, epoch
-//! seconds and milliseconds, and the calendar fields the cron schedule and S3 signing need.
+//! seconds and milliseconds, and the text forms documents and S3 signing need.
 //! Nothing here knows time zones other than UTC (offsets in parsed text are applied).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 
 /// Milliseconds since the epoch of an RFC 3339 instant (`2026-11-21T18:02:10.000Z`,
 /// `2026-01-01T01:00:00+01:00`, a space instead of `T`); `None` if it is not a valid one
@@ -50,35 +49,6 @@ fn timestamp(secs: i64) -> Timestamp {
     } else {
         Timestamp::MAX
     })
-}
-
-/// The calendar fields of an instant, in UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Civil {
-    pub year: i16,
-    /// 1..=12
-    pub month: u8,
-    /// 1..=31
-    pub day: u8,
-    pub hour: u8,
-    pub minute: u8,
-    pub second: u8,
-    /// 0 = Sunday .. 6 = Saturday (cron's numbering).
-    pub weekday: u8,
-}
-
-/// The UTC calendar fields of epoch seconds.
-pub fn civil(secs: i64) -> Civil {
-    let dt = timestamp(secs).to_zoned(TimeZone::UTC).datetime();
-    Civil {
-        year: dt.year(),
-        month: dt.month().unsigned_abs(),
-        day: dt.day().unsigned_abs(),
-        hour: dt.hour().unsigned_abs(),
-        minute: dt.minute().unsigned_abs(),
-        second: dt.second().unsigned_abs(),
-        weekday: dt.weekday().to_sunday_zero_offset().unsigned_abs(),
-    }
 }
 
 /// Seconds since the epoch, now.
@@ -131,17 +101,10 @@ mod tests {
     }
 
     #[test]
-    fn instants_format_and_split_into_calendar_fields() {
+    fn instants_format_in_utc() {
         assert_eq!(rfc3339(1_796_090_400), "2026-12-01T02:00:00Z");
         assert_eq!(minutes_text(1_767_225_700), "2026-01-01 00:01 UTC");
         assert_eq!(basic_iso(1_796_090_400), "20261201T020000Z");
-        let c = civil(1_796_090_400);
-        assert_eq!(
-            (c.year, c.month, c.day, c.hour, c.weekday),
-            (2026, 12, 1, 2, 2),
-            "1 December 2026 is a Tuesday"
-        );
-        assert_eq!(civil(0).weekday, 4, "1970-01-01 was a Thursday");
         assert_eq!(parse_rfc3339(&rfc3339(-86_400)), Some(-86_400));
     }
 }

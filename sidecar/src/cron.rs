@@ -1,184 +1,108 @@
-//! Cron expressions, evaluated in UTC: `minute hour day-of-month month day-of-week` (Vixie
-//! cron's five fields), optionally with a sixth field in front for seconds. Each field takes
-//! `*`, numbers, ranges `a-b`, lists `a,b`, steps `*/n` and `a-b/n`; months and weekdays take
-//! their English names (`jan`, `mon`); Sunday is 0 or 7. The macros `@yearly`, `@monthly`,
-//! `@weekly`, `@daily` (`@midnight`) and `@hourly` are accepted. As in Vixie cron, when both the
-//! day of the month and the day of the week are restricted, a day matching either runs.
+//! Cron expressions, evaluated in UTC, on `croner`: `minute hour day-of-month month
+//! day-of-week` (Vixie cron's five fields), optionally with a sixth field in front for seconds.
+//! Each field takes `*`, numbers, ranges `a-b`, lists `a,b`, steps `*/n` and `a-b/n`; months and
+//! weekdays take their English names (`jan`, `mon`); Sunday is 0 or 7. The macros `@yearly`,
+//! `@monthly`, `@weekly`, `@daily` (`@midnight`) and `@hourly` are accepted. As in Vixie cron,
+//! when both the day of the month and the day of the week are restricted, a day matching either
+//! runs. An expression that never matches (`0 0 30 2 *`) is refused when it is parsed.
 
-use concierge_infra::utc::civil;
+use chrono::{DateTime, Utc};
+use croner::parser::{CronParser, Seconds, Year};
 
 /// A parsed expression.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Cron {
-    seconds: u64,
-    minutes: u64,
-    hours: u64,
-    days: u64,
-    months: u64,
-    weekdays: u64,
-    days_any: bool,
-    weekdays_any: bool,
+    text: String,
+    cron: croner::Cron,
 }
 
-const MONTHS: [&str; 12] = [
-    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-];
-const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-
-/// One field's set of values as a bit mask.
-fn field(text: &str, name: &str, min: u32, max: u32, names: &[&str]) -> Result<u64, String> {
-    let value = |s: &str| -> Result<u32, String> {
-        let lower = s.to_ascii_lowercase();
-        if let Some(i) = names.iter().position(|n| *n == lower) {
-            // Month names start at 1, weekday names at 0.
-            return Ok(u32::try_from(i).unwrap_or(0) + min);
-        }
-        let n: u32 = s
-            .parse()
-            .map_err(|_| format!("{name}: {s:?} is not a number{}", hint(names)))?;
-        // Day of the week 7 is Sunday, as in Vixie cron.
-        let top = if name == "day of week" { 7 } else { max };
-        if n < min || n > top {
-            return Err(format!("{name}: {n} is outside {min}-{top}"));
-        }
-        Ok(n)
-    };
-    let mut mask = 0u64;
-    for item in text.split(',') {
-        let (range, step) = match item.split_once('/') {
-            Some((r, s)) => {
-                let step: u32 = s
-                    .parse()
-                    .map_err(|_| format!("{name}: step {s:?} is not a number"))?;
-                if step == 0 {
-                    return Err(format!("{name}: a step of 0 never advances"));
-                }
-                (r, step)
-            }
-            None => (item, 1),
-        };
-        let (lo, hi) = if range == "*" {
-            (min, max)
-        } else if let Some((a, b)) = range.split_once('-') {
-            let (a, b) = (value(a)?, value(b)?);
-            if a > b {
-                return Err(format!("{name}: range {range:?} runs backwards"));
-            }
-            (a, b)
-        } else if item.contains('/') {
-            // `5/15`: from 5 to the end, every 15.
-            (value(range)?, max)
-        } else {
-            let v = value(range)?;
-            (v, v)
-        };
-        let mut v = lo;
-        while v <= hi {
-            mask |= 1 << if name == "day of week" { v % 7 } else { v };
-            v += step;
-        }
-    }
-    Ok(mask)
-}
-
-fn hint(names: &[&str]) -> String {
-    if names.is_empty() {
-        String::new()
-    } else {
-        format!(" or a name ({}...)", names[..3].join(", "))
+impl PartialEq for Cron {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
     }
 }
+
+impl Eq for Cron {}
+
+const SHAPE: &str =
+    "expected 5 fields (minute hour day-of-month month day-of-week) or 6 (seconds first)";
 
 impl Cron {
     /// Parses an expression; refuses one that never matches (`0 0 30 2 *`).
     pub fn parse(text: &str) -> Result<Cron, String> {
-        let expanded = match text.trim() {
-            "@yearly" | "@annually" => "0 0 1 1 *",
-            "@monthly" => "0 0 1 * *",
-            "@weekly" => "0 0 * * 0",
-            "@daily" | "@midnight" => "0 0 * * *",
-            "@hourly" => "0 * * * *",
-            other => other,
+        let trimmed = text.trim();
+        let expanded = if trimmed.eq_ignore_ascii_case("@midnight") {
+            "0 0 * * *"
+        } else {
+            trimmed
         };
-        let fields: Vec<&str> = expanded.split_whitespace().collect();
-        let (seconds, rest) = match fields.len() {
-            5 => ("0", &fields[..]),
-            6 => (fields[0], &fields[1..]),
-            n => {
-                return Err(format!(
-                    "{text:?} has {n} fields; expected 5 (minute hour day-of-month month day-of-week) or 6 (seconds first)"
-                ));
-            }
+        let fields = expanded.split_whitespace().count();
+        if !expanded.starts_with('@') && !(5..=6).contains(&fields) {
+            return Err(format!("{text:?} has {fields} fields; {SHAPE}"));
+        }
+        let parser = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .year(Year::Disallowed)
+            .build();
+        let cron = parser
+            .parse(expanded)
+            .map_err(|e| format!("{text:?}: {}", explain(&parser, expanded, &e)))?;
+        let parsed = Cron {
+            text: trimmed.to_owned(),
+            cron,
         };
-        let cron = Cron {
-            seconds: field(seconds, "second", 0, 59, &[])?,
-            minutes: field(rest[0], "minute", 0, 59, &[])?,
-            hours: field(rest[1], "hour", 0, 23, &[])?,
-            days: field(rest[2], "day of month", 1, 31, &[])?,
-            months: field(rest[3], "month", 1, 12, &MONTHS)?,
-            weekdays: field(rest[4], "day of week", 0, 6, &WEEKDAYS)?,
-            days_any: rest[2].starts_with('*'),
-            weekdays_any: rest[4].starts_with('*'),
-        };
-        if cron.next_after(0).is_none() {
+        if parsed.next_after(0).is_none() {
             return Err(format!("{text:?} never matches a date"));
         }
-        Ok(cron)
-    }
-
-    fn day_matches(&self, day: i64) -> bool {
-        let date = civil(day.saturating_mul(86_400));
-        let (month, dom, weekday) = (date.month, date.day, date.weekday);
-        if self.months & (1 << month) == 0 {
-            return false;
-        }
-        let by_dom = self.days & (1 << dom) != 0;
-        let by_dow = self.weekdays & (1 << weekday) != 0;
-        match (self.days_any, self.weekdays_any) {
-            (true, true) => true,
-            (true, false) => by_dow,
-            (false, true) => by_dom,
-            (false, false) => by_dom || by_dow,
-        }
-    }
-
-    /// The first second of the day at or after `from` (seconds since midnight) that matches.
-    fn time_of_day_from(&self, from: i64) -> Option<i64> {
-        let (fh, fm, fs) = (from / 3600, from % 3600 / 60, from % 60);
-        for h in fh..24 {
-            if self.hours & (1 << h) == 0 {
-                continue;
-            }
-            let m0 = if h == fh { fm } else { 0 };
-            for m in m0..60 {
-                if self.minutes & (1 << m) == 0 {
-                    continue;
-                }
-                let s0 = if h == fh && m == fm { fs } else { 0 };
-                if let Some(s) = (s0..60).find(|s| self.seconds & (1 << s) != 0) {
-                    return Some(h * 3600 + m * 60 + s);
-                }
-            }
-        }
-        None
+        Ok(parsed)
     }
 
     /// The first matching moment strictly after `after` (Unix seconds, UTC); `None` if there is
-    /// none in the next five years.
+    /// none.
     pub fn next_after(&self, after: i64) -> Option<i64> {
-        let start = after + 1;
-        let first = start.div_euclid(86_400);
-        (first..first + 5 * 366).find_map(|day| {
-            let from = if day == first {
-                start.rem_euclid(86_400)
-            } else {
-                0
-            };
-            if !self.day_matches(day) {
-                return None;
-            }
-            self.time_of_day_from(from).map(|t| day * 86_400 + t)
-        })
+        let start: DateTime<Utc> = DateTime::from_timestamp(after, 0)?;
+        self.cron
+            .find_next_occurrence(&start, false)
+            .ok()
+            .map(|t| t.timestamp())
+    }
+}
+
+/// croner's error with the field at fault named: each field is tried alone (the others `*`).
+fn explain(parser: &CronParser, expanded: &str, error: &croner::errors::CronError) -> String {
+    let fields: Vec<&str> = expanded.split_whitespace().collect();
+    let names: &[&str] = if fields.len() == 6 {
+        &[
+            "second",
+            "minute",
+            "hour",
+            "day of month",
+            "month",
+            "day of week",
+        ]
+    } else {
+        &["minute", "hour", "day of month", "month", "day of week"]
+    };
+    let detail = error
+        .to_string()
+        .trim_start_matches("Component error: ")
+        .trim_end_matches('.')
+        .to_lowercase();
+    for (i, field) in fields.iter().enumerate() {
+        let alone: Vec<&str> = (0..fields.len())
+            .map(|j| if i == j { *field } else { "*" })
+            .collect();
+        if parser.parse(&alone.join(" ")).is_err() {
+            let name = names.get(i).copied().unwrap_or("field");
+            return format!("{name}: {field:?}: {detail}");
+        }
+    }
+    format!("{detail} ({SHAPE})")
+}
+
+impl std::fmt::Display for Cron {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
     }
 }
 
@@ -239,10 +163,11 @@ mod tests {
     fn mistakes_are_named() {
         for (expr, says) in [
             ("0 2 * *", "has 4 fields"),
-            ("60 * * * *", "minute: 60 is outside 0-59"),
-            ("0 2 * * funday", "day of week: \"funday\" is not a number"),
-            ("0 2 5-1 * *", "runs backwards"),
-            ("*/0 * * * *", "step of 0"),
+            ("60 * * * *", "minute: \"60\""),
+            ("0 2 * * funday", "day of week: \"funday\""),
+            ("0 2 5-1 * *", "day of month: \"5-1\""),
+            ("*/0 * * * *", "minute: \"*/0\""),
+            ("0 0 * * * * 2027", "has 7 fields"),
             ("0 0 30 2 *", "never matches"),
         ] {
             let e = Cron::parse(expr).expect_err(expr);
