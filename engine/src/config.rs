@@ -7,6 +7,10 @@ use crate::chunking::ChunkingConfig;
 use crate::dense::HnswParams;
 use crate::error::InvalidInput;
 
+/// The free space kept on the data disk by default: room for a memtable flush and a compaction
+/// of this size of store, and for the index snapshots.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// How an [`Engine`](crate::Engine) is opened.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -39,6 +43,9 @@ pub struct EngineConfig {
     pub retry_base: Duration,
     /// Longest retry delay.
     pub retry_cap: Duration,
+    /// Writes are refused (`StorageFull`, the store stays sound) while the data disk has less
+    /// free space than this; 0 turns the check off.
+    pub min_free_bytes: u64,
 }
 
 impl EngineConfig {
@@ -58,6 +65,7 @@ impl EngineConfig {
             max_attempts: 5,
             retry_base: Duration::from_millis(200),
             retry_cap: Duration::from_secs(30),
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
         }
     }
 

@@ -396,6 +396,17 @@ impl Engine {
         self.shared.store.poison(cause);
     }
 
+    /// Whether writes are accepted now: `Err(Poisoned)` after a failed write (until a
+    /// restart), `Err(StorageFull)` while the data disk is short of space (until it is freed),
+    /// `Err(Closed)` while closing.
+    pub fn writable(&self) -> Result<()> {
+        self.shared.store.check_poison()?;
+        if self.shared.stopping() {
+            return Err(Error::Closed);
+        }
+        self.shared.disk.check()
+    }
+
     /// Refuses writes? Returns the cause.
     pub fn poisoned(&self) -> Option<String> {
         match self.shared.store.check_poison() {
@@ -434,8 +445,11 @@ impl Engine {
             handle
                 .join()
                 .map_err(|_| Error::Dense("the indexer thread panicked".to_owned()))?;
-            // Once: a later `stop` (from `Drop` after `close`) finds no indexer.
-            self.shared.store.flush_all()?;
+            // Once: a later `stop` (from `Drop` after `close`) finds no indexer. A store that
+            // failed a write is not flushed: its write-ahead log replays at the next start.
+            if self.shared.store.check_poison().is_ok() {
+                self.shared.store.flush_all()?;
+            }
         }
         Ok(())
     }

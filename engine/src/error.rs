@@ -86,6 +86,17 @@ pub enum Error {
     /// The engine is shutting down.
     #[error("the engine is closed")]
     Closed,
+    /// The data disk has less free space than the engine keeps (`min_free_bytes`): writes are
+    /// refused, the store stays sound, and writes resume once space is freed.
+    #[error(
+        "the data disk has {available} bytes free, less than the {min_free} kept free (storage.min_free_bytes): writes are refused until space is freed"
+    )]
+    StorageFull {
+        /// Bytes available when the write was refused.
+        available: u64,
+        /// The configured floor.
+        min_free: u64,
+    },
 }
 
 /// Input the engine refuses, with a message meant for the caller.

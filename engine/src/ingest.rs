@@ -193,7 +193,7 @@ fn check_writable(shared: &Shared) -> Result<()> {
     if shared.stopping() {
         return Err(Error::Closed);
     }
-    Ok(())
+    shared.disk.check()
 }
 
 /// Locks the stripes of the documents and the idempotency key, in index order (no deadlock

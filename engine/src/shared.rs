@@ -2,6 +2,7 @@
 //! two index slots (each may be empty while it is rebuilt), progress notifications and the
 //! stop flag.
 
+use crate::disk_space::DiskSpace;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -50,6 +51,8 @@ pub(crate) struct Shared {
     pub last_error: Mutex<Option<String>>,
     /// Acknowledged-to-searchable times and embedding throughput.
     pub metrics: Recorder,
+    /// Free space on the data disk, checked before writes.
+    pub disk: DiskSpace,
 }
 
 impl std::fmt::Debug for Shared {
@@ -69,6 +72,7 @@ impl Shared {
         config: EngineConfig,
         chunking: ChunkingConfig,
     ) -> Self {
+        let (config_dir, min_free) = (config.data_dir.clone(), config.min_free_bytes);
         Shared {
             store,
             sequencer,
@@ -85,6 +89,7 @@ impl Shared {
             progress: (Mutex::new(0), Condvar::new()),
             last_error: Mutex::new(None),
             metrics: Recorder::new(),
+            disk: DiskSpace::new(config_dir, min_free),
         }
     }
 

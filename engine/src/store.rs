@@ -95,6 +95,13 @@ impl Store {
         opts.enable_statistics();
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(5);
+        // RocksDB's own info log (the `LOG` file beside the data) only at FATAL: on a full disk
+        // its first failed append marks the file's writer failed, and Debian's librocksdb keeps
+        // its assertions, so the next message logged (the error handler reporting that very
+        // failure) aborted the process (`WritableFileWriter::AssertFalseAndGetStatusForPrevError`,
+        // found with gdb under ENOSPC). Errors reach us as statuses and are logged with tracing.
+        opts.set_log_level(rocksdb::LogLevel::Fatal);
+        opts.set_stats_dump_period_sec(0);
         // Memory: one memtable budget for all eight families (unbounded, each could hold
         // 2 × 64 MB) and one block cache shared by them (by default each has its own 8 MB).
         opts.set_db_write_buffer_size(MEMTABLE_BUDGET);

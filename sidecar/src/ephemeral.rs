@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::error::Kind;
 use crate::hetzner::{Action, CreateServer, HetznerClient, HetznerError};
 use crate::reports::Reports;
 use crate::status::RunStatus;
@@ -53,20 +52,6 @@ pub enum EphemeralError {
 }
 
 impl EphemeralError {
-    /// The failure kind its exit code is chosen by: a remote failure exits as it would have
-    /// in `backup run`.
-    pub fn exit_kind(&self) -> Kind {
-        match self {
-            EphemeralError::Config(_) => Kind::Usage,
-            EphemeralError::Hetzner(e) if e.is_denied_or_unreachable() => Kind::Unreachable,
-            EphemeralError::Hetzner(_)
-            | EphemeralError::NoSnapshot(_)
-            | EphemeralError::Report(_) => Kind::Fatal,
-            EphemeralError::Timeout { .. } => Kind::NoReport,
-            EphemeralError::Remote { kind, .. } => Kind::of_status(kind),
-        }
-    }
-
     /// The status file's `error_kind`.
     pub fn kind(&self) -> String {
         match self {
@@ -93,20 +78,6 @@ pub struct EphemeralOutcome {
     pub orphans_deleted: usize,
     /// The alert could not be delivered (the run's own result is unchanged).
     pub alert_error: Option<String>,
-}
-
-impl EphemeralOutcome {
-    /// Success only when the run succeeded and nothing was left behind; the run's own failure
-    /// comes first.
-    pub fn into_result(self) -> Result<RunStatus, crate::error::Error> {
-        match self.error {
-            Some(e) => Err(e.into()),
-            None if !self.leftovers.is_empty() => {
-                Err(crate::error::Error::Leftovers(self.leftovers))
-            }
-            None => Ok(self.record),
-        }
-    }
 }
 
 /// A fresh run id: UTC time and a random suffix (lower case, a valid label value).
@@ -358,23 +329,5 @@ mod tests {
             ]
         );
         assert!(ud.len() < 32 * 1024);
-    }
-
-    #[test]
-    fn a_remote_failure_keeps_its_exit_code() {
-        let e = |kind: &str| EphemeralError::Remote {
-            server: "s".into(),
-            kind: kind.into(),
-            message: "m".into(),
-        };
-        assert_eq!(e("wrong_password").exit_kind(), Kind::WrongPassword);
-        assert_eq!(e("disk_full").exit_kind(), Kind::DiskFull);
-        assert_eq!(e("failed").exit_kind(), Kind::Fatal);
-        let t = EphemeralError::Timeout {
-            server: "s".into(),
-            timeout: "2h".into(),
-        };
-        assert_eq!(t.exit_kind(), Kind::NoReport);
-        assert_eq!(t.kind(), "timeout");
     }
 }

@@ -131,8 +131,24 @@ impl Error {
     pub fn kind(&self) -> Kind {
         match self {
             Error::Usage(_) | Error::Config(_) => Kind::Usage,
-            Error::Repository(e) => e.exit_kind(),
-            Error::Ephemeral(e) => e.exit_kind(),
+            Error::Repository(e) => match e {
+                RepoError::Config(_) => Kind::Usage,
+                RepoError::Unreachable { .. } | RepoError::Denied(_) => Kind::Unreachable,
+                RepoError::WrongPassword => Kind::WrongPassword,
+                RepoError::NotInitialised(_) => Kind::NoRepository,
+                RepoError::DiskFull(_) => Kind::DiskFull,
+                RepoError::Failed(_) => Kind::Fatal,
+            },
+            // A remote run's failure exits as it would have in `backup run`.
+            Error::Ephemeral(e) => match e {
+                EphemeralError::Config(_) => Kind::Usage,
+                EphemeralError::Hetzner(h) if h.is_denied_or_unreachable() => Kind::Unreachable,
+                EphemeralError::Hetzner(_)
+                | EphemeralError::NoSnapshot(_)
+                | EphemeralError::Report(_) => Kind::Fatal,
+                EphemeralError::Timeout { .. } => Kind::NoReport,
+                EphemeralError::Remote { kind, .. } => Kind::of_status(kind),
+            },
             Error::CheckFailed(_) => Kind::CheckFailed,
             Error::Stale(_) => Kind::Stale,
             Error::Leftovers(_) => Kind::Leftovers,
@@ -185,6 +201,22 @@ mod tests {
 
     #[test]
     fn a_remote_runs_failure_exits_as_that_run_did() {
+        let remote = |kind: &str| {
+            Error::Ephemeral(EphemeralError::Remote {
+                server: "s".into(),
+                kind: kind.into(),
+                message: "m".into(),
+            })
+        };
+        assert_eq!(remote("wrong_password").exit_code(), 12);
+        assert_eq!(remote("failed").exit_code(), 1);
+        let timeout = Error::Ephemeral(EphemeralError::Timeout {
+            server: "s".into(),
+            timeout: "2h".into(),
+        });
+        assert_eq!(timeout.exit_code(), 9);
+        assert_eq!(Error::Leftovers(vec!["x".into()]).exit_code(), 13);
+        assert_eq!(Error::from(RepoError::WrongPassword).exit_code(), 12);
         assert_eq!(Kind::of_status("wrong_password").exit_code(), 12);
         assert_eq!(Kind::of_status("not_initialised").exit_code(), 10);
         assert_eq!(Kind::of_status("disk_full").exit_code(), 6);

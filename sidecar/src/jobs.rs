@@ -199,6 +199,16 @@ pub fn backup_ephemeral(config: &Config) -> EphemeralOutcome {
     outcome
 }
 
+/// Success only when the ephemeral run succeeded and nothing was left behind; the run's own
+/// failure comes first.
+pub fn ephemeral_result(outcome: EphemeralOutcome) -> Result<RunStatus, Error> {
+    match outcome.error {
+        Some(e) => Err(e.into()),
+        None if !outcome.leftovers.is_empty() => Err(Error::Leftovers(outcome.leftovers)),
+        None => Ok(outcome.record),
+    }
+}
+
 /// `backup check`: the problems found are an error (and an alert).
 pub fn check(config: &Config, read_data_percent: Option<f64>, bars: Bars) -> Result<(), Error> {
     if let Some(p) = read_data_percent

@@ -28,7 +28,7 @@ pub use config::{
 };
 pub use ephemeral::EphemeralOutcome;
 pub use error::{Error, Kind, exit_codes_help};
-pub use jobs::{RunOutcome, backup_ephemeral, backup_run, check, status};
+pub use jobs::{RunOutcome, backup_ephemeral, backup_run, check, ephemeral_result, status};
 pub use progress::Bars;
 pub use repository::{BackupSummary, ForgetDecision, Repo, RepoError, SnapshotInfo, keep_options};
 pub use schedule::run_until_stopped as run_schedule;

@@ -46,19 +46,6 @@ pub enum RepoError {
 }
 
 impl RepoError {
-    /// The failure kind its exit code is chosen by.
-    pub fn exit_kind(&self) -> crate::error::Kind {
-        use crate::error::Kind;
-        match self {
-            RepoError::Config(_) => Kind::Usage,
-            RepoError::Unreachable { .. } | RepoError::Denied(_) => Kind::Unreachable,
-            RepoError::WrongPassword => Kind::WrongPassword,
-            RepoError::NotInitialised(_) => Kind::NoRepository,
-            RepoError::DiskFull(_) => Kind::DiskFull,
-            RepoError::Failed(_) => Kind::Fatal,
-        }
-    }
-
     /// A short machine-readable kind for the status file.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -146,6 +146,17 @@ impl Daemon {
         http_request(&self.address, method, path, body, headers)
     }
 
+    /// [`Daemon::request`] with the answer's head.
+    pub fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        http_exchange(&self.address, method, path, body, headers)
+    }
+
     /// `POST path` with a JSON body.
     pub fn post_json(&self, path: &str, body: &str) -> (u16, String) {
         self.request(
@@ -186,6 +197,24 @@ impl Drop for Daemon {
     }
 }
 
+/// An HTTP answer: status, the head (status line and headers) and the body.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Reply {
+    /// A header's value (names compared without case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
 /// A minimal HTTP/1.1 request (`Connection: close`, `Content-Length` bodies), enough for
 /// black-box checks: the status code and the body.
 pub fn http_request(
@@ -195,6 +224,18 @@ pub fn http_request(
     body: Option<&str>,
     headers: &[(&str, &str)],
 ) -> (u16, String) {
+    let reply = http_exchange(address, method, path, body, headers);
+    (reply.status, reply.body)
+}
+
+/// [`http_request`] with the answer's head too.
+pub fn http_exchange(
+    address: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Reply {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).expect("connect to the daemon");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
@@ -216,11 +257,11 @@ pub fn http_request(
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
-    let body = response
+    let (head, body) = response
         .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    (status, body)
+        .map(|(h, b)| (h.to_string(), b.to_string()))
+        .unwrap_or((response.clone(), String::new()));
+    Reply { status, head, body }
 }
 
 /// A minimal HTTP/1.1 GET (`Connection: close`), enough for black-box checks.
@@ -281,4 +322,49 @@ pub fn assert_success(out: &Output, what: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A small tmpfs (mounting needs root, which CI and `./test.sh` here run as), unmounted on
+/// drop: a disk that fills up.
+#[derive(Debug)]
+pub struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    pub fn mount(dir: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mounting a small tmpfs failed (the test needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn resize(&self, size: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "remount: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).output();
+    }
 }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use concierge_tests::{FakeResponse, FakeServer, Moto, SidecarEnv, assert_success, temp_dir};
+use concierge_tests::{
+    FakeResponse, FakeServer, Moto, SidecarEnv, SmallDisk, assert_success, temp_dir,
+};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -444,50 +446,6 @@ fn a_bad_configuration_is_refused_before_touching_anything() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("retention.keep_daily"));
     assert!(!s.path("repo").exists());
     assert!(!s.path("status.json").exists());
-}
-
-/// A small tmpfs for the repository (mounting needs root, which CI and `./test.sh` here run as),
-/// unmounted on drop.
-struct SmallDisk {
-    dir: PathBuf,
-}
-
-impl SmallDisk {
-    fn mount(dir: &Path, size: &str) -> SmallDisk {
-        std::fs::create_dir_all(dir).expect("mkdir");
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "mounting a small tmpfs failed (the test needs root): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        SmallDisk {
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn resize(&self, size: &str) {
-        let out = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.dir)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "remount: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).output();
-    }
 }
 
 #[test]

@@ -76,7 +76,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let query_embedder: Arc<dyn Embedder> = Arc::new(embedder.with_own_pool(args.query_threads)?);
     let answerer = Arc::new(Answerer::from_config(&config, query_embedder.clone())?);
     let engine = Engine::open_with_query_embedder(
-        EngineConfig::new(&config.storage.data_dir),
+        {
+            let mut c = EngineConfig::new(&config.storage.data_dir);
+            c.min_free_bytes = config.storage.min_free_bytes;
+            c
+        },
         Arc::new(embedder),
         query_embedder,
     )

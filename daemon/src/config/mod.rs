@@ -56,12 +56,16 @@ impl Default for Server {
 pub struct Storage {
     /// Where the store and the indexes live.
     pub data_dir: PathBuf,
+    /// Writes are refused with 507 (the store stays sound, writes resume by themselves) while
+    /// the data disk has less free space than this; 0 turns the check off.
+    pub min_free_bytes: u64,
 }
 
 impl Default for Storage {
     fn default() -> Self {
         Storage {
             data_dir: PathBuf::from("./data"),
+            min_free_bytes: concierge_engine::DEFAULT_MIN_FREE_BYTES,
         }
     }
 }

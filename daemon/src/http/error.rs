@@ -56,9 +56,16 @@ impl ApiError {
             ApiError::Internal(cause) => internal(cause),
             ApiError::Engine(e) => match e {
                 EngineError::InvalidInput(i) => (StatusCode::UNPROCESSABLE_ENTITY, i.to_string()),
+                EngineError::Poisoned { ref cause } if no_space(cause) => {
+                    tracing::error!(error = %e, "refusing a write: the store is poisoned by a full disk");
+                    (StatusCode::INSUFFICIENT_STORAGE, "the data disk filled up during a write: writes are refused until space is freed and the daemon restarts (acknowledged writes are kept)".to_owned())
+                }
                 EngineError::Poisoned { .. } => {
                     tracing::error!(error = %e, "refusing a write: the store is poisoned");
                     (StatusCode::SERVICE_UNAVAILABLE, "the store failed a durable write and refuses writes until the daemon restarts".to_owned())
+                }
+                EngineError::StorageFull { .. } => {
+                    (StatusCode::INSUFFICIENT_STORAGE, e.to_string())
                 }
                 EngineError::Closed => (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -95,6 +102,11 @@ impl ApiError {
     }
 }
 
+/// Whether a store failure was the disk running out of space.
+pub fn no_space(cause: &str) -> bool {
+    cause.contains("No space left on device") || cause.contains("os error 28")
+}
+
 fn internal(cause: String) -> (StatusCode, String) {
     tracing::error!(error = %cause, "request failed");
     (
@@ -114,6 +126,14 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, detail) = self.status_and_detail();
-        Problem::new(status, detail).into_response()
+        let mut response = Problem::new(status, detail).into_response();
+        if status == StatusCode::INSUFFICIENT_STORAGE {
+            // Space may come back without a restart (the free-space floor): look again later.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("60"),
+            );
+        }
+        response
     }
 }

@@ -1,5 +1,6 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (it can do its work: the store accepts
-//! writes, the model is loaded, it is not shutting down).
+//! writes, the model is loaded, it is not shutting down). While writes are refused (a poisoned
+//! store, a data disk short of space) `/readyz` fails with the reason and reads go on.
 
 use std::sync::atomic::Ordering;
 
@@ -10,7 +11,10 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use concierge_engine::Error as EngineError;
+
 use super::AppState;
+use super::error::no_space;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -29,14 +33,39 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             Json(json!({"status": "shutting_down"})),
         );
     }
-    if let Some(cause) = state.engine.poisoned() {
-        tracing::warn!(%cause, "not ready: the store is poisoned");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(
-                json!({"status": "poisoned", "detail": "the store failed a durable write; restart the daemon"}),
-            ),
-        );
+    match state.engine.writable() {
+        Ok(()) => {}
+        Err(EngineError::Poisoned { cause }) => {
+            tracing::warn!(%cause, "not ready: the store is poisoned");
+            let detail = if no_space(&cause) {
+                "the data disk filled up during a write; free space, then restart the daemon (acknowledged writes are kept)"
+            } else {
+                "the store failed a durable write; restart the daemon"
+            };
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "poisoned", "detail": detail})),
+            );
+        }
+        Err(e @ EngineError::StorageFull { .. }) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "read_only", "detail": e.to_string()})),
+            );
+        }
+        Err(EngineError::Closed) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "shutting_down"})),
+            );
+        }
+        Err(other) => {
+            tracing::warn!(error = %other, "not ready");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "detail": other.to_string()})),
+            );
+        }
     }
     (
         StatusCode::OK,

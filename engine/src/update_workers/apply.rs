@@ -71,6 +71,11 @@ fn process(shared: &Shared, entries: &[ChangeEntry], targets: &[Target]) -> Resu
         |s: &str| -> Result<usize> { Ok(shared.embedder.count_tokens(s)?.saturating_sub(2)) };
     let mut work = Vec::with_capacity(order.len());
     for (id, stored) in order.iter().zip(docs) {
+        // Chunking long documents takes a while: a closing engine does not wait for the batch
+        // (nothing is written yet; the entries come again at the next start).
+        if shared.stopping() {
+            return Err(crate::error::Error::Closed);
+        }
         let old = chunk_store::chunks_of(&shared.store, id)?;
         let live = stored.filter(|s| !s.deleted).map(|s| {
             let attrs = DocAttrs::of(&s.doc);
@@ -124,6 +129,9 @@ fn process(shared: &Shared, entries: &[ChangeEntry], targets: &[Target]) -> Resu
             }
         }
     }
+    if shared.stopping() {
+        return Err(crate::error::Error::Closed);
+    }
     if !missing.is_empty() {
         let texts: Vec<&str> = missing.iter().map(|(_, _, t)| t.as_str()).collect();
         let started = Instant::now();
@@ -162,6 +170,7 @@ fn process(shared: &Shared, entries: &[ChangeEntry], targets: &[Target]) -> Resu
         changed = true;
     }
     if changed {
+        shared.disk.check()?;
         shared.store.write(batch)?;
     }
 

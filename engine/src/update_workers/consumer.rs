@@ -10,8 +10,8 @@
 //! backoff ([`concierge_infra::retry`], `max_attempts`, `retry_base`, `retry_cap`); if it keeps
 //! failing, its entries are tried one by one and those that keep failing on their own go to the
 //! dead letters (with the consumer's name, the attempts and the last error) so one bad
-//! document never stops the rest. Stopping errors (the engine closing, a poisoned store) end the
-//! delivery at once.
+//! document never stops the rest. Stopping errors (the engine closing, a poisoned store, a data
+//! disk short of space) end the delivery at once: the entries stay in the log for later.
 
 use std::time::Duration;
 
@@ -88,7 +88,9 @@ fn attempts(
     policy.run(
         |attempt| match consumer.apply(entries) {
             Ok(()) => Attempt::Done(()),
-            Err(e @ (Error::Poisoned { .. } | Error::Closed)) => Attempt::Fatal(Failure::Stop(e)),
+            Err(e @ (Error::Poisoned { .. } | Error::Closed | Error::StorageFull { .. })) => {
+                Attempt::Fatal(Failure::Stop(e))
+            }
             Err(e) => {
                 tracing::warn!(consumer = consumer.name(), error = %e, attempt, entries = entries.len(), "applying change-log entries failed; retrying");
                 shared.record_error(Some(e.to_string()));

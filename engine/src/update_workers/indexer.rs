@@ -82,12 +82,18 @@ impl Indexer {
                 if matches!(e, Error::Closed) {
                     break;
                 }
-                // Poisoned: writes wait for a restart; anything else: retried after a pause.
-                if !matches!(e, Error::Poisoned { .. }) {
-                    tracing::warn!(error = %e, "indexer step failed");
-                }
+                // Poisoned: writes wait for a restart; a full disk: until space is freed (the
+                // check logs the change); anything else: retried after a pause.
+                let pause = if matches!(e, Error::StorageFull { .. }) {
+                    Duration::from_secs(1)
+                } else {
+                    if !matches!(e, Error::Poisoned { .. }) {
+                        tracing::warn!(error = %e, "indexer step failed");
+                    }
+                    Duration::from_millis(200)
+                };
                 self.shared.record_error(Some(e.to_string()));
-                std::thread::sleep(Duration::from_millis(200));
+                std::thread::sleep(pause);
             }
         }
         if let Err(e) = self.persist(true) {
@@ -277,6 +283,9 @@ impl Indexer {
             && (force
                 || self.dense_changes >= config.dense_dump_every
                 || self.last_dump.elapsed() >= config.dense_dump_interval)
+            // A snapshot is the size of the graph: not on a disk short of space (the log keeps
+            // what it would hold).
+            && self.shared.disk.check().is_ok()
         {
             self.dense_dumped = dense_snapshot::dump(&d, &config.dense_dir())?;
             self.dense_changes = 0;

@@ -1,6 +1,6 @@
 //! `backup ephemeral`: the nightly run on a temporary Hetzner server.
 
-use concierge_sidecar::{Config, Error, backup_ephemeral};
+use concierge_sidecar::{Config, Error, backup_ephemeral, ephemeral_result};
 
 pub fn run(config: &Config) -> Result<(), Error> {
     let outcome = backup_ephemeral(config);
@@ -14,7 +14,7 @@ pub fn run(config: &Config) -> Result<(), Error> {
         );
     }
     let run_id = outcome.run_id.clone();
-    let r = outcome.into_result()?;
+    let r = ephemeral_result(outcome)?;
     println!(
         "run {run_id}: snapshot {} saved on {}: {} files, {} bytes added",
         r.snapshot_id.as_deref().unwrap_or("?"),
