@@ -113,15 +113,29 @@ fn with_tokens_configured_every_route_but_health_needs_a_valid_bearer_token() {
     let d = start(&[("CONCIERGE_AUTH__API_TOKENS", "tok-1,tok-2")]);
     assert_eq!(d.get("/healthz").0, 200);
     assert_eq!(d.get("/readyz").0, 200);
-    let (s, b) = d.get("/v1/admin/status");
-    problem(s, &b, 401);
+    let missing = d.exchange("GET", "/v1/admin/status", None, &[]);
+    problem(missing.status, &missing.body, 401);
+    assert_eq!(missing.header("www-authenticate"), Some("Bearer"));
+    for wrong in ["Bearer nope", "Basic dG9rLTE6", "Bearer"] {
+        let r = d.exchange("GET", "/v1/admin/status", None, &[("Authorization", wrong)]);
+        problem(r.status, &r.body, 401);
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer error=\"invalid_token\""),
+            "{wrong}"
+        );
+    }
+    // Two Authorization headers, a valid one first: refused, not resolved in the caller's favour.
     let (s, b) = d.request(
         "GET",
         "/v1/admin/status",
         None,
-        &[("Authorization", "Bearer nope")],
+        &[
+            ("Authorization", "Bearer tok-1"),
+            ("Authorization", "Bearer nope"),
+        ],
     );
-    problem(s, &b, 403);
+    problem(s, &b, 400);
     let (s, b) = d.request(
         "GET",
         "/v1/admin/status",

@@ -1,5 +1,8 @@
 //! Bearer-token authentication for everything but webhooks and health: static tokens from the
 //! configuration (or secret files), compared in constant time. Webhooks carry their own proofs.
+//! RFC 6750: no credentials → 401 `WWW-Authenticate: Bearer`; a wrong or malformed token → 401
+//! `Bearer error="invalid_token"`; two `Authorization` headers → 400 (never a guess at which one
+//! counts). 403 is kept for a valid token that lacks a permission.
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -21,25 +24,29 @@ pub async fn require_bearer(
     if tokens.is_empty() {
         return Ok(next.run(request).await);
     }
-    let header = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let Some(value) = header else {
+    let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
+    let (first, second) = (values.next(), values.next());
+    if second.is_some() {
+        // Which one would count is a guess; a client (or a proxy) that sends two is broken.
+        return Err(ApiError::BadRequest(
+            "more than one Authorization header".to_owned(),
+        ));
+    }
+    let Some(value) = first else {
         return Err(ApiError::Unauthorized(
             "this route needs Authorization: Bearer <token>",
         ));
     };
-    let Some(token) = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-    else {
-        return Err(ApiError::Unauthorized(
+    let Some(token) = value.to_str().ok().and_then(|v| {
+        v.strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+    }) else {
+        return Err(ApiError::InvalidToken(
             "the Authorization header must be `Bearer <token>`",
         ));
     };
     if !matches_any(token.trim(), tokens) {
-        return Err(ApiError::Forbidden("the bearer token is not accepted"));
+        return Err(ApiError::InvalidToken("the bearer token is not accepted"));
     }
     Ok(next.run(request).await)
 }

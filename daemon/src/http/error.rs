@@ -17,8 +17,11 @@ pub enum ApiError {
     BadRequest(String),
     /// Well-formed but not acceptable.
     Unprocessable(String),
-    /// Missing or malformed credentials.
+    /// No credentials (answered with `WWW-Authenticate: Bearer`).
     Unauthorized(&'static str),
+    /// A bearer token that is wrong or malformed (RFC 6750 §3.1: 401 with
+    /// `WWW-Authenticate: Bearer error="invalid_token"`).
+    InvalidToken(&'static str),
     /// Credentials that do not grant access (a webhook token or signature that does not match).
     Forbidden(&'static str),
     /// Not there.
@@ -44,7 +47,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, d),
             ApiError::Unprocessable(d) => (StatusCode::UNPROCESSABLE_ENTITY, d),
-            ApiError::Unauthorized(d) => (StatusCode::UNAUTHORIZED, d.to_owned()),
+            ApiError::Unauthorized(d) | ApiError::InvalidToken(d) => {
+                (StatusCode::UNAUTHORIZED, d.to_owned())
+            }
             ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, d.to_owned()),
             ApiError::NotFound(d) => (StatusCode::NOT_FOUND, d),
             ApiError::TooLarge(limit) => (
@@ -125,8 +130,27 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let challenge = match &self {
+            ApiError::Unauthorized(_) => Some("Bearer"),
+            ApiError::InvalidToken(_) => Some("Bearer error=\"invalid_token\""),
+            ApiError::Engine(_)
+            | ApiError::BadRequest(_)
+            | ApiError::Unprocessable(_)
+            | ApiError::Forbidden(_)
+            | ApiError::NotFound(_)
+            | ApiError::TooLarge(_)
+            | ApiError::UnsupportedMediaType(_)
+            | ApiError::Unavailable(_)
+            | ApiError::Internal(_) => None,
+        };
         let (status, detail) = self.status_and_detail();
         let mut response = Problem::new(status, detail).into_response();
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(challenge),
+            );
+        }
         if status == StatusCode::INSUFFICIENT_STORAGE {
             // Space may come back without a restart (the free-space floor): look again later.
             response.headers_mut().insert(
