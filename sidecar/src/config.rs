@@ -332,6 +332,15 @@ impl Config {
                 self.schedule.backup_mode
             )));
         }
+        for pattern in &self.backup.exclude {
+            ignore::overrides::OverrideBuilder::new("/")
+                .add(&format!("!{pattern}"))
+                .map_err(|e| {
+                    err(format!(
+                        "backup.exclude: {pattern:?} is not a valid glob: {e}"
+                    ))
+                })?;
+        }
         if !self.backup.daemon_url.is_empty() && self.backup.daemon_data_dir.is_empty() {
             return Err(err(
                 "backup.daemon_url is set but backup.daemon_data_dir is not: the checkpoint is read from the daemon's data directory",
@@ -455,6 +464,11 @@ mod tests {
         );
         assert!(
             with(("CONCIERGE_SIDECAR_BACKUP_HOST", "x")).contains("CONCIERGE_SIDECAR_BACKUP__HOST")
+        );
+        let glob = with(("CONCIERGE_SIDECAR_BACKUP__EXCLUDE", "*.tmp, cache/[a"));
+        assert!(
+            glob.contains("backup.exclude") && glob.contains("cache/[a"),
+            "{glob}"
         );
         let age = with(("CONCIERGE_SIDECAR_STATUS__MAX_AGE", "26 hours"));
         assert!(

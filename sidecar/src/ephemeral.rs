@@ -78,6 +78,8 @@ pub struct EphemeralOutcome {
     pub orphans_deleted: usize,
     /// The alert could not be delivered (the run's own result is unchanged).
     pub alert_error: Option<String>,
+    /// The status file could not be written.
+    pub status_error: Option<String>,
 }
 
 /// A fresh run id: UTC time and a random suffix (lower case, a valid label value).
@@ -293,6 +295,7 @@ pub fn backup_ephemeral(config: &Config) -> EphemeralOutcome {
         leftovers,
         orphans_deleted,
         alert_error: None,
+        status_error: None,
     }
 }
 

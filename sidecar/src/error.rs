@@ -1,9 +1,8 @@
 //! The sidecar's one error, the kinds of failure it distinguishes and the one table from a kind
 //! to the process exit code. The codes follow restic's where the meaning is the same (1 fatal,
 //! 3 some source files unreadable, 10 no repository, 11 lock failed, 12 wrong password, 130
-//! interrupted); the sidecar's own take the numbers restic does not use. Two of restic's are
-//! never returned and stay free: 3 (rustic_core logs an unreadable source file and leaves it
-//! out instead of reporting it) and 11 (its repositories are lock-free).
+//! interrupted); the sidecar's own take the numbers restic does not use. restic's 11 (lock
+//! failed) is never returned and stays free: rustic_core's repositories are lock-free.
 
 use crate::config::ConfigError;
 use crate::ephemeral::EphemeralError;
@@ -47,6 +46,7 @@ pub enum Error {
 pub enum Kind {
     Fatal,
     Usage,
+    UnreadableFiles,
     Unreachable,
     DiskFull,
     CheckFailed,
@@ -60,9 +60,10 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order of their codes.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Fatal,
         Kind::Usage,
+        Kind::UnreadableFiles,
         Kind::Unreachable,
         Kind::DiskFull,
         Kind::CheckFailed,
@@ -79,6 +80,7 @@ impl Kind {
         match self {
             Kind::Fatal => 1,
             Kind::Usage => 2,
+            Kind::UnreadableFiles => 3,
             Kind::Unreachable => 4,
             Kind::DiskFull => 6,
             Kind::CheckFailed => 7,
@@ -96,6 +98,9 @@ impl Kind {
         match self {
             Kind::Fatal => "a step failed (restic: fatal error)",
             Kind::Usage => "bad configuration, flag or argument",
+            Kind::UnreadableFiles => {
+                "source files or directories could not be read: the snapshot is incomplete, or none was kept (restic's 3)"
+            }
             Kind::Unreachable => {
                 "the repository or the Hetzner API cannot be reached, or refused the credentials"
             }
@@ -121,6 +126,7 @@ impl Kind {
             "wrong_password" => Kind::WrongPassword,
             "not_initialised" => Kind::NoRepository,
             "disk_full" => Kind::DiskFull,
+            "unreadable_files" => Kind::UnreadableFiles,
             _ => Kind::Fatal,
         }
     }
@@ -137,6 +143,7 @@ impl Error {
                 RepoError::WrongPassword => Kind::WrongPassword,
                 RepoError::NotInitialised(_) => Kind::NoRepository,
                 RepoError::DiskFull(_) => Kind::DiskFull,
+                RepoError::Unreadable { .. } => Kind::UnreadableFiles,
                 RepoError::Failed(_) => Kind::Fatal,
             },
             // A remote run's failure exits as it would have in `backup run`.
@@ -184,6 +191,7 @@ mod tests {
         assert!(!codes.contains(&0));
         for (kind, restic) in [
             (Kind::Fatal, 1),
+            (Kind::UnreadableFiles, 3),
             (Kind::NoRepository, 10),
             (Kind::WrongPassword, 12),
             (Kind::Interrupted, 130),

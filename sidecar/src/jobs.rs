@@ -36,6 +36,8 @@ pub struct RunOutcome {
     pub error: Option<RepoError>,
     /// The alert could not be delivered (the run's own result is unchanged).
     pub alert_error: Option<String>,
+    /// The status file could not be written: the run fails even if its backup succeeded.
+    pub status_error: Option<String>,
 }
 
 fn from_daemon(e: DaemonError) -> RepoError {
@@ -50,6 +52,9 @@ impl RunOutcome {
     pub fn into_result(self) -> Result<(BackupSummary, usize), Error> {
         match (self.error, self.summary) {
             (Some(e), _) => Err(e.into()),
+            (None, _) if self.status_error.is_some() => {
+                Err(Error::Fatal(self.status_error.unwrap_or_default()))
+            }
             (None, Some(summary)) => Ok((summary, self.forgotten)),
             (None, None) => Err(Error::Fatal("the run ended without a snapshot".into())),
         }
@@ -145,7 +150,10 @@ fn run_and_record(config: &Config, init: bool, bars: Bars) -> RunOutcome {
             &e.to_string(),
         ),
     };
-    let alert_error = record_status(config, &record);
+    let Recorded {
+        status_error,
+        alert_error,
+    } = record_status(config, &record);
     match result {
         Ok((summary, forgotten)) => RunOutcome {
             record,
@@ -153,6 +161,7 @@ fn run_and_record(config: &Config, init: bool, bars: Bars) -> RunOutcome {
             forgotten,
             error: None,
             alert_error,
+            status_error,
         },
         Err(e) => {
             tracing::error!(error = %e, "backup run failed");
@@ -165,6 +174,7 @@ fn run_and_record(config: &Config, init: bool, bars: Bars) -> RunOutcome {
                 forgotten: 0,
                 error: Some(e),
                 alert_error,
+                status_error,
             }
         }
     }
@@ -174,7 +184,11 @@ fn run_and_record(config: &Config, init: bool, bars: Bars) -> RunOutcome {
 /// server left behind alerted.
 pub fn backup_ephemeral(config: &Config) -> EphemeralOutcome {
     let mut outcome = ephemeral::backup_ephemeral(config);
-    let mut alert_error = record_status(config, &outcome.record);
+    let Recorded {
+        status_error,
+        mut alert_error,
+    } = record_status(config, &outcome.record);
+    outcome.status_error = status_error;
     let host = config.host();
     if let Some(e) = &outcome.error {
         tracing::error!(error = %e, "backup ephemeral failed");
@@ -205,6 +219,9 @@ pub fn ephemeral_result(outcome: EphemeralOutcome) -> Result<RunStatus, Error> {
     match outcome.error {
         Some(e) => Err(e.into()),
         None if !outcome.leftovers.is_empty() => Err(Error::Leftovers(outcome.leftovers)),
+        None if outcome.status_error.is_some() => {
+            Err(Error::Fatal(outcome.status_error.unwrap_or_default()))
+        }
         None => Ok(outcome.record),
     }
 }
@@ -248,22 +265,39 @@ pub fn status(config: &Config, max_age: Duration) -> Result<(StatusFile, RunStat
     }
 }
 
+/// Why the run's status could not be recorded, and whether alerting that failed too.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// The status file could not be written (monitoring reading it would not see this run).
+    pub status_error: Option<String>,
+    /// The alert could not be delivered.
+    pub alert_error: Option<String>,
+}
+
 /// Writes `record` to the status file and, when `backup.daemon_url` is set, to the daemon (so
-/// it shows in its `/v1/admin/status`); a status file that cannot be written alerts. Returns
-/// the alert's own failure, if any.
-pub fn record_status(config: &Config, record: &RunStatus) -> Option<String> {
+/// it shows in its `/v1/admin/status`); a status file that cannot be written alerts and makes
+/// the run fail.
+pub fn record_status(config: &Config, record: &RunStatus) -> Recorded {
     let file = match StatusFile::record(&config.status.file, record.clone()) {
         Ok(f) => f,
         Err(e) => {
             tracing::error!(error = %e, "could not record the run's status");
-            return deliver_alert(
+            let text = format!(
+                "the status file {} cannot be written: {e}",
+                config.status.file.display()
+            );
+            let alert_error = deliver_alert(
                 config,
                 &config.host(),
                 "recording the backup status",
                 "status",
-                &e.to_string(),
+                &text,
             )
             .err();
+            return Recorded {
+                status_error: Some(text),
+                alert_error,
+            };
         }
     };
     if !config.backup.daemon_url.is_empty()
@@ -276,7 +310,7 @@ pub fn record_status(config: &Config, record: &RunStatus) -> Option<String> {
         // The status file is the record; the daemon's copy is for display.
         tracing::warn!(error = %e, "could not hand the backup status to the daemon");
     }
-    None
+    Recorded::default()
 }
 
 /// Sends an alert when a webhook is configured (`Ok` when none is).

@@ -20,6 +20,7 @@ mod reports;
 mod repository;
 mod s3;
 mod schedule;
+mod source_errors;
 mod status;
 
 pub use config::{
@@ -32,4 +33,5 @@ pub use jobs::{RunOutcome, backup_ephemeral, backup_run, check, ephemeral_result
 pub use progress::Bars;
 pub use repository::{BackupSummary, ForgetDecision, Repo, RepoError, SnapshotInfo, keep_options};
 pub use schedule::run_until_stopped as run_schedule;
+pub use source_errors::install as capture_rustic_log;
 pub use status::{RunStatus, StatusFile};

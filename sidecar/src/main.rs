@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    concierge_sidecar::capture_rustic_log();
     match cli.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -39,6 +39,13 @@ pub enum RepoError {
     Denied(String),
     #[error("no space left on {0}")]
     DiskFull(String),
+    #[error("{}", unreadable_text(snapshot.as_deref(), errors))]
+    Unreadable {
+        /// The snapshot saved without them (none when nothing at all could be read).
+        snapshot: Option<String>,
+        /// What could not be read, as rustic_core reported it.
+        errors: Vec<String>,
+    },
     #[error("{0}")]
     Config(String),
     #[error("{0}")]
@@ -55,8 +62,31 @@ impl RepoError {
             RepoError::WrongPassword => "wrong_password",
             RepoError::NotInitialised(_) => "not_initialised",
             RepoError::DiskFull(_) => "disk_full",
+            RepoError::Unreadable { .. } => "unreadable_files",
             RepoError::Failed(_) => "failed",
         }
+    }
+}
+
+fn unreadable_text(snapshot: Option<&str>, errors: &[String]) -> String {
+    let shown: Vec<&str> = errors.iter().take(10).map(String::as_str).collect();
+    let more = errors.len().saturating_sub(shown.len());
+    let list = format!(
+        "{}{}",
+        shown.join("; "),
+        if more > 0 {
+            format!("; and {more} more")
+        } else {
+            String::new()
+        }
+    );
+    match snapshot {
+        Some(id) => format!(
+            "snapshot {} is incomplete: {} source path(s) could not be read: {list}",
+            &id[..id.len().min(8)],
+            errors.len()
+        ),
+        None => format!("nothing could be read from the backup sources: {list}"),
     }
 }
 
@@ -334,6 +364,7 @@ impl Repo {
         let mut opts = BackupOptions::default();
         opts.excludes =
             Excludes::default().globs(exclude.iter().map(|g| format!("!{g}")).collect::<Vec<_>>());
+        crate::source_errors::clear();
         let saved = match self.state.take() {
             Some(State::Open(r)) => {
                 let r = r
@@ -361,6 +392,23 @@ impl Repo {
         }
         .map_err(|e| self.fail(&e))?;
         let s = saved.summary.clone().unwrap_or_default();
+        let unreadable = crate::source_errors::take();
+        if !unreadable.is_empty() {
+            let snapshot = full_id(&saved.id);
+            if s.total_files_processed == 0 {
+                // Nothing could be read: an empty snapshot is no backup. Not kept, so retention
+                // never counts it.
+                open!(self, r => r.delete_snapshots(&[saved.id]).map_err(|e| self.fail(&e)))?;
+                return Err(RepoError::Unreadable {
+                    snapshot: None,
+                    errors: unreadable,
+                });
+            }
+            return Err(RepoError::Unreadable {
+                snapshot: Some(snapshot),
+                errors: unreadable,
+            });
+        }
         Ok(BackupSummary {
             snapshot_id: full_id(&saved.id),
             files: s.total_files_processed,

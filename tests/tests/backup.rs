@@ -623,3 +623,137 @@ fn schedule_runs_backups_on_their_cron_survives_a_failing_run_and_stops_on_sigte
     assert!(logs.contains("the schedule goes on"), "{logs}");
     assert!(logs.contains("schedule stopped"), "{logs}");
 }
+
+/// The sidecar as an unprivileged user (root reads every file): the setup's directory opened up
+/// so that user can reach its repository, status file and password.
+fn as_nobody(s: &Setup, args: &[&str]) -> Output {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(concierge_tests::binary("concierge-sidecar"))
+        .args(args)
+        .current_dir(s.dir.path())
+        .env("HOME", s.dir.path());
+    for (k, v) in &s.env {
+        c.env(k, v);
+    }
+    c.output().expect("run setpriv (util-linux)")
+}
+
+fn open_up(s: &Setup) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod");
+    };
+    mode(s.dir.path(), 0o777);
+    mode(&s.path("password"), 0o644);
+    for entry in walk(&s.path("source")) {
+        if entry.is_symlink() {
+            continue;
+        }
+        mode(&entry, if entry.is_dir() { 0o755 } else { 0o644 });
+    }
+}
+
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    if root.is_dir() && !root.is_symlink() {
+        for e in std::fs::read_dir(root).expect("read_dir").flatten() {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
+
+#[test]
+fn an_unreadable_source_file_makes_the_run_fail_with_exit_3_recorded_and_alerted() {
+    use std::os::unix::fs::PermissionsExt;
+    let hook = FakeServer::start(|_| FakeResponse::json(200, serde_json::json!({"success": true})));
+    let mut s = setup("{dir}/repo");
+    s.set(
+        "CONCIERGE_SIDECAR_ALERT__ROCKETCHAT_WEBHOOK_URL",
+        &format!("{}/hooks/T", hook.base),
+    );
+    open_up(&s);
+    let hidden = s.path("source/nested/hidden.txt");
+    std::fs::write(&hidden, "not for the sidecar").expect("write");
+    std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let out = as_nobody(&s, &["backup", "run", "--init"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("incomplete") && stderr.contains("hidden.txt"),
+        "{stderr}"
+    );
+    let status = s.status();
+    assert_eq!(status["last_run"]["outcome"], "failed", "{status}");
+    assert_eq!(status["last_run"]["error_kind"], "unreadable_files");
+    assert!(status["last_success"].is_null(), "{status}");
+    let alerts = hook.wait_for("/hooks/T", 1, Duration::from_secs(10));
+    assert!(
+        alerts[0].json()["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("unreadable_files")),
+        "{:?}",
+        alerts[0].json()
+    );
+}
+
+#[test]
+fn a_wholly_unreadable_source_fails_and_keeps_no_empty_snapshot() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup("{dir}/repo");
+    open_up(&s);
+    std::fs::set_permissions(s.path("source"), std::fs::Permissions::from_mode(0o000))
+        .expect("chmod");
+    let out = as_nobody(&s, &["backup", "run", "--init"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing could be read"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = as_nobody(&s, &["backup", "snapshots", "--json"]);
+    ok(&listed, "snapshots");
+    let snaps: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    assert_eq!(snaps.as_array().map(Vec::len), Some(0), "{snaps}");
+}
+
+#[test]
+fn a_status_file_that_cannot_be_written_fails_an_otherwise_good_run() {
+    let mut s = setup("{dir}/repo");
+    let ro = s.path("ro");
+    let disk = SmallDisk::mount(&ro, "1m");
+    let remount = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&ro)
+        .output()
+        .expect("mount");
+    assert!(remount.status.success(), "{remount:?}");
+    s.set(
+        "CONCIERGE_SIDECAR_STATUS__FILE",
+        &ro.join("status.json").display().to_string(),
+    );
+    let out = s.sidecar(&["backup", "run", "--init"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("status file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(disk);
+}
