@@ -6,6 +6,7 @@ mod answers;
 mod api;
 mod backup;
 mod cli;
+mod connections;
 mod disk_full;
 mod ephemeral;
 mod fetch;

@@ -183,14 +183,18 @@ async fn serve(state: AppState, workers: &Workers) -> anyhow::Result<()> {
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shutting_down = state.shutting_down.clone();
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+    let limits = crate::http::server::Limits {
+        max_connections: state.config.server.max_connections,
+        header_timeout: std::time::Duration::from_millis(state.config.server.header_timeout_ms),
+    };
+    let server = crate::http::server::run(listener, app(state), limits, async move {
         shutdown_signal(terminate, interrupt).await;
         shutting_down.store(true, Ordering::Release);
         let _ = stop_tx.send(true);
     });
     let mut stop_rx = stop_rx;
     tokio::select! {
-        result = server => result.context("serving HTTP")?,
+        () = server => {},
         () = async {
             let _ = stop_rx.wait_for(|stopped| *stopped).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;

@@ -39,6 +39,13 @@ pub struct Server {
     pub listen: SocketAddr,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Connections served at once; more are closed when accepted.
+    pub max_connections: usize,
+    /// A request's head (and, on a keep-alive connection, the wait for the next one) must
+    /// arrive within this; then the connection is closed.
+    pub header_timeout_ms: u64,
+    /// A request's body must arrive within this, else 408.
+    pub body_timeout_ms: u64,
 }
 
 impl Default for Server {
@@ -46,6 +53,9 @@ impl Default for Server {
         Server {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 1024 * 1024,
+            max_connections: 1024,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
         }
     }
 }
@@ -327,6 +337,17 @@ impl Config {
                 "server.max_body_bytes must be at least 1024, got {}",
                 self.server.max_body_bytes
             ));
+        }
+        if self.server.max_connections == 0 {
+            return Err("server.max_connections must be at least 1".to_owned());
+        }
+        for (key, ms) in [
+            ("server.header_timeout_ms", self.server.header_timeout_ms),
+            ("server.body_timeout_ms", self.server.body_timeout_ms),
+        ] {
+            if ms < 100 {
+                return Err(format!("{key} must be at least 100, got {ms}"));
+            }
         }
         if !matches!(self.search.backend.as_str(), "local" | "qdrant") {
             return Err(format!(

@@ -28,6 +28,8 @@ pub enum ApiError {
     NotFound(String),
     /// Body larger than `server.max_body_bytes`.
     TooLarge(usize),
+    /// The body did not arrive within `server.body_timeout_ms`.
+    RequestTimeout(u64),
     /// Not `application/json`.
     UnsupportedMediaType(String),
     /// Shutting down.
@@ -55,6 +57,10 @@ impl ApiError {
             ApiError::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the request body is larger than {limit} bytes"),
+            ),
+            ApiError::RequestTimeout(ms) => (
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the request body did not arrive within {ms} ms (server.body_timeout_ms)"),
             ),
             ApiError::UnsupportedMediaType(d) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, d),
             ApiError::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, d),
@@ -139,6 +145,7 @@ impl IntoResponse for ApiError {
             | ApiError::Forbidden(_)
             | ApiError::NotFound(_)
             | ApiError::TooLarge(_)
+            | ApiError::RequestTimeout(_)
             | ApiError::UnsupportedMediaType(_)
             | ApiError::Unavailable(_)
             | ApiError::Internal(_) => None,

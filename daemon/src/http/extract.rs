@@ -66,15 +66,37 @@ impl FromRequest<AppState> for RawBody {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let limit = state.config.server.max_body_bytes;
-        Bytes::from_request(req, state)
+        let timeout = std::time::Duration::from_millis(state.config.server.body_timeout_ms);
+        // A body that never comes (or comes a byte at a time) does not hold the connection.
+        let read = tokio::time::timeout(timeout, Bytes::from_request(req, state))
             .await
-            .map(RawBody)
-            .map_err(|r| {
-                if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::TooLarge(limit)
-                } else {
-                    ApiError::BadRequest(r.body_text())
-                }
-            })
+            .map_err(|_| ApiError::RequestTimeout(state.config.server.body_timeout_ms))?;
+        read.map(RawBody).map_err(|r| {
+            if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge(limit)
+            } else {
+                ApiError::BadRequest(r.body_text())
+            }
+        })
     }
+}
+
+/// Middleware: a declared `Content-Length` over `server.max_body_bytes` is refused with 413
+/// before anything reads the body — so a client that sent `Expect: 100-continue` gets the 413
+/// instead of `100 Continue`.
+pub async fn refuse_declared_oversize(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    let limit = state.config.server.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::TooLarge(limit));
+    }
+    Ok(next.run(request).await)
 }

@@ -13,6 +13,7 @@ mod metrics;
 mod problem;
 mod rocketchat;
 mod search;
+pub mod server;
 mod webhooks;
 
 use std::sync::Arc;
@@ -116,9 +117,14 @@ pub fn app(state: AppState) -> Router {
         .merge(rocketchat::router())
         .merge(protected)
         .fallback(problem::not_found)
+        .layer(axum::middleware::from_fn(problem::framework_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::refuse_declared_oversize,
         ))
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .with_state(state)

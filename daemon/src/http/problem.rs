@@ -1,6 +1,7 @@
 //! RFC 9457 problem details: every error the HTTP API returns is `application/problem+json`.
 
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -37,6 +38,43 @@ impl IntoResponse for Problem {
         )
             .into_response()
     }
+}
+
+/// Middleware: an error answer the framework made itself (405 with its `Allow` header, a
+/// query-string or path rejection, ...) becomes a problem body with the same status and
+/// headers, its text as the detail.
+pub async fn framework_errors(request: axum::extract::Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let detail = if text.is_empty() {
+        match status {
+            StatusCode::METHOD_NOT_ALLOWED => {
+                "this route does not take that method (see Allow)".to_owned()
+            }
+            _ => status.canonical_reason().unwrap_or("error").to_owned(),
+        }
+    } else {
+        text
+    };
+    let problem = Problem::new(status, detail).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/problem+json"),
+    );
+    Response::from_parts(parts, problem.into_body())
 }
 
 /// The answer to a route that does not exist.
