@@ -34,6 +34,12 @@ pub fn validate(status: &Value) -> Result<StatusFile, BackupStatusError> {
         ))
     })?;
     file.validate().map_err(BackupStatusError::Invalid)?;
+    if file.last_run.is_none() {
+        return Err(BackupStatusError::Invalid(
+            "a backup status record needs last_run (the sidecar sends one after every run)"
+                .to_owned(),
+        ));
+    }
     Ok(file)
 }
 

@@ -318,3 +318,64 @@ fn metrics_time_each_acknowledged_write_until_searchable_and_count_embedding_wor
         "{metrics}"
     );
 }
+
+#[test]
+fn search_hits_leave_the_whole_text_out_unless_asked_and_duplicate_keys_are_refused() {
+    let d = start(&[]);
+    let long: String = "The lockbox code for unit 7 changed. ".repeat(2_000);
+    let doc = json!({"id": "guesty:listing:l7", "text": long, "updated_at": 1}).to_string();
+    let (s, b) = d.post_json("/v1/documents", &doc);
+    assert_eq!(s, 202, "{b}");
+    let seq = json_of(&b)["seq"].as_u64().expect("seq");
+    let query = |include: bool| {
+        json!({"query": "lockbox code unit 7", "k": 1, "min_seq": seq, "include_text": include})
+            .to_string()
+    };
+    let (s, b) = d.post_json("/v1/search", &query(false));
+    assert_eq!(s, 200, "{b}");
+    let hit = &json_of(&b)["hits"][0];
+    assert!(hit["document"]["text"].is_null(), "{hit}");
+    assert_eq!(hit["document"]["text_bytes"], long.len());
+    assert!(hit["chunk"]["snippet"]["text"].is_string(), "{hit}");
+    assert!(
+        b.len() < long.len() / 2,
+        "the answer is small: {} bytes",
+        b.len()
+    );
+    let (s, b) = d.post_json("/v1/search", &query(true));
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(json_of(&b)["hits"][0]["document"]["text"], long.as_str());
+
+    // The same key twice is refused on every JSON body, nested ones included.
+    for (path, body) in [
+        (
+            "/v1/documents",
+            r#"{"id": "a:b:c", "text": "one", "text": "two", "updated_at": 1}"#,
+        ),
+        (
+            "/v1/documents",
+            r#"{"id": "a:b:c", "text": "x", "updated_at": 1, "metadata": {"k": 1, "k": 2}}"#,
+        ),
+        ("/v1/search", r#"{"query": "x", "k": 1, "k": 2}"#),
+    ] {
+        let (s, b) = d.post_json(path, body);
+        let p = problem(s, &b, 422);
+        assert!(
+            p["detail"]
+                .as_str()
+                .is_some_and(|t| t.contains("duplicate")),
+            "{b}"
+        );
+    }
+    assert_eq!(d.get("/v1/documents/a:b:c").0, 404);
+    // Admin bodies are what they say.
+    let (s, b) = d.post_json("/v1/admin/checkpoint", "[]");
+    problem(s, &b, 422);
+    let r = d.request(
+        "PUT",
+        "/v1/admin/backup-status",
+        Some("{}"),
+        &[("Content-Type", "application/json")],
+    );
+    problem(r.0, &r.1, 422);
+}

@@ -169,6 +169,30 @@ mod tests {
     }
 
     #[test]
+    fn listen_takes_a_host_name_and_says_what_it_wants_otherwise() {
+        let c = load(
+            &Flags {
+                listen: Some("localhost:9123".into()),
+                ..Flags::default()
+            },
+            env(&[]),
+        )
+        .expect("a host name resolves");
+        assert_eq!(c.server.listen.port(), 9123);
+        assert!(c.server.listen.ip().is_loopback());
+        let err = load(
+            &Flags {
+                listen: Some("8080".into()),
+                ..Flags::default()
+            },
+            env(&[]),
+        )
+        .expect_err("no host")
+        .to_string();
+        assert!(err.contains("an IP address and port"), "{err}");
+    }
+
+    #[test]
     fn a_malformed_environment_variable_is_an_error_naming_it() {
         let err = load(
             &Flags::default(),

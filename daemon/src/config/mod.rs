@@ -35,7 +35,9 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
-    /// Address to listen on.
+    /// Address to listen on: an IP address and port, or a host name and port (resolved once at
+    /// start; IPv4 preferred), e.g. `127.0.0.1:8080`, `localhost:8080`.
+    #[serde(deserialize_with = "listen_address")]
     pub listen: SocketAddr,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
@@ -46,6 +48,30 @@ pub struct Server {
     pub header_timeout_ms: u64,
     /// A request's body must arrive within this, else 408.
     pub body_timeout_ms: u64,
+}
+
+/// `ip:port`, or `host:port` resolved (the first IPv4 address, else the first one).
+fn listen_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    use std::net::ToSocketAddrs;
+    let text = String::deserialize(d)?;
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let shape = || {
+        serde::de::Error::custom(format!(
+            "listen {text:?} is not an IP address and port (e.g. 127.0.0.1:8080) or a host name and port (e.g. localhost:8080)"
+        ))
+    };
+    if !text.contains(':') {
+        return Err(shape());
+    }
+    let addrs: Vec<SocketAddr> = text.to_socket_addrs().map_err(|_| shape())?.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(shape)
 }
 
 impl Default for Server {

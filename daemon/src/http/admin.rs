@@ -85,6 +85,12 @@ async fn checkpoint(
     let body: CheckpointBody = if body.iter().all(u8::is_ascii_whitespace) {
         CheckpointBody::default()
     } else {
+        let value: Value = super::extract::parse(&body)?;
+        if !value.is_object() {
+            return Err(ApiError::Unprocessable(
+                "the checkpoint body is an object, {\"name\": ...}, or empty".to_owned(),
+            ));
+        }
         super::extract::parse(&body)?
     };
     let name = match body.name {

@@ -1,5 +1,7 @@
-//! `POST /v1/search`: `{query, k, mode, filter, fusion, min_seq}` → hits with each leg's rank and
-//! score. The `[search]` configuration gives the fusion defaults.
+//! `POST /v1/search`: `{query, k, mode, filter, fusion, min_seq, include_text}` → hits with each
+//! leg's rank and score. A hit carries its document without the whole text (its best chunk's snippet and
+//! `text_bytes` instead) unless `include_text` is true, so a large document cannot make every
+//! answer large. The `[search]` configuration gives the fusion defaults.
 
 use axum::extract::State;
 use axum::routing::post;
@@ -31,12 +33,15 @@ struct SearchBody {
     min_seq: Option<u64>,
     #[serde(default)]
     ef: Option<usize>,
+    /// Each hit's document with its whole text.
+    #[serde(default)]
+    include_text: bool,
 }
 
 async fn search(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<SearchBody>,
-) -> Result<Json<SearchResponse>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     // Fusion: the configured defaults, overridden field by field by the request.
     let mut fusion = state.fusion_defaults();
     if let Some(overrides) = body.fusion {
@@ -59,9 +64,22 @@ async fn search(
     request.fusion = fusion;
     request.min_seq = body.min_seq;
     request.ef = body.ef;
-    Ok(Json(
-        state
-            .blocking(move |engine| engine.search(&request))
-            .await?,
-    ))
+    let response: SearchResponse = state
+        .blocking(move |engine| engine.search(&request))
+        .await?;
+    let mut value =
+        serde_json::to_value(response).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !body.include_text
+        && let Some(hits) = value["hits"].as_array_mut()
+    {
+        for hit in hits {
+            if let Some(document) = hit["document"].as_object_mut()
+                && let Some(text) = document.remove("text")
+            {
+                let bytes = text.as_str().map_or(0, str::len);
+                document.insert("text_bytes".to_owned(), serde_json::Value::from(bytes));
+            }
+        }
+    }
+    Ok(Json(value))
 }

@@ -63,6 +63,7 @@ impl Envelope {
             .get("call_id")
             .or_else(|| self.data.get("id"))
             .and_then(Value::as_i64)
+            .filter(|id| *id > 0)
     }
 
     /// The call this event updates, if it is a call event.
@@ -70,7 +71,10 @@ impl Envelope {
         if !CALL_EVENTS.contains(&self.event.as_str()) {
             return None;
         }
-        self.data.get("id").and_then(Value::as_i64)
+        self.data
+            .get("id")
+            .and_then(Value::as_i64)
+            .filter(|id| *id > 0)
     }
 }
 
@@ -90,7 +94,8 @@ pub fn action(envelope: &Envelope, stored: Option<&Document>) -> Result<Action, 
         .data
         .get("id")
         .and_then(Value::as_i64)
-        .ok_or("data.id (the call id) is missing or not a number")?;
+        .filter(|id| *id > 0)
+        .ok_or("data.id (the call id) is missing or not a positive whole number")?;
     let event_ms = envelope.timestamp.saturating_mul(1_000);
     let patch = call_fields(&envelope.data);
     Ok(Action::Upsert(merged(call_id, stored, patch, event_ms)?))
