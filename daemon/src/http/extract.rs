@@ -47,13 +47,14 @@ pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
 /// Parses JSON: syntax errors are 400, shape errors (missing or unknown fields, wrong types) 422,
 /// and so is an object with the same key twice, at any depth (which one would count is a guess).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Syntax errors are left to the parse below, which words them.
     if let Err(e) = serde::de::DeserializeSeed::deserialize(
         UniqueKeys,
         &mut serde_json::Deserializer::from_slice(bytes),
-    ) {
-        if !e.is_syntax() && !e.is_eof() {
-            return Err(ApiError::Unprocessable(format!("invalid request: {e}")));
-        }
+    ) && !e.is_syntax()
+        && !e.is_eof()
+    {
+        return Err(ApiError::Unprocessable(format!("invalid request: {e}")));
     }
     serde_json::from_slice(bytes).map_err(|e| match e.classify() {
         serde_json::error::Category::Syntax
