@@ -109,6 +109,20 @@ impl Layers<'_> {
     where
         T: Serialize + DeserializeOwned + Default,
     {
+        self.load_with_origins(file, env, flags)
+            .map(|(config, _)| config)
+    }
+
+    /// [`Layers::load`], and where each key that was set came from.
+    pub fn load_with_origins<T>(
+        &self,
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: Vec<Flag>,
+    ) -> Result<(T, Origins), ConfigError>
+    where
+        T: Serialize + DeserializeOwned + Default,
+    {
         let defaults = Table::try_from(T::default())
             .map_err(|e| err(format!("the compiled defaults do not serialise: {e}")))?;
         let sections = sections_of(&defaults);
@@ -142,8 +156,9 @@ impl Layers<'_> {
             table_at(&mut tree, section)?.insert(key.to_owned(), value);
         }
 
-        self.read_secret_files(&mut tree, &defaults)?;
-        deserialize(tree, &defaults, &origins)
+        self.read_secret_files(&mut tree, &defaults, &mut origins)?;
+        let config = deserialize(tree, &defaults, &origins)?;
+        Ok((config, origins))
     }
 
     /// The environment's configuration variables, sorted (so errors are deterministic).
@@ -249,7 +264,12 @@ impl Layers<'_> {
 
     /// Replaces each `<key>_file` of a secret key by the file's content (a list: one entry per
     /// line; a string: the trailing newline dropped).
-    fn read_secret_files(&self, tree: &mut Table, defaults: &Table) -> Result<(), ConfigError> {
+    fn read_secret_files(
+        &self,
+        tree: &mut Table,
+        defaults: &Table,
+        origins: &mut Origins,
+    ) -> Result<(), ConfigError> {
         for (section, key) in self.secret_keys {
             let file_key = format!("{key}_file");
             let Some(path) = table_at(tree, section)?.remove(&file_key) else {
@@ -278,20 +298,23 @@ impl Layers<'_> {
                 Value::String(text.trim_end_matches(['\n', '\r']).to_owned())
             };
             table_at(tree, section)?.insert((*key).to_owned(), value);
+            origins.set(section, key, &format!("{section}.{file_key}"));
         }
         Ok(())
     }
 }
 
-/// Where each key was last set (`section.key` → file path, variable or flag).
-#[derive(Default)]
-struct Origins(BTreeMap<String, String>);
+/// Where each key was last set (`section.key` → the file's path, the variable, the flag, or
+/// `section.key_file` for a secret read from a file).
+#[derive(Debug, Default)]
+pub struct Origins(BTreeMap<String, String>);
 
 impl Origins {
     fn set(&mut self, section: &str, key: &str, origin: &str) {
         self.0.insert(format!("{section}.{key}"), origin.to_owned());
     }
-    fn of(&self, section: &str, key: &str) -> Option<&str> {
+    /// Where `section.key` was set; `None` when it has its default.
+    pub fn of(&self, section: &str, key: &str) -> Option<&str> {
         self.0.get(&format!("{section}.{key}")).map(String::as_str)
     }
 }

@@ -59,6 +59,9 @@ pub struct RepositoryConfig {
     pub location: String,
     /// The repository password (prefer `password_file`).
     pub password: Secret,
+    /// Which key gave the password (for errors): not configuration.
+    #[serde(skip)]
+    pub password_key: &'static str,
     /// Attempts per S3 request (transient failures are retried with backoff).
     pub retries: u32,
     pub s3: S3Section,
@@ -69,6 +72,7 @@ impl Default for RepositoryConfig {
         RepositoryConfig {
             location: "/srv/backups/repo".into(),
             password: Secret::default(),
+            password_key: "repository.password",
             retries: 5,
             s3: S3Section::default(),
         }
@@ -367,7 +371,13 @@ pub fn load(
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    let config: Config = LAYERS.load(file, env, Vec::new())?;
+    let (mut config, origins): (Config, _) = LAYERS.load_with_origins(file, env, Vec::new())?;
+    config.repository.password_key =
+        if origins.of("repository", "password") == Some("repository.password_file") {
+            "repository.password_file"
+        } else {
+            "repository.password"
+        };
     config
         .validate()
         .map_err(|e| err(format!("invalid configuration: {e}")))?;

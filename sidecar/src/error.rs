@@ -140,7 +140,7 @@ impl Error {
             Error::Repository(e) => match e {
                 RepoError::Config(_) => Kind::Usage,
                 RepoError::Unreachable { .. } | RepoError::Denied(_) => Kind::Unreachable,
-                RepoError::WrongPassword => Kind::WrongPassword,
+                RepoError::WrongPassword(_) => Kind::WrongPassword,
                 RepoError::NotInitialised(_) => Kind::NoRepository,
                 RepoError::DiskFull(_) => Kind::DiskFull,
                 RepoError::Unreadable { .. } => Kind::UnreadableFiles,
@@ -224,7 +224,10 @@ mod tests {
         });
         assert_eq!(timeout.exit_code(), 9);
         assert_eq!(Error::Leftovers(vec!["x".into()]).exit_code(), 13);
-        assert_eq!(Error::from(RepoError::WrongPassword).exit_code(), 12);
+        assert_eq!(
+            Error::from(RepoError::WrongPassword("repository.password")).exit_code(),
+            12
+        );
         assert_eq!(Kind::of_status("wrong_password").exit_code(), 12);
         assert_eq!(Kind::of_status("not_initialised").exit_code(), 10);
         assert_eq!(Kind::of_status("disk_full").exit_code(), 6);

@@ -27,8 +27,8 @@ use crate::s3::client::{S3Client, S3Config, S3Error};
 /// What went wrong, in the kinds the exit codes and alerts distinguish.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
-    #[error("the repository password is wrong (repository.password_file)")]
-    WrongPassword,
+    #[error("the repository password is wrong (it came from {0})")]
+    WrongPassword(&'static str),
     #[error(
         "no repository at {0}: initialise it with `concierge-sidecar backup init` (or `backup run --init`)"
     )]
@@ -59,7 +59,7 @@ impl RepoError {
             RepoError::Config(_) => "config",
             RepoError::Unreachable { .. } => "unreachable",
             RepoError::Denied(_) => "denied",
-            RepoError::WrongPassword => "wrong_password",
+            RepoError::WrongPassword(_) => "wrong_password",
             RepoError::NotInitialised(_) => "not_initialised",
             RepoError::DiskFull(_) => "disk_full",
             RepoError::Unreadable { .. } => "unreadable_files",
@@ -93,7 +93,7 @@ fn unreadable_text(snapshot: Option<&str>, errors: &[String]) -> String {
 /// Classifies a rustic_core error by what it says and what caused it.
 fn classify(err: &RusticError, location: &str) -> RepoError {
     if err.is_incorrect_password() {
-        return RepoError::WrongPassword;
+        return RepoError::WrongPassword("repository.password");
     }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
@@ -281,7 +281,12 @@ impl Repo {
         let (repo, location) = unopened(config, bars)?;
         let repo = repo
             .open(&Credentials::password(config.repository.password.expose()))
-            .map_err(|e| classify(&e, &location))?;
+            .map_err(|e| match classify(&e, &location) {
+                RepoError::WrongPassword(_) => {
+                    RepoError::WrongPassword(config.repository.password_key)
+                }
+                other => other,
+            })?;
         Ok(Repo {
             state: Some(State::Open(repo)),
             location,

@@ -308,7 +308,12 @@ fn a_wrong_password_fails_with_its_exit_code_records_the_failure_and_alerts_with
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("password is wrong"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("password is wrong (it came from repository.password_file)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let status = s.status();
     assert_eq!(status["last_run"]["outcome"], "failed");
     assert_eq!(status["last_run"]["error_kind"], "wrong_password");
@@ -331,6 +336,17 @@ fn a_wrong_password_fails_with_its_exit_code_records_the_failure_and_alerts_with
     assert!(
         !logs.contains("SECRET-HOOK-TOKEN") && !logs.contains("not the password"),
         "{logs}"
+    );
+    // An inline password is named as such.
+    s.env
+        .retain(|(k, _)| k != "CONCIERGE_SIDECAR_REPOSITORY__PASSWORD_FILE");
+    s.set("CONCIERGE_SIDECAR_REPOSITORY__PASSWORD", "also wrong");
+    let out = s.sidecar(&["backup", "snapshots"]);
+    assert_eq!(out.status.code(), Some(12));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(it came from repository.password)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
