@@ -281,11 +281,13 @@ impl Repo {
         let (repo, location) = unopened(config, bars)?;
         let repo = repo
             .open(&Credentials::password(config.repository.password.expose()))
-            .map_err(|e| match classify(&e, &location) {
-                RepoError::WrongPassword(_) => {
+            .map_err(|e| {
+                let error = classify(&e, &location);
+                if matches!(error, RepoError::WrongPassword(_)) {
                     RepoError::WrongPassword(config.repository.password_key)
+                } else {
+                    error
                 }
-                other => other,
             })?;
         Ok(Repo {
             state: Some(State::Open(repo)),
