@@ -41,31 +41,11 @@ pub(crate) fn dump(index: &DenseIndex, root: &Path) -> Result<u64> {
     let name = format!("snap-{seq:020}-{nanos}");
     let tmp = root.join(format!("{name}.tmp"));
     fs::create_dir(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-
-    if !maps.slots.is_empty() {
-        index
-            .hnsw()
-            .file_dump(&tmp, BASENAME)
-            .map_err(|e| Error::Dense(format!("hnsw_rs dump into {}: {e}", tmp.display())))?;
+    // A dump that fails (a full disk) leaves nothing behind to fill the disk further.
+    if let Err(e) = write_snapshot(index, &maps, &tmp) {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
     }
-    let maps_bytes =
-        serde_json::to_vec(&maps).map_err(|e| Error::Dense(format!("encoding maps: {e}")))?;
-    write_synced(&tmp.join(MAPS), &maps_bytes)?;
-
-    let mut files = Vec::new();
-    for entry in
-        fs::read_dir(&tmp).map_err(|e| Error::io(format!("listing {}", tmp.display()), e))?
-    {
-        let entry = entry.map_err(|e| Error::io("listing a snapshot", e))?;
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        let path = entry.path();
-        sync_file(&path)?;
-        files.push((file_name, sha256_file(&path)?));
-    }
-    files.sort();
-    let sums = serde_json::to_vec(&Checksums { files }).map_err(|e| Error::Dense(e.to_string()))?;
-    write_synced(&tmp.join(CHECKSUMS), &sums)?;
-    sync_dir(&tmp)?;
 
     let final_dir = root.join(&name);
     atomic_file::rename(&tmp, &final_dir)
@@ -83,6 +63,36 @@ pub(crate) fn dump(index: &DenseIndex, root: &Path) -> Result<u64> {
         }
     }
     Ok(seq)
+}
+
+/// The snapshot's files in `tmp`: the graph (hnsw_rs's dump), the maps, the checksums, synced.
+fn write_snapshot(index: &DenseIndex, maps: &MapsSnapshot, tmp: &Path) -> Result<()> {
+    if !maps.slots.is_empty() {
+        index
+            .hnsw()
+            .file_dump(tmp, BASENAME)
+            .map_err(|e| Error::Dense(format!("hnsw_rs dump into {}: {e}", tmp.display())))?;
+    }
+    let maps_bytes =
+        serde_json::to_vec(maps).map_err(|e| Error::Dense(format!("encoding maps: {e}")))?;
+    write_synced(&tmp.join(MAPS), &maps_bytes)?;
+
+    let mut files = Vec::new();
+    for entry in
+        fs::read_dir(tmp).map_err(|e| Error::io(format!("listing {}", tmp.display()), e))?
+    {
+        let entry = entry.map_err(|e| Error::io("listing a snapshot", e))?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        sync_file(&path)?;
+        files.push((file_name, sha256_file(&path)?));
+    }
+    files.sort();
+    let sums = serde_json::to_vec(&Checksums { files }).map_err(|e| Error::Dense(e.to_string()))?;
+    write_synced(&tmp.join(CHECKSUMS), &sums)?;
+    sync_dir(tmp)?;
+
+    Ok(())
 }
 
 /// Loads the current snapshot under `root`. `Ok(None)` when there is none.

@@ -178,4 +178,9 @@ fn framework_errors_are_problem_json_too() {
     let r = d.exchange("GET", "/v1/documents/%FF%FE", None, &[]);
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    let big = "a".repeat(40 * 1024);
+    let r = d.exchange("GET", "/healthz", None, &[("X-Big", &big)]);
+    assert_eq!(r.status, 431, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    assert!(r.body.contains("server.max_header_bytes"), "{}", r.body);
 }

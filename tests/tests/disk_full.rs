@@ -84,6 +84,11 @@ fn a_disk_short_of_space_refuses_writes_with_507_keeps_reads_and_writes_resume_b
     let (status, body) = daemon.post_json("/v1/documents", &document("ops:note:before", 3));
     assert_eq!(status, 202, "{body}");
     let before = seq_of(&body);
+    // Indexed first: while the disk is short of space the indexer writes nothing either.
+    assert!(
+        search_after(&daemon, "pool heater technician", before)
+            .contains(&"ops:note:before".to_owned())
+    );
 
     let filler = dir.path().join("disk/filler");
     fill(&filler, 4 * 1024 * 1024);
@@ -234,5 +239,50 @@ fn an_index_disk_that_fills_up_leaves_writes_and_reads_working_and_the_indexes_c
     index.resize("64m");
     let hits = search_after(&daemon, "pool heater technician", last_seq);
     assert!(!hits.is_empty());
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn a_dense_snapshot_that_does_not_fit_fails_without_harm_and_the_next_start_rebuilds_the_index() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    // Room for the keyword index's commits, not for a snapshot of the graph as well.
+    let _index = SmallDisk::mount(&data.join("index"), "160k");
+    let daemon = start(&data, "0");
+    let mut last_seq = 0;
+    for i in 0..100 {
+        let (status, body) =
+            daemon.post_json("/v1/documents", &document(&format!("ops:note:{i}"), 6));
+        assert_eq!(status, 202, "{body}");
+        last_seq = seq_of(&body);
+    }
+    assert!(!search_after(&daemon, "pool heater technician", last_seq).is_empty());
+    // The snapshot taken at close is the first write to fail.
+    assert!(
+        daemon.terminate().success(),
+        "a failed snapshot does not fail the exit"
+    );
+    let dense = data.join("index/dense");
+    assert!(
+        !dense.join("CURRENT").exists(),
+        "the snapshot should not have fit"
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(&dense)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".tmp"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "a failed snapshot leaves {leftovers:?}"
+    );
+
+    let daemon = start(&data, "0");
+    assert_eq!(daemon.get("/readyz").0, 200);
+    assert!(!search_after(&daemon, "pool heater technician", last_seq).is_empty());
+    assert_eq!(daemon.get("/v1/documents/ops:note:99").0, 200);
     assert!(daemon.terminate().success());
 }

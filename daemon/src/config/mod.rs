@@ -48,6 +48,8 @@ pub struct Server {
     pub header_timeout_ms: u64,
     /// A request's body must arrive within this, else 408.
     pub body_timeout_ms: u64,
+    /// Largest request line and headers, else 431.
+    pub max_header_bytes: usize,
 }
 
 /// `ip:port`, or `host:port` resolved (the first IPv4 address, else the first one).
@@ -82,6 +84,7 @@ impl Default for Server {
             max_connections: 1024,
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
+            max_header_bytes: 32 * 1024,
         }
     }
 }

@@ -30,6 +30,8 @@ pub enum ApiError {
     TooLarge(usize),
     /// The body did not arrive within `server.body_timeout_ms`.
     RequestTimeout(u64),
+    /// The request line and headers are larger than `server.max_header_bytes`.
+    HeadTooLarge(usize),
     /// Not `application/json`.
     UnsupportedMediaType(String),
     /// Shutting down.
@@ -57,6 +59,12 @@ impl ApiError {
             ApiError::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the request body is larger than {limit} bytes"),
+            ),
+            ApiError::HeadTooLarge(limit) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!(
+                    "the request line and headers are larger than {limit} bytes (server.max_header_bytes)"
+                ),
             ),
             ApiError::RequestTimeout(ms) => (
                 StatusCode::REQUEST_TIMEOUT,
@@ -146,6 +154,7 @@ impl IntoResponse for ApiError {
             | ApiError::NotFound(_)
             | ApiError::TooLarge(_)
             | ApiError::RequestTimeout(_)
+            | ApiError::HeadTooLarge(_)
             | ApiError::UnsupportedMediaType(_)
             | ApiError::Unavailable(_)
             | ApiError::Internal(_) => None,

@@ -145,6 +145,26 @@ impl FromRequest<AppState> for RawBody {
     }
 }
 
+/// Middleware: a request head larger than `server.max_header_bytes` gets a 431 problem. (hyper
+/// itself answers a bare 431 only beyond its buffer, about 400 KB.)
+pub async fn refuse_large_head(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    let limit = state.config.server.max_header_bytes;
+    let size: usize = request.uri().to_string().len()
+        + request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if size > limit {
+        return Err(ApiError::HeadTooLarge(limit));
+    }
+    Ok(next.run(request).await)
+}
+
 /// Middleware: a declared `Content-Length` over `server.max_body_bytes` is refused with 413
 /// before anything reads the body — so a client that sent `Expect: 100-continue` gets the 413
 /// instead of `100 Continue`.

@@ -126,6 +126,10 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             extract::refuse_declared_oversize,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::refuse_large_head,
+        ))
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .with_state(state)
 }

@@ -77,6 +77,8 @@ impl Indexer {
 
     /// The thread's body: runs until the engine stops, then commits and snapshots.
     pub fn run(mut self) {
+        // The same failure every 200 ms (a full index disk) is logged once per 30 s.
+        let mut warned: Option<(String, Instant)> = None;
         while !self.shared.stopping() {
             if let Err(e) = self.step() {
                 if matches!(e, Error::Closed) {
@@ -87,8 +89,13 @@ impl Indexer {
                 let pause = if matches!(e, Error::StorageFull { .. }) {
                     Duration::from_secs(1)
                 } else {
-                    if !matches!(e, Error::Poisoned { .. }) {
-                        tracing::warn!(error = %e, "indexer step failed");
+                    let text = e.to_string();
+                    let repeat = warned.as_ref().is_some_and(|(last, at)| {
+                        *last == text && at.elapsed() < Duration::from_secs(30)
+                    });
+                    if !matches!(e, Error::Poisoned { .. }) && !repeat {
+                        tracing::warn!(error = %e, "indexer step failed (retried every 200 ms; repeats logged every 30 s)");
+                        warned = Some((text, Instant::now()));
                     }
                     Duration::from_millis(200)
                 };
