@@ -120,3 +120,44 @@ fn the_sidecar_reports_its_version() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("concierge-sidecar "));
 }
+
+#[test]
+fn healthcheck_exits_0_for_a_ready_daemon_and_1_with_the_reason_otherwise() {
+    let daemon = concierge_tests::Daemon::start(&[], &workspace_root());
+    let cwd = temp_dir();
+    let url = format!("http://{}/readyz", daemon.address);
+    let out = run("concierge", &["healthcheck", "--url", &url], cwd.path());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ready"),
+        "{out:?}"
+    );
+    // Without --url: the configured server.listen.
+    let out = std::process::Command::new(concierge_tests::binary("concierge"))
+        .arg("healthcheck")
+        .env("CONCIERGE_SERVER__LISTEN", &daemon.address)
+        .current_dir(cwd.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    drop(daemon);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let out = run(
+        "concierge",
+        &[
+            "healthcheck",
+            "--url",
+            &format!("http://{closed}/readyz"),
+            "--timeout-ms",
+            "1000",
+        ],
+        cwd.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did not answer"),
+        "{out:?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The subcommands of `concierge`, one file each.
 
 mod embed;
+mod healthcheck;
 mod ingest;
 mod model_args;
 mod serve;
@@ -16,6 +17,8 @@ pub enum Command {
     Embed(embed::EmbedArgs),
     /// Load documents (JSON lines) into the data directory; prints a receipt per stored document.
     Ingest(ingest::IngestArgs),
+    /// Ask a running daemon's /readyz: exit 0 when ready, 1 otherwise (a container health check).
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 impl Command {
@@ -24,7 +27,7 @@ impl Command {
     pub fn default_log_level(&self) -> &'static str {
         match self {
             Command::Serve(_) => "info",
-            Command::Embed(_) | Command::Ingest(_) => "warn",
+            Command::Embed(_) | Command::Ingest(_) | Command::Healthcheck(_) => "warn",
         }
     }
 }
@@ -35,6 +38,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&args),
         Command::Embed(args) => embed::run(&args),
         Command::Ingest(args) => ingest::run(&args),
+        Command::Healthcheck(args) => healthcheck::run(&args),
     }
 }
 
