@@ -14,5 +14,6 @@ mod ingest;
 mod llm;
 mod retention;
 mod serve;
+mod swarm;
 mod transcripts;
 mod webhooks;
