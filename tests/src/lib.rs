@@ -293,7 +293,20 @@ impl SidecarEnv {
 
     /// The command, ready to run or spawn.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(binary("concierge-sidecar"));
+        self.command_via(&[], args)
+    }
+
+    /// The command run through `wrapper` (e.g. `setpriv --reuid=65534 ...`), the sidecar's
+    /// path after the wrapper's own arguments.
+    pub fn command_via(&self, wrapper: &[&str], args: &[&str]) -> Command {
+        let mut c = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(binary("concierge-sidecar"));
+                c
+            }
+            None => Command::new(binary("concierge-sidecar")),
+        };
         c.args(args)
             .current_dir(self.dir.path())
             .env("HOME", self.dir.path());
@@ -368,5 +381,29 @@ impl SmallDisk {
 impl Drop for SmallDisk {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.dir).output();
+    }
+}
+
+/// Sends `signal` (a name `kill` knows) to `child` and waits up to `timeout` for it to exit.
+pub fn signal_and_wait(
+    child: &mut std::process::Child,
+    signal: &str,
+    timeout: std::time::Duration,
+) -> std::process::ExitStatus {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -{signal} failed");
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIG{signal} did not end the process within {timeout:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

@@ -9,7 +9,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use concierge_tests::{
-    FakeResponse, FakeServer, Moto, SidecarEnv, SmallDisk, assert_success, temp_dir,
+    FakeResponse, FakeServer, Moto, SidecarEnv, SmallDisk, assert_success, signal_and_wait,
+    temp_dir,
 };
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -397,22 +398,7 @@ fn an_interrupted_run_exits_with_restics_code_130() {
         .expect("start");
     std::thread::sleep(Duration::from_millis(700));
     assert!(child.try_wait().expect("wait").is_none(), "still waiting");
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "SIGINT did not end it"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = signal_and_wait(&mut child, "INT", Duration::from_secs(20));
     assert_eq!(status.code(), Some(130), "{status:?}");
     drop(silent);
 }
@@ -618,22 +604,7 @@ fn schedule_runs_backups_on_their_cron_survives_a_failing_run_and_stops_on_sigte
     ok(&s.sidecar(&["backup", "init"]), "backup init");
     let good = wait_for("successful run", &|v| v["last_run"]["outcome"] == "ok");
     assert!(good["last_success"]["snapshot_id"].is_string(), "{good}");
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "schedule did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = signal_and_wait(&mut child, "TERM", Duration::from_secs(60));
     let logs = std::fs::read_to_string(s.path("schedule.log")).unwrap_or_default();
     assert!(status.success(), "{status:?}\n{logs}");
     assert!(logs.contains("the schedule goes on"), "{logs}");
@@ -643,16 +614,17 @@ fn schedule_runs_backups_on_their_cron_survives_a_failing_run_and_stops_on_sigte
 /// The sidecar as an unprivileged user (root reads every file): the setup's directory opened up
 /// so that user can reach its repository, status file and password.
 fn as_nobody(s: &Setup, args: &[&str]) -> Output {
-    let mut c = Command::new("setpriv");
-    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(concierge_tests::binary("concierge-sidecar"))
-        .args(args)
-        .current_dir(s.dir.path())
-        .env("HOME", s.dir.path());
-    for (k, v) in &s.env {
-        c.env(k, v);
-    }
-    c.output().expect("run setpriv (util-linux)")
+    s.command_via(
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ],
+        args,
+    )
+    .output()
+    .expect("run setpriv (util-linux)")
 }
 
 fn open_up(s: &Setup) {
