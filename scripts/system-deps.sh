@@ -5,9 +5,10 @@
 #   python3-venv                  scripts/test-tools.sh (moto_server for the backup tests)
 #   ca-certificates               HTTPS for the above
 #   docker.io                     the swarm tests (a real dockerd with its own paths, tests/src/swarm.rs)
+#   busybox-static                the stand-in image the deploy tests import (/bin/busybox)
 # Uses apt-get directly as root, sudo otherwise; prints the command when neither works.
 set -euo pipefail
-needed=(ca-certificates curl python3 python3-pip python3-venv librocksdb-dev libclang-dev docker.io)
+needed=(ca-certificates curl python3 python3-pip python3-venv librocksdb-dev libclang-dev docker.io busybox-static)
 missing=()
 for pkg in "${needed[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -23,6 +23,7 @@ pub const SECRET_KEYS: &[(&str, &str)] = &[
     ("backup", "daemon_token"),
     ("alert", "rocketchat_webhook_url"),
     ("hetzner", "token"),
+    ("deploy", "github_token"),
 ];
 
 /// How the sidecar's configuration is spelled outside.
@@ -49,6 +50,7 @@ pub struct Config {
     pub alert: AlertConfig,
     pub hetzner: HetznerConfig,
     pub schedule: ScheduleConfig,
+    pub deploy: DeployConfig,
 }
 
 /// `[repository]`.
@@ -256,6 +258,115 @@ impl Default for ScheduleConfig {
     }
 }
 
+/// `[deploy]`: the Swarm stack (`deploy plan|apply|verify|rollback`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeployConfig {
+    /// The directory of the stack files and of `env/<environment>.env`.
+    pub stack_dir: PathBuf,
+    /// Which values file: `<stack_dir>/env/<environment>.env` ("" : none).
+    pub environment: String,
+    /// The stack's name (service names are `<stack>_<key>`).
+    pub stack: String,
+    /// Stack files under `stack_dir`, later ones merged over earlier ones.
+    pub files: Vec<String>,
+    /// `unix:///path` or `tcp://host:port`; "" : `$DOCKER_HOST`, else the local socket.
+    pub docker_host: String,
+    /// The last apply's record and failure reports.
+    pub state_dir: PathBuf,
+    /// How long verify waits for the touched services to converge.
+    pub verify_timeout: TextDuration,
+    /// How long a converged service must stay so.
+    pub verify_settle: TextDuration,
+    /// Failed tasks of a new spec that fail verify before Swarm gives up on it.
+    pub max_task_failures: u32,
+    /// Each Engine API call.
+    pub engine_timeout: TextDuration,
+    /// `owner/name`: open an issue there when a deployment fails ("" : no issue).
+    pub github_repo: String,
+    pub github_token: Secret,
+    pub github_api: String,
+    pub github_labels: Vec<String>,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        DeployConfig {
+            stack_dir: "deploy".into(),
+            environment: String::new(),
+            stack: "concierge".into(),
+            files: vec!["stack.yml".into()],
+            docker_host: String::new(),
+            state_dir: "/var/lib/concierge-sidecar/deploy".into(),
+            verify_timeout: TextDuration::from_secs(600),
+            verify_settle: TextDuration::from_secs(10),
+            max_task_failures: 3,
+            engine_timeout: TextDuration::from_secs(60),
+            github_repo: String::new(),
+            github_token: Secret::default(),
+            github_api: "https://api.github.com".into(),
+            github_labels: vec!["deploy-failure".into()],
+        }
+    }
+}
+
+impl DeployConfig {
+    /// The engine to talk to.
+    pub fn docker_host(&self) -> String {
+        if !self.docker_host.is_empty() {
+            return self.docker_host.clone();
+        }
+        match std::env::var("DOCKER_HOST") {
+            Ok(h) if !h.is_empty() => h,
+            _ => "unix:///var/run/docker.sock".into(),
+        }
+    }
+
+    /// The stack files, in merge order.
+    pub fn stack_files(&self) -> Vec<PathBuf> {
+        self.files.iter().map(|f| self.stack_dir.join(f)).collect()
+    }
+
+    /// The environment's values file.
+    pub fn values_file(&self) -> Option<PathBuf> {
+        (!self.environment.is_empty()).then(|| {
+            self.stack_dir
+                .join("env")
+                .join(format!("{}.env", self.environment))
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.files.is_empty() {
+            return Err(err("deploy.files names no stack file"));
+        }
+        if self.verify_timeout.get().is_zero() {
+            return Err(err("deploy.verify_timeout must be longer than 0s"));
+        }
+        if self.engine_timeout.get().is_zero() {
+            return Err(err("deploy.engine_timeout must be longer than 0s"));
+        }
+        if !self.environment.is_empty()
+            && !self
+                .environment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(err(format!(
+                "deploy.environment {:?}: letters, digits, - and _ (it names env/<environment>.env)",
+                self.environment
+            )));
+        }
+        if !self.github_repo.is_empty() && self.github_repo.split('/').count() != 2 {
+            return Err(err(format!(
+                "deploy.github_repo {:?} is not owner/name",
+                self.github_repo
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Where the repository lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
@@ -290,9 +401,32 @@ impl Config {
         Ok(Location::Local(PathBuf::from(loc)))
     }
 
-    /// Checks what every command needs: a location, a password, S3 settings when on S3,
-    /// durations and a retention that keeps something.
+    /// Checks what every command needs: durations, cron expressions, the deploy section.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.hetzner.poll_interval.get().is_zero() {
+            return Err(err("hetzner.poll_interval must be longer than 0s"));
+        }
+        crate::cron::Cron::parse(&self.schedule.backup)
+            .map_err(|e| err(format!("schedule.backup: {e}")))?;
+        crate::cron::Cron::parse(&self.schedule.status)
+            .map_err(|e| err(format!("schedule.status: {e}")))?;
+        if !matches!(self.schedule.backup_mode.as_str(), "run" | "ephemeral") {
+            return Err(err(format!(
+                "schedule.backup_mode must be \"run\" or \"ephemeral\", got {:?}",
+                self.schedule.backup_mode
+            )));
+        }
+        self.deploy.validate()
+    }
+
+    /// Checks what the backup commands (and `schedule`) need besides: a location, a password,
+    /// S3 settings when on S3, a retention that keeps something, valid excludes.
+    pub fn validate_backup(&self) -> Result<(), ConfigError> {
+        self.backup_checks()
+            .map_err(|e| err(format!("invalid configuration: {e}")))
+    }
+
+    fn backup_checks(&self) -> Result<(), ConfigError> {
         if let Location::S3 { .. } = self.location()? {
             let s3 = &self.repository.s3;
             if s3.endpoint.is_empty() {
@@ -322,19 +456,6 @@ impl Config {
             return Err(err(
                 "retention keeps nothing (keep_daily, keep_weekly and keep_monthly are all 0): forget would delete every snapshot",
             ));
-        }
-        if self.hetzner.poll_interval.get().is_zero() {
-            return Err(err("hetzner.poll_interval must be longer than 0s"));
-        }
-        crate::cron::Cron::parse(&self.schedule.backup)
-            .map_err(|e| err(format!("schedule.backup: {e}")))?;
-        crate::cron::Cron::parse(&self.schedule.status)
-            .map_err(|e| err(format!("schedule.status: {e}")))?;
-        if !matches!(self.schedule.backup_mode.as_str(), "run" | "ephemeral") {
-            return Err(err(format!(
-                "schedule.backup_mode must be \"run\" or \"ephemeral\", got {:?}",
-                self.schedule.backup_mode
-            )));
         }
         for pattern in &self.backup.exclude {
             ignore::overrides::OverrideBuilder::new("/")
@@ -368,6 +489,17 @@ impl Config {
 
 /// Loads and validates the configuration. `env` is the process environment (tests pass their own).
 pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let config = load_for_deploy(file, env)?;
+    config.validate_backup()?;
+    Ok(config)
+}
+
+/// Loads and validates what the `deploy` commands need: a host running only deployments needs
+/// no backup repository or password.
+pub fn load_for_deploy(
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {

@@ -5,6 +5,7 @@
 //! failed) is never returned and stays free: rustic_core's repositories are lock-free.
 
 use crate::config::ConfigError;
+use crate::deploy::{DeployError, EngineError};
 use crate::ephemeral::EphemeralError;
 use crate::repository::RepoError;
 
@@ -34,6 +35,12 @@ pub enum Error {
         .0.join("; ")
     )]
     Leftovers(Vec<String>),
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    /// `deploy plan`: there are changes to apply (not a failure: its own exit code, so CI
+    /// can tell "nothing to do" from "changes").
+    #[error("the plan has changes to apply")]
+    PlanHasChanges,
     /// Anything else that ends the command (a report that cannot be stored, output that cannot
     /// be written).
     #[error("{0}")]
@@ -55,16 +62,20 @@ pub enum Kind {
     NoRepository,
     WrongPassword,
     Leftovers,
+    PlanHasChanges,
+    DeployFailed,
+    RollbackFailed,
     Interrupted,
 }
 
 impl Kind {
     /// Every kind, in the order of their codes.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Fatal,
         Kind::Usage,
         Kind::UnreadableFiles,
         Kind::Unreachable,
+        Kind::PlanHasChanges,
         Kind::DiskFull,
         Kind::CheckFailed,
         Kind::Stale,
@@ -72,6 +83,8 @@ impl Kind {
         Kind::NoRepository,
         Kind::WrongPassword,
         Kind::Leftovers,
+        Kind::DeployFailed,
+        Kind::RollbackFailed,
         Kind::Interrupted,
     ];
 
@@ -82,6 +95,7 @@ impl Kind {
             Kind::Usage => 2,
             Kind::UnreadableFiles => 3,
             Kind::Unreachable => 4,
+            Kind::PlanHasChanges => 5,
             Kind::DiskFull => 6,
             Kind::CheckFailed => 7,
             Kind::Stale => 8,
@@ -89,6 +103,8 @@ impl Kind {
             Kind::NoRepository => 10,
             Kind::WrongPassword => 12,
             Kind::Leftovers => 13,
+            Kind::DeployFailed => 14,
+            Kind::RollbackFailed => 15,
             Kind::Interrupted => 130,
         }
     }
@@ -102,8 +118,9 @@ impl Kind {
                 "source files or directories could not be read: the snapshot is incomplete, or none was kept (restic's 3)"
             }
             Kind::Unreachable => {
-                "the repository or the Hetzner API cannot be reached, or refused the credentials"
+                "the repository, the Hetzner API or the Docker engine cannot be reached, or refused the credentials"
             }
+            Kind::PlanHasChanges => "`deploy plan`: there are changes to apply (0: none)",
             Kind::DiskFull => "no space left on the repository's or the restore's disk",
             Kind::CheckFailed => "`backup check` found problems",
             Kind::Stale => {
@@ -113,6 +130,12 @@ impl Kind {
             Kind::NoRepository => "no repository there: `backup init` it (restic's 10)",
             Kind::WrongPassword => "wrong repository password (restic's 12)",
             Kind::Leftovers => "`backup ephemeral`: a temporary server could not be deleted",
+            Kind::DeployFailed => {
+                "`deploy apply`/`verify`: the deployment did not verify (rolled back unless --no-rollback; see the report)"
+            }
+            Kind::RollbackFailed => {
+                "`deploy rollback` (or an apply's automatic rollback) did not bring every service back: act now"
+            }
             Kind::Interrupted => "interrupted by SIGINT or SIGTERM (restic's 130)",
         }
     }
@@ -159,6 +182,23 @@ impl Error {
             Error::CheckFailed(_) => Kind::CheckFailed,
             Error::Stale(_) => Kind::Stale,
             Error::Leftovers(_) => Kind::Leftovers,
+            Error::Deploy(e) => match e {
+                DeployError::Config(_) => Kind::Usage,
+                DeployError::Engine(
+                    EngineError::Unreachable { .. } | EngineError::TooOld { .. },
+                ) => Kind::Unreachable,
+                DeployError::Engine(EngineError::BadHost(_)) => Kind::Usage,
+                DeployError::Failed {
+                    rollback_failed: true,
+                    ..
+                }
+                | DeployError::RollbackFailed(_) => Kind::RollbackFailed,
+                DeployError::Failed { .. } | DeployError::NotVerified(_) => Kind::DeployFailed,
+                DeployError::Engine(_) | DeployError::State(_) | DeployError::NoRecord(_) => {
+                    Kind::Fatal
+                }
+            },
+            Error::PlanHasChanges => Kind::PlanHasChanges,
             Error::Fatal(_) => Kind::Fatal,
         }
     }

@@ -4,13 +4,14 @@
 //! backup repository (`repository`), status records and run reports (`status`, `reports`),
 //! alerts (`alert`), the daemon's admin API (`daemon_client`), the Hetzner client and the
 //! temporary backup server (`hetzner`, `ephemeral`), cron expressions and the scheduler
-//! (`cron`, `schedule`), the jobs that record and alert (`jobs`), and the one error with its
-//! exit codes (`error`).
+//! (`cron`, `schedule`), the jobs that record and alert (`jobs`), the Swarm deployment
+//! (`deploy`), and the one error with its exit codes (`error`).
 
 mod alert;
 mod config;
 mod cron;
 mod daemon_client;
+mod deploy;
 mod ephemeral;
 mod error;
 mod hetzner;
@@ -24,8 +25,14 @@ mod source_errors;
 mod status;
 
 pub use config::{
-    Config, ConfigError, DEFAULT_FILE as DEFAULT_CONFIG_FILE, ENV_PREFIX, Location, Secret,
-    TextDuration, load as load_config,
+    Config, ConfigError, DEFAULT_FILE as DEFAULT_CONFIG_FILE, DeployConfig, ENV_PREFIX, Location,
+    Secret, TextDuration, load as load_config, load_for_deploy as load_deploy_config,
+};
+pub use deploy::{
+    API_VERSION as DOCKER_API_VERSION, Action as DeployAction, Applied, ApplyOptions, DeployError,
+    EngineError, FailureReport, GithubError, Issue, Lint, Plan, Planned, Request, RollbackSummary,
+    Verdict, VerifyOutcome, apply as deploy_apply, open_issue as deploy_open_issue,
+    plan as deploy_plan, rollback_last as deploy_rollback, verify_last as deploy_verify,
 };
 pub use ephemeral::EphemeralOutcome;
 pub use error::{Error, Kind, exit_codes_help};

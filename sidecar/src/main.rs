@@ -19,6 +19,9 @@ fn main() -> ExitCode {
     concierge_sidecar::capture_rustic_log();
     match cli.run() {
         Ok(()) => ExitCode::SUCCESS,
+        Err(concierge_sidecar::Error::PlanHasChanges) => {
+            ExitCode::from(concierge_sidecar::Kind::PlanHasChanges.exit_code())
+        }
         Err(e) => {
             eprintln!("concierge-sidecar: error: {e}");
             ExitCode::from(e.exit_code())

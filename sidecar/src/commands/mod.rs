@@ -10,6 +10,10 @@ mod backup_restore;
 mod backup_run;
 mod backup_snapshots;
 mod backup_status;
+mod deploy_apply;
+mod deploy_plan;
+mod deploy_rollback;
+mod deploy_verify;
 mod schedule;
 
 use std::path::PathBuf;
@@ -17,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use clap::{Parser, Subcommand};
-use concierge_sidecar::{Config, Error, Kind, exit_codes_help, load_config};
+use concierge_sidecar::{Config, Error, Kind, exit_codes_help, load_config, load_deploy_config};
 
 /// Concierge's infrastructure sidecar: restic-compatible backups to R2 (or a local path), on a
 /// schedule, optionally from a temporary Hetzner server.
@@ -45,6 +49,21 @@ enum Command {
     /// Runs the backup and the status check on their cron schedules ([schedule]) until stopped.
     #[command(after_long_help = exit_codes_help())]
     Schedule,
+    /// The Swarm stack in deploy/ through the Docker Engine API: plan, apply, verify, rollback.
+    #[command(subcommand, after_long_help = exit_codes_help())]
+    Deploy(Deploy),
+}
+
+#[derive(Debug, Subcommand)]
+enum Deploy {
+    /// The stack files against the swarm: Markdown (or --json); exit 0 no changes, 5 changes.
+    Plan(deploy_plan::Args),
+    /// Creates and updates what changed, verifies, rolls back and reports when verify fails.
+    Apply(deploy_apply::Args),
+    /// Judges the services the last apply touched (exit 14 when one did not converge).
+    Verify(deploy_verify::Args),
+    /// Puts every service the last apply changed back, removes those it created, verifies.
+    Rollback,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,8 +90,23 @@ enum Backup {
 impl Cli {
     /// Loads the configuration and runs the command.
     pub fn run(self) -> Result<(), Error> {
+        let command = match self.command {
+            Command::Deploy(command) => {
+                // A deploy host needs no backup repository.
+                let config: Config = load_deploy_config(self.config.as_deref(), std::env::vars())?;
+                exit_when_interrupted()?;
+                return match command {
+                    Deploy::Plan(args) => deploy_plan::run(&config, args),
+                    Deploy::Apply(args) => deploy_apply::run(&config, args),
+                    Deploy::Verify(args) => deploy_verify::run(&config, args),
+                    Deploy::Rollback => deploy_rollback::run(&config),
+                };
+            }
+            other => other,
+        };
         let config: Config = load_config(self.config.as_deref(), std::env::vars())?;
-        match self.command {
+        match command {
+            Command::Deploy(_) => Ok(()),
             Command::Schedule => schedule::run(&config, self.config.as_deref()),
             Command::Backup(command) => {
                 exit_when_interrupted()?;
