@@ -1,6 +1,10 @@
 //! A real single-node Docker swarm for tests (`../shared/real-components.md` §2): Debian's
 //! `dockerd` with its own data root, exec root and socket under a temporary directory (so it
 //! cannot clash with anything), `swarm init` on loopback, stopped and removed on drop.
+//!
+//! One swarm at a time on the machine: two engines would allocate the same overlay VXLAN ids
+//! and collide in the kernel ("vxlan: file exists"), so `start` takes an exclusive lock on a
+//! file (held until drop) — across the processes nextest runs as well as threads of one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -11,6 +15,8 @@ use std::time::{Duration, Instant};
 pub struct Swarm {
     dir: tempfile::TempDir,
     engine: Child,
+    /// Held for the swarm's life (see the module's note).
+    _one_at_a_time: std::fs::File,
     /// `unix:///…/docker.sock`.
     pub host: String,
 }
@@ -18,6 +24,13 @@ pub struct Swarm {
 impl Swarm {
     /// Starts `dockerd` and initialises a swarm (panics with the engine's log if it cannot).
     pub fn start() -> Swarm {
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(std::env::temp_dir().join("concierge-tests-swarm.lock"))
+            .expect("the swarm lock file");
+        lock.lock().expect("lock the swarm lock file");
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let socket = d.join("docker.sock");
@@ -41,6 +54,7 @@ impl Swarm {
             host: format!("unix://{}", socket.display()),
             dir,
             engine,
+            _one_at_a_time: lock,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !swarm.docker(&["version"]).status.success() {
@@ -68,6 +82,56 @@ impl Swarm {
             .args(args)
             .output()
             .expect("run the docker client")
+    }
+
+    /// Imports a busybox image as `tag` (`/bin/busybox` and the applets the tests use), the
+    /// stand-in for an application image: no registry is needed.
+    pub fn import_busybox(&self, tag: &str) {
+        let root = self
+            .dir
+            .path()
+            .join(format!("busybox-{}", tag.replace([':', '/'], "-")));
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&bin).expect("busybox root");
+        std::fs::copy("/bin/busybox", bin.join("busybox")).expect(
+            "copy /bin/busybox (apt-get install busybox-static; scripts/system-deps.sh does)",
+        );
+        for applet in [
+            "sh", "sleep", "true", "false", "cat", "echo", "wget", "nc", "test",
+        ] {
+            let link = bin.join(applet);
+            if !link.exists() {
+                std::os::unix::fs::symlink("busybox", link).expect("applet link");
+            }
+        }
+        let archive = root.with_extension("tar");
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&archive)
+            .arg(".")
+            .status()
+            .expect("tar");
+        assert!(tar.success(), "tar of the busybox root");
+        let import = Command::new("docker")
+            .arg("-H")
+            .arg(&self.host)
+            .args(["import", "--change", "CMD [\"/bin/sh\"]"])
+            .arg(&archive)
+            .arg(tag)
+            .output()
+            .expect("docker import");
+        assert!(import.status.success(), "docker import: {import:?}");
+    }
+
+    /// A service's spec as the engine holds it (`docker service inspect`), `Null` when gone.
+    pub fn service_spec(&self, name: &str) -> serde_json::Value {
+        let out = self.docker(&["service", "inspect", "--format", "{{json .Spec}}", name]);
+        if !out.status.success() {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
     }
 
     /// A scratch directory that lives as long as the swarm.

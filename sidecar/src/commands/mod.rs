@@ -102,7 +102,7 @@ impl Cli {
                     Deploy::Rollback => deploy_rollback::run(&config),
                 };
             }
-            other => other,
+            other @ (Command::Backup(_) | Command::Schedule) => other,
         };
         let config: Config = load_config(self.config.as_deref(), std::env::vars())?;
         match command {

@@ -166,15 +166,13 @@ pub fn update_service(engine: &Engine, id: &str, spec: &Value) -> Result<(), Eng
 }
 
 fn stale_version(e: &EngineError) -> bool {
-    match e {
-        EngineError::Api {
-            status, message, ..
-        } => {
-            *status == 409
-                || message.contains("out of sequence")
-                || message.contains("update out of sequence")
-        }
-        _ => false,
+    if let EngineError::Api {
+        status, message, ..
+    } = e
+    {
+        *status == 409 || message.contains("out of sequence")
+    } else {
+        false
     }
 }
 

@@ -460,11 +460,11 @@ pub fn read(files: &[PathBuf], values: &Values) -> Result<Stack, String> {
 fn drop_extensions(value: &mut Value, depth: usize) {
     let Value::Mapping(map) = value else { return };
     map.retain(|k, _| !k.as_str().is_some_and(|k| k.starts_with("x-")));
-    if depth == 0 {
-        if let Some(Value::Mapping(services)) = map.get_mut("services") {
-            for (_, service) in services.iter_mut() {
-                drop_extensions(service, 1);
-            }
+    if depth == 0
+        && let Some(Value::Mapping(services)) = map.get_mut("services")
+    {
+        for (_, service) in services.iter_mut() {
+            drop_extensions(service, 1);
         }
     }
 }

@@ -47,9 +47,10 @@ pub enum EngineError {
 impl EngineError {
     /// The engine answered with this HTTP status.
     pub fn status(&self) -> Option<u16> {
-        match self {
-            EngineError::Api { status, .. } => Some(*status),
-            _ => None,
+        if let EngineError::Api { status, .. } = self {
+            Some(*status)
+        } else {
+            None
         }
     }
 

@@ -191,6 +191,7 @@ pub fn apply(req: &Request<'_>, options: ApplyOptions) -> Result<Applied, Deploy
         .into_iter()
         .map(|(name, id)| Target {
             expect_update: task_changed.contains(&name),
+            ignore_update_status: false,
             name,
             id,
         })
@@ -251,16 +252,22 @@ pub fn verify_last(config: &DeployConfig) -> Result<VerifyOutcome, DeployError> 
         .load()
         .map_err(DeployError::State)?
         .ok_or_else(|| DeployError::NoRecord(config.state_dir.clone()))?;
+    if record.rolled_back {
+        return Err(DeployError::NotVerified(format!(
+            "apply {} was rolled back: none of it runs",
+            record.id
+        )));
+    }
     let engine = engine(config)?;
     let since_ms = concierge_infra::utc::parse_rfc3339_ms(&record.started_at).unwrap_or(0);
     let targets: Vec<Target> = record
         .touched()
         .into_iter()
-        .filter(|(name, _)| !record.rolled_back || record.updated.iter().any(|u| &u.name == name))
         .map(|(name, id)| Target {
             name,
             id,
             expect_update: false,
+            ignore_update_status: false,
         })
         .collect();
     Ok(verify::run(
@@ -314,13 +321,9 @@ fn roll_back(
     let outcome = if undone.targets.is_empty() {
         None
     } else {
-        // Tasks that run the previous spec may predate the rollback (Swarm rolled back
-        // itself): judge all of them, not only the newest.
-        let since = if undone.targets.iter().any(|t| t.expect_update) {
-            since_ms - 1
-        } else {
-            0
-        };
+        // Tasks of the previous spec that Swarm's own rollback started count as they run;
+        // only failures since this rollback began are held against it.
+        let since = since_ms - 1;
         Some(verify::run(
             engine,
             &undone.targets,

@@ -51,7 +51,7 @@ impl FailureReport {
             .filter(|s| s.action != Action::Unchanged)
             .map(|s| match s.action {
                 Action::Create => format!("{}: created", s.name),
-                _ => format!(
+                Action::Update | Action::Unchanged => format!(
                     "{}: {}",
                     s.name,
                     s.changes

@@ -47,6 +47,7 @@ pub fn run(engine: &Engine, record: &ApplyRecord, wait: Duration) -> Result<Undo
                 name: u.name.clone(),
                 id: u.id.clone(),
                 expect_update: false,
+                ignore_update_status: true,
             });
             continue;
         }
@@ -66,6 +67,7 @@ pub fn run(engine: &Engine, record: &ApplyRecord, wait: Duration) -> Result<Undo
                     name: u.name.clone(),
                     id: u.id.clone(),
                     expect_update: task_changed,
+                    ignore_update_status: false,
                 });
             }
             Err(e) => undone.problems.push(format!("{}: {e}", u.name)),

@@ -22,6 +22,8 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("Runtime", "container"),
     ("EndpointSpec.Mode", "vip"),
     ("UpdateConfig.Order", "stop-first"),
+    ("UpdateConfig.FailureAction", "pause"),
+    ("RollbackConfig.FailureAction", "pause"),
     ("RollbackConfig.Order", "stop-first"),
 ];
 /// Fields holding nanoseconds.
