@@ -473,7 +473,15 @@ fn drop_extensions(value: &mut Value, depth: usize) {
 fn interpolate(value: &mut Value, values: &Values) -> Result<(), String> {
     match value {
         Value::String(s) => {
-            *s = values.interpolate(s)?;
+            let had_variables = s.contains('$');
+            let text = values.interpolate(s)?;
+            // As compose does: `replicas: ${N}` is a number once N is known.
+            *value = match (had_variables, text.parse::<u64>(), text.as_str()) {
+                (true, Ok(n), _) => Value::Number(n.into()),
+                (true, _, "true") => Value::Bool(true),
+                (true, _, "false") => Value::Bool(false),
+                _ => Value::String(text),
+            };
         }
         Value::Sequence(items) => {
             for item in items {

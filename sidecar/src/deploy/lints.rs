@@ -128,6 +128,74 @@ services:
     }
 
     #[test]
+    fn the_production_stack_reads_with_its_values_and_has_no_lints() {
+        let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        let mut values = Values::read(&deploy.join("env/production.env")).expect("values");
+        // The secrets are decrypted at deploy time (git-crypt); any content does here.
+        let secrets = tempfile::tempdir().expect("tempdir");
+        let stack_text = std::fs::read_to_string(deploy.join("stack.yml")).expect("stack");
+        for line in stack_text.lines() {
+            if let Some(rest) = line.split("${SECRETS_DIR}/").nth(1) {
+                let name = rest.split('"').next().expect("a name");
+                std::fs::write(secrets.path().join(name), "x").expect("secret");
+            }
+        }
+        values
+            .set(&format!("SECRETS_DIR={}", secrets.path().display()))
+            .expect("set");
+        let stack = compose::read(&[deploy.join("stack.yml")], &values).expect("the stack reads");
+        let d = desired::build("concierge", &stack).expect("the stack builds");
+        let names: Vec<&str> = d.services.iter().map(|s| s.name.as_str()).collect();
+        for want in [
+            "concierge_traefik",
+            "concierge_seaweedfs",
+            "concierge_netdata",
+            "concierge_mongodb",
+            "concierge_rocketchat",
+            "concierge_keycloak",
+            "concierge_keycloak-db",
+            "concierge_concierge",
+            "concierge_concierge-replica",
+            "concierge_sidecar",
+        ] {
+            assert!(names.contains(&want), "{want} missing from {names:?}");
+        }
+        assert_eq!(check(&d), vec![], "the production stack has no lints");
+        let primary = d
+            .services
+            .iter()
+            .find(|s| s.name == "concierge_concierge")
+            .expect("primary");
+        assert_eq!(
+            primary.spec["TaskTemplate"]["Placement"]["Constraints"][0],
+            "node.labels.concierge.primary == true"
+        );
+        assert_eq!(
+            primary.spec["TaskTemplate"]["ContainerSpec"]["StopGracePeriod"],
+            30_000_000_000u64
+        );
+        let replica = d
+            .services
+            .iter()
+            .find(|s| s.name == "concierge_concierge-replica")
+            .expect("replica");
+        assert_eq!(replica.spec["Mode"]["Replicated"]["Replicas"], 0);
+        // `$$` in the stack is a literal dollar for the shell in the container.
+        let keycloak = d
+            .services
+            .iter()
+            .find(|s| s.name == "concierge_keycloak")
+            .expect("keycloak");
+        let args = keycloak.spec["TaskTemplate"]["ContainerSpec"]["Args"][0]
+            .as_str()
+            .expect("args");
+        assert!(
+            args.contains("\"$(cat /run/secrets/keycloak_db_password)\""),
+            "{args}"
+        );
+    }
+
+    #[test]
     fn a_registry_port_is_not_a_tag_and_a_digest_is_fixed() {
         assert!(mutable_tag("registry:5000/app"));
         assert!(!mutable_tag("registry:5000/app:1.2"));
