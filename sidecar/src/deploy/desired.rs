@@ -592,7 +592,8 @@ fn mount(m: &MountDef, stack_name: &str, stack: &Stack) -> Result<Value, String>
             } else {
                 stack.dir.join(src)
             };
-            p.display().to_string()
+            // The engine refuses a source with `..` in it (as `docker stack deploy`, clean it).
+            clean(&p).display().to_string()
         }
         ("bind", None) => return Err(format!("bind mount at {} has no source", long.target)),
         ("volume", Some(src)) => {
@@ -708,6 +709,25 @@ fn bytes(text: &str) -> Result<u64, String> {
     Ok((n * mult as f64) as u64)
 }
 
+/// `path` without `.` and with each `..` applied to what comes before it (no file system
+/// lookups: the path is the nodes', not ours).
+fn clean(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            Component::Prefix(_) | Component::RootDir | Component::Normal(_) => out.push(c),
+        }
+    }
+    out
+}
+
 fn duration(text: &str) -> Result<Duration, String> {
     text.parse::<TextDuration>().map(TextDuration::get)
 }
@@ -791,6 +811,26 @@ secrets:
         let e = desired("services:\n  web:\n    image: a:1\n    deploy: {mode: daemon}\n")
             .expect_err("bad mode");
         assert!(e.contains("replicated or global"), "{e}");
+    }
+
+    #[test]
+    fn bind_sources_are_cleaned_as_the_engine_wants_them() {
+        assert_eq!(
+            clean(std::path::Path::new("/work/main/tests/../models/./weights")),
+            std::path::PathBuf::from("/work/main/models/weights")
+        );
+        let d = desired(
+            "services:\n  web:\n    image: a:1\n    volumes: [\"./data/../conf:/etc/app:ro\"]\n",
+        )
+        .expect("builds");
+        let mount = &d.services[0].spec["TaskTemplate"]["ContainerSpec"]["Mounts"][0];
+        let source = mount["Source"].as_str().expect("source");
+        assert!(
+            source.ends_with("/conf") && !source.contains(".."),
+            "{source}"
+        );
+        assert_eq!(mount["ReadOnly"], true);
+        assert_eq!(mount["Type"], "bind");
     }
 
     #[test]
