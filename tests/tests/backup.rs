@@ -413,12 +413,15 @@ fn the_exit_codes_are_listed_in_the_help() {
         "Exit codes:",
         "  1    a step failed",
         "  2    bad configuration",
-        "  4    the repository or the Hetzner API cannot be reached",
+        "  4    the repository, the Hetzner API or the Docker engine cannot be reached",
+        "  5    `deploy plan`: there are changes",
         "  6    no space left",
         "  8    `backup status`",
         "  10   no repository there",
         "  12   wrong repository password",
         "  13   `backup ephemeral`: a temporary server could not be deleted",
+        "  14   `deploy apply`/`verify`: the deployment did not verify",
+        "  15   `deploy rollback`",
         "  130  interrupted",
     ] {
         assert!(help.contains(line), "{line:?} missing from --help:\n{help}");

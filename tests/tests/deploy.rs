@@ -252,8 +252,22 @@ fn apply_from_empty_verifies_then_the_same_files_change_nothing_and_a_change_is_
         0,
         "after the rollback v1 is what runs"
     );
+
+    // A one-service change (the worker's environment), timed.
+    d.files(
+        &v1.replace(
+            "  worker:\n    image: local/busybox:1\n",
+            "  worker:\n    image: local/busybox:1\n    environment: {LEVEL: debug}\n",
+        ),
+        "TAG=1\n",
+    );
+    let started = Instant::now();
+    let one = d.sidecar(&["apply"]);
+    let one_s = started.elapsed().as_secs_f64();
+    assert_eq!(code(&one), 0);
+    assert!(d.env_of("t_worker").contains(&"LEVEL=debug".to_owned()));
     eprintln!(
-        "numbers: plan from empty {plan_s:.2} s, apply+verify from empty {apply_s:.1} s, apply+verify of a change {change_s:.1} s"
+        "numbers: plan from empty {plan_s:.2} s, apply+verify from empty (2 services) {apply_s:.1} s, apply+verify of a two-service change (one updated, one created) {change_s:.1} s, of a one-service change {one_s:.1} s"
     );
 }
 

@@ -378,7 +378,9 @@ fn fail(c: &DeployConfig, report: FailureReport) -> Result<Applied, DeployError>
     })
 }
 
-/// Removes old secret and config versions no service refers to (best effort, logged).
+/// Removes old secret and config versions no service refers to (best effort, logged). A
+/// service's `PreviousSpec` counts as a reference: it is what the last apply's rollback puts
+/// back, so the version it names must still exist.
 fn prune_old_versions(engine: &Engine, plan: &Plan) {
     if plan.old_versions.is_empty() {
         return;
