@@ -51,6 +51,7 @@ pub struct Config {
     pub hetzner: HetznerConfig,
     pub schedule: ScheduleConfig,
     pub deploy: DeployConfig,
+    pub secrets: SecretsConfig,
 }
 
 /// `[repository]`.
@@ -367,6 +368,69 @@ impl DeployConfig {
     }
 }
 
+/// `[secrets]`: git-crypt encrypted files that become versioned Docker secrets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// The directory of encrypted secret files (one file per secret, named as the secret).
+    pub dir: PathBuf,
+    /// The exported git-crypt key (`git-crypt export-key FILE`; binary, so a path, never a
+    /// value). "": encrypted files cannot be read.
+    pub key_file: PathBuf,
+    /// Docker secret names are `<prefix><name>_<12 hex of SHA-256>`; "": `<stack>_`.
+    pub prefix: String,
+    /// Paths (relative to `dir`) allowed to be plaintext in the repository.
+    pub allow_plaintext: Vec<String>,
+    /// `secrets rotate`: length and alphabet of generated values.
+    pub rotate_length: usize,
+    pub rotate_alphabet: String,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        SecretsConfig {
+            dir: "deploy/secrets".into(),
+            key_file: PathBuf::new(),
+            prefix: String::new(),
+            allow_plaintext: Vec::new(),
+            rotate_length: 32,
+            rotate_alphabet: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                .into(),
+        }
+    }
+}
+
+impl SecretsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(8..=4096).contains(&self.rotate_length) {
+            return Err(err(format!(
+                "secrets.rotate_length must be 8 to 4096, got {}",
+                self.rotate_length
+            )));
+        }
+        let mut alphabet: Vec<char> = self.rotate_alphabet.chars().collect();
+        alphabet.sort_unstable();
+        alphabet.dedup();
+        if alphabet.len() < 10 || alphabet.iter().any(|c| c.is_control()) {
+            return Err(err(
+                "secrets.rotate_alphabet needs at least 10 distinct printable characters",
+            ));
+        }
+        if !self.prefix.is_empty()
+            && !self
+                .prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(err(format!(
+                "secrets.prefix {:?}: letters, digits, -, _ and .",
+                self.prefix
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Where the repository lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
@@ -416,7 +480,8 @@ impl Config {
                 self.schedule.backup_mode
             )));
         }
-        self.deploy.validate()
+        self.deploy.validate()?;
+        self.secrets.validate()
     }
 
     /// Checks what the backup commands (and `schedule`) need besides: a location, a password,

@@ -8,6 +8,7 @@ use crate::config::ConfigError;
 use crate::deploy::{DeployError, EngineError};
 use crate::ephemeral::EphemeralError;
 use crate::repository::RepoError;
+use crate::secrets::SecretsError;
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,8 @@ pub enum Error {
     Leftovers(Vec<String>),
     #[error(transparent)]
     Deploy(#[from] DeployError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
     /// `deploy plan`: there are changes to apply (not a failure: its own exit code, so CI
     /// can tell "nothing to do" from "changes").
     #[error("the plan has changes to apply")]
@@ -197,6 +200,15 @@ impl Error {
                 DeployError::Engine(_) | DeployError::State(_) | DeployError::NoRecord(_) => {
                     Kind::Fatal
                 }
+            },
+            Error::Secrets(e) => match e {
+                SecretsError::Io { .. } | SecretsError::Random(_) => Kind::Fatal,
+                SecretsError::KeyFile { .. }
+                | SecretsError::NoKey { .. }
+                | SecretsError::WrongKey { .. }
+                | SecretsError::File { .. }
+                | SecretsError::Plaintext { .. }
+                | SecretsError::BadName(_) => Kind::Usage,
             },
             Error::PlanHasChanges => Kind::PlanHasChanges,
             Error::Fatal(_) => Kind::Fatal,

@@ -5,7 +5,7 @@
 //! alerts (`alert`), the daemon's admin API (`daemon_client`), the Hetzner client and the
 //! temporary backup server (`hetzner`, `ephemeral`), cron expressions and the scheduler
 //! (`cron`, `schedule`), the jobs that record and alert (`jobs`), the Swarm deployment
-//! (`deploy`), and the one error with its exit codes (`error`).
+//! (`deploy`), git-crypt secrets as Docker secrets (`secrets`), and the one error with its exit codes (`error`).
 
 mod alert;
 mod config;
@@ -21,12 +21,14 @@ mod reports;
 mod repository;
 mod s3;
 mod schedule;
+mod secrets;
 mod source_errors;
 mod status;
 
 pub use config::{
     Config, ConfigError, DEFAULT_FILE as DEFAULT_CONFIG_FILE, DeployConfig, ENV_PREFIX, Location,
-    Secret, TextDuration, load as load_config, load_for_deploy as load_deploy_config,
+    Secret, SecretsConfig, TextDuration, load as load_config,
+    load_for_deploy as load_deploy_config,
 };
 pub use deploy::{
     API_VERSION as DOCKER_API_VERSION, Action as DeployAction, Applied, ApplyOptions, DeployError,
@@ -40,5 +42,9 @@ pub use jobs::{RunOutcome, backup_ephemeral, backup_run, check, ephemeral_result
 pub use progress::Bars;
 pub use repository::{BackupSummary, ForgetDecision, Repo, RepoError, SnapshotInfo, keep_options};
 pub use schedule::run_until_stopped as run_schedule;
+pub use secrets::{
+    GitCryptError, GitCryptKey, SecretInfo, SecretsDiff, SecretsError, apply as secrets_apply,
+    diff as secrets_diff, list as secrets_list, rotate as secrets_rotate, set as secrets_set,
+};
 pub use source_errors::install as capture_rustic_log;
 pub use status::{RunStatus, StatusFile};

@@ -20,6 +20,7 @@ pub fn run(config: &Config, args: Args) -> Result<(), Error> {
     let applied = deploy_apply(
         &Request {
             config: &config.deploy,
+            secrets: &config.secrets,
             sets: &args.sets,
         },
         ApplyOptions {

@@ -24,6 +24,7 @@ pub struct Args {
 pub fn run(config: &Config, args: Args) -> Result<(), Error> {
     let planned = deploy_plan(&Request {
         config: &config.deploy,
+        secrets: &config.secrets,
         sets: &args.sets,
     })?;
     let plan = &planned.plan;

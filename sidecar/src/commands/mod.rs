@@ -15,6 +15,10 @@ mod deploy_plan;
 mod deploy_rollback;
 mod deploy_verify;
 mod schedule;
+mod secrets_apply;
+mod secrets_diff;
+mod secrets_list;
+mod secrets_set;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,6 +56,23 @@ enum Command {
     /// The Swarm stack in deploy/ through the Docker Engine API: plan, apply, verify, rollback.
     #[command(subcommand, after_long_help = exit_codes_help())]
     Deploy(Deploy),
+    /// git-crypt encrypted files in the deploy repository as versioned Docker secrets.
+    #[command(subcommand, after_long_help = exit_codes_help())]
+    Secrets(Secrets),
+}
+
+#[derive(Debug, Subcommand)]
+enum Secrets {
+    /// Each secret: content hash, versioned Docker name, the services using it, in the swarm?
+    List(secrets_list::Args),
+    /// The secret versions to create and the services to switch; exit 0 none, 5 some.
+    Diff(secrets_diff::Args),
+    /// Creates new versions, switches the services (verified, rolled back on failure).
+    Apply(secrets_apply::Args),
+    /// Encrypts a value from stdin (or --from-file) into the secret's file.
+    Set(secrets_set::SetArgs),
+    /// Encrypts a new random value into the secret's file.
+    Rotate(secrets_set::RotateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,11 +123,22 @@ impl Cli {
                     Deploy::Rollback => deploy_rollback::run(&config),
                 };
             }
+            Command::Secrets(command) => {
+                let config: Config = load_deploy_config(self.config.as_deref(), std::env::vars())?;
+                exit_when_interrupted()?;
+                return match command {
+                    Secrets::List(args) => secrets_list::run(&config, args),
+                    Secrets::Diff(args) => secrets_diff::run(&config, args),
+                    Secrets::Apply(args) => secrets_apply::run(&config, args),
+                    Secrets::Set(args) => secrets_set::set(&config, args),
+                    Secrets::Rotate(args) => secrets_set::rotate(&config, args),
+                };
+            }
             other @ (Command::Backup(_) | Command::Schedule) => other,
         };
         let config: Config = load_config(self.config.as_deref(), std::env::vars())?;
         match command {
-            Command::Deploy(_) => Ok(()),
+            Command::Deploy(_) | Command::Secrets(_) => Ok(()),
             Command::Schedule => schedule::run(&config, self.config.as_deref()),
             Command::Backup(command) => {
                 exit_when_interrupted()?;

@@ -191,7 +191,7 @@ fn create_objects(
         let body = json!({
             "Name": o.name,
             "Labels": o.labels,
-            "Data": STANDARD.encode(&o.data),
+            "Data": STANDARD.encode(&o.data[..]),
         });
         let answer = engine.post(&format!("/{kind}/create"), &body)?;
         let id = answer["ID"].as_str().unwrap_or_default().to_owned();

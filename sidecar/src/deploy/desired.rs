@@ -9,7 +9,10 @@
 //! back. References to networks and secrets hold names here; apply resolves them to ids.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use zeroize::Zeroizing;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -82,18 +85,54 @@ pub struct DesiredNetwork {
     pub create: Value,
 }
 
-/// A secret or config version.
-#[derive(Debug, Clone)]
+/// A secret or config version (its content wiped on drop, never in `Debug`).
+#[derive(Clone)]
 pub struct DesiredObject {
     pub key: String,
     pub name: String,
     pub external: bool,
-    pub data: Vec<u8>,
+    pub data: Zeroizing<Vec<u8>>,
     pub labels: BTreeMap<String, String>,
+    /// The file it comes from (`None` when external).
+    pub file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for DesiredObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DesiredObject")
+            .field("key", &self.key)
+            .field("name", &self.name)
+            .field("external", &self.external)
+            .field("bytes", &self.data.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How secret and config files are read and named.
+pub struct Sources<'a> {
+    /// Reads a secret's file (decrypting git-crypt files).
+    pub read_secret: &'a dyn Fn(&Path) -> Result<Zeroizing<Vec<u8>>, String>,
+    /// Docker secret names are `<prefix><key>_<hash>`; "": `<stack>_`.
+    pub secret_prefix: &'a str,
+}
+
+impl std::fmt::Debug for Sources<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sources")
+            .field("secret_prefix", &self.secret_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Plain files: configs, and secrets when no `[secrets]` reader is given.
+pub fn read_plain(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
+    std::fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Builds the desired state of stack `stack` from its files.
-pub fn build(stack_name: &str, stack: &Stack) -> Result<Desired, String> {
+pub fn build(stack_name: &str, stack: &Stack, sources: &Sources<'_>) -> Result<Desired, String> {
     check_name(stack_name)?;
     let prefixed = |key: &str| format!("{stack_name}_{key}");
     let namespace = || BTreeMap::from([(NAMESPACE_LABEL.to_owned(), stack_name.to_owned())]);
@@ -132,8 +171,28 @@ pub fn build(stack_name: &str, stack: &Stack) -> Result<Desired, String> {
         });
     }
 
-    let secrets = objects("secret", stack_name, &stack.file.secrets, stack)?;
-    let configs = objects("config", stack_name, &stack.file.configs, stack)?;
+    let default_prefix = format!("{stack_name}_");
+    let secret_prefix = if sources.secret_prefix.is_empty() {
+        default_prefix.as_str()
+    } else {
+        sources.secret_prefix
+    };
+    let secrets = objects(
+        "secret",
+        stack_name,
+        secret_prefix,
+        &stack.file.secrets,
+        stack,
+        sources.read_secret,
+    )?;
+    let configs = objects(
+        "config",
+        stack_name,
+        &default_prefix,
+        &stack.file.configs,
+        stack,
+        &read_plain,
+    )?;
 
     let mut services = Vec::new();
     for (key, def) in &stack.services {
@@ -387,8 +446,10 @@ fn check_name(stack: &str) -> Result<(), String> {
 fn objects(
     kind: &str,
     stack_name: &str,
+    prefix: &str,
     defs: &BTreeMap<String, ObjectDef>,
     stack: &Stack,
+    read: &dyn Fn(&Path) -> Result<Zeroizing<Vec<u8>>, String>,
 ) -> Result<Vec<DesiredObject>, String> {
     let mut out = Vec::new();
     for (key, def) in defs {
@@ -397,8 +458,9 @@ fn objects(
                 key: key.clone(),
                 name: def.name.clone().unwrap_or_else(|| key.clone()),
                 external: true,
-                data: Vec::new(),
+                data: Zeroizing::new(Vec::new()),
                 labels: BTreeMap::new(),
+                file: None,
             });
             continue;
         }
@@ -406,14 +468,10 @@ fn objects(
             .file
             .as_ref()
             .ok_or_else(|| format!("{kind} {key}: give file: PATH or external: true"))?;
-        let path = stack.dir.join(file);
-        let data =
-            std::fs::read(&path).map_err(|e| format!("{kind} {key}: {}: {e}", path.display()))?;
-        let hash = hex(&Sha256::digest(&data));
-        let base = def
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{stack_name}_{key}"));
+        let path = clean(&stack.dir.join(file));
+        let data = read(&path).map_err(|e| format!("{kind} {key}: {e}"))?;
+        let hash = hex(&Sha256::digest(&data[..]));
+        let base = def.name.clone().unwrap_or_else(|| format!("{prefix}{key}"));
         let name = format!("{base}_{}", &hash[..12]);
         if name.len() > 64 {
             return Err(format!(
@@ -433,6 +491,7 @@ fn objects(
             external: false,
             data,
             labels,
+            file: Some(path),
         });
     }
     Ok(out)
@@ -741,10 +800,17 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::compose;
     use super::super::values::Values;
     use super::*;
+
+    pub fn plain_sources() -> Sources<'static> {
+        Sources {
+            read_secret: &read_plain,
+            secret_prefix: "",
+        }
+    }
 
     fn desired(text: &str) -> Result<Desired, String> {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -752,7 +818,7 @@ mod tests {
         let f = dir.path().join("stack.yml");
         std::fs::write(&f, text).expect("write");
         let stack = compose::read(&[f], &Values::default())?;
-        build("app", &stack)
+        build("app", &stack, &plain_sources())
     }
 
     #[test]

@@ -93,7 +93,7 @@ mod tests {
         let f = dir.path().join("stack.yml");
         std::fs::write(&f, text).expect("write");
         let stack = compose::read(&[f], &Values::default()).expect("stack");
-        let d = desired::build("s", &stack).expect("desired");
+        let d = desired::build("s", &stack, &desired::tests::plain_sources()).expect("desired");
         check(&d).into_iter().map(|l| (l.service, l.rule)).collect()
     }
 
@@ -144,7 +144,8 @@ services:
             .set(&format!("SECRETS_DIR={}", secrets.path().display()))
             .expect("set");
         let stack = compose::read(&[deploy.join("stack.yml")], &values).expect("the stack reads");
-        let d = desired::build("concierge", &stack).expect("the stack builds");
+        let d = desired::build("concierge", &stack, &desired::tests::plain_sources())
+            .expect("the stack builds");
         let names: Vec<&str> = d.services.iter().map(|s| s.name.as_str()).collect();
         for want in [
             "concierge_traefik",

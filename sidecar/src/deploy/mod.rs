@@ -31,7 +31,8 @@ pub use plan::{Action, Plan};
 pub use report::{FailureReport, RollbackSummary};
 pub use verify::{Outcome as VerifyOutcome, Verdict};
 
-use crate::config::DeployConfig;
+use crate::config::{DeployConfig, SecretsConfig};
+use crate::secrets::SecretsDir;
 use engine::Engine;
 use record::{ApplyRecord, RecordFile};
 use verify::{Judgement, Target};
@@ -72,6 +73,8 @@ pub enum DeployError {
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
     pub config: &'a DeployConfig,
+    /// Where secret files are decrypted from (git-crypt).
+    pub secrets: &'a SecretsConfig,
     /// `KEY=VALUE` pairs over the environment's values file.
     pub sets: &'a [String],
 }
@@ -104,7 +107,8 @@ fn engine(config: &DeployConfig) -> Result<Engine, DeployError> {
     Ok(Engine::connect(&host, config.engine_timeout.get())?)
 }
 
-fn load_desired(req: &Request<'_>) -> Result<desired::Desired, DeployError> {
+/// The desired state from the stack files, values and secrets.
+pub(crate) fn load_desired(req: &Request<'_>) -> Result<desired::Desired, DeployError> {
     let c = req.config;
     let mut values = match c.values_file() {
         Some(path) => values::Values::read(&path).map_err(DeployError::Config)?,
@@ -117,7 +121,25 @@ fn load_desired(req: &Request<'_>) -> Result<desired::Desired, DeployError> {
     }
     let files: Vec<PathBuf> = c.stack_files();
     let stack = compose::read(&files, &values).map_err(DeployError::Config)?;
-    desired::build(&c.stack, &stack).map_err(DeployError::Config)
+    let secrets = SecretsDir::open(req.secrets).map_err(|e| DeployError::Config(e.to_string()))?;
+    secrets
+        .check_key()
+        .map_err(|e| DeployError::Config(e.to_string()))?;
+    let read = |path: &std::path::Path| secrets.read(path).map_err(|e| e.to_string());
+    let sources = desired::Sources {
+        read_secret: &read,
+        secret_prefix: &req.secrets.prefix,
+    };
+    desired::build(&c.stack, &stack, &sources).map_err(DeployError::Config)
+}
+
+/// What the swarm holds of `stack`.
+pub(crate) fn current_state(
+    config: &DeployConfig,
+    stack: &str,
+) -> Result<plan::Current, DeployError> {
+    let engine = engine(config)?;
+    Ok(plan::Current::read(&engine, stack)?)
 }
 
 /// `deploy plan`.
@@ -153,12 +175,22 @@ fn log_judgement(service: &str, j: &Judgement) {
 
 /// `deploy apply`: apply, verify, and on a failed verify roll back, report and open an issue.
 pub fn apply(req: &Request<'_>, options: ApplyOptions) -> Result<Applied, DeployError> {
+    apply_checked(req, options, |_| Ok(()))
+}
+
+/// `apply`, once `check` accepted the plan (`secrets apply` refuses other changes).
+pub(crate) fn apply_checked(
+    req: &Request<'_>,
+    options: ApplyOptions,
+    check: impl FnOnce(&Plan) -> Result<(), DeployError>,
+) -> Result<Applied, DeployError> {
     let started = Instant::now();
     let c = req.config;
     let desired = load_desired(req)?;
     let engine = engine(c)?;
     let current = plan::Current::read(&engine, &desired.stack)?;
     let plan = Plan::new(&desired, &current);
+    check(&plan)?;
     for l in &plan.lints {
         tracing::warn!(service = %l.service, rule = l.rule, "{}", l.message);
     }

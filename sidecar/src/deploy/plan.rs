@@ -364,7 +364,7 @@ mod tests {
         let f = dir.path().join("stack.yml");
         std::fs::write(&f, text).expect("write");
         let stack = compose::read(&[f], &Values::default()).expect("stack");
-        desired::build("t", &stack).expect("desired")
+        desired::build("t", &stack, &desired::tests::plain_sources()).expect("desired")
     }
 
     /// The engine's answer for `t_web` as captured, as `Current`.

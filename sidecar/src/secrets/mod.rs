@@ -1,0 +1,196 @@
+//! `secrets list | diff | apply | set | rotate`: git-crypt encrypted files in the deploy
+//! repository as versioned Docker secrets.
+//!
+//! Inside: git-crypt's key and file formats (`gitcrypt`) and the directory of secret files
+//! (`store`). The Docker side is the deploy module's: a secret's Docker name is its content
+//! hash (`desired`), `diff` is the secret part of `deploy plan`, `apply` is `deploy apply`
+//! (verify, rollback, report) when nothing but secrets changed.
+
+mod gitcrypt;
+mod store;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+pub use gitcrypt::{GitCryptError, Key as GitCryptKey};
+pub use store::{SecretsDir, SecretsError, random_value};
+
+use crate::config::SecretsConfig;
+use crate::deploy::{self, Action, DeployError, Request};
+
+/// One secret of the stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretInfo {
+    /// The stack file's key (and the file's name).
+    pub name: String,
+    pub file: Option<String>,
+    /// The first 12 hex digits of its content's SHA-256.
+    pub sha256: String,
+    /// The Docker secret this version is.
+    pub docker_name: String,
+    /// Services of the stack that use it.
+    pub services: Vec<String>,
+    /// Whether that version exists in the swarm (`None`: the engine could not be asked).
+    pub in_swarm: Option<bool>,
+}
+
+/// `secrets list`.
+pub fn list(req: &Request<'_>) -> Result<Vec<SecretInfo>, DeployError> {
+    let desired = deploy::load_desired(req)?;
+    let in_swarm = match deploy::current_state(req.config, &desired.stack) {
+        Ok(current) => Some(current.secrets),
+        Err(e) => {
+            tracing::warn!(error = %e, "the swarm cannot be asked: in_swarm unknown");
+            None
+        }
+    };
+    Ok(desired
+        .secrets
+        .iter()
+        .map(|s| SecretInfo {
+            name: s.key.clone(),
+            file: s.file.as_ref().map(|f| f.display().to_string()),
+            sha256: if s.external {
+                String::new()
+            } else {
+                Sha256::digest(&s.data[..])
+                    .iter()
+                    .take(6)
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            },
+            docker_name: s.name.clone(),
+            services: desired
+                .services
+                .iter()
+                .filter(|svc| {
+                    svc.spec["TaskTemplate"]["ContainerSpec"]["Secrets"]
+                        .as_array()
+                        .is_some_and(|l| l.iter().any(|r| r["SecretName"] == s.name.as_str()))
+                })
+                .map(|svc| svc.name.clone())
+                .collect(),
+            in_swarm: in_swarm.as_ref().map(|have| have.contains_key(&s.name)),
+        })
+        .collect())
+}
+
+/// The secret part of a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretsDiff {
+    /// Secret versions to create.
+    pub create: Vec<String>,
+    /// Services that switch secret versions: `(service, [secret fields])`.
+    pub switch: Vec<(String, Vec<String>)>,
+    /// Old versions removed after a verified apply.
+    pub remove: Vec<String>,
+    /// Changes beyond secrets (`deploy plan` shows them; `secrets apply` refuses while any).
+    pub other_changes: Vec<String>,
+}
+
+impl SecretsDiff {
+    pub fn has_changes(&self) -> bool {
+        !self.create.is_empty() || !self.switch.is_empty()
+    }
+}
+
+/// `secrets diff`.
+pub fn diff(req: &Request<'_>) -> Result<SecretsDiff, DeployError> {
+    let planned = deploy::plan(req)?;
+    Ok(secrets_part(&planned.plan))
+}
+
+fn secrets_part(plan: &deploy::Plan) -> SecretsDiff {
+    let mut other = Vec::new();
+    let mut switch = Vec::new();
+    for s in &plan.services {
+        match s.action {
+            Action::Unchanged => {}
+            Action::Create => other.push(format!("{}: a new service", s.name)),
+            Action::Update => {
+                let (secret, rest): (Vec<_>, Vec<_>) = s
+                    .changes
+                    .iter()
+                    .partition(|c| c.field.starts_with("Secrets."));
+                if !secret.is_empty() {
+                    switch.push((
+                        s.name.clone(),
+                        secret.iter().map(|c| c.field.clone()).collect(),
+                    ));
+                }
+                if !rest.is_empty() {
+                    other.push(format!(
+                        "{}: {}",
+                        s.name,
+                        rest.iter()
+                            .map(|c| c.field.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    for o in plan.networks.iter().chain(&plan.configs) {
+        if o.action == Action::Create {
+            other.push(format!("{}: to create", o.name));
+        }
+    }
+    SecretsDiff {
+        create: plan
+            .secrets
+            .iter()
+            .filter(|o| o.action == Action::Create)
+            .map(|o| o.name.clone())
+            .collect(),
+        switch,
+        remove: plan.old_versions.clone(),
+        other_changes: other,
+    }
+}
+
+/// `secrets apply`: `deploy apply` while only secrets change.
+pub fn apply(
+    req: &Request<'_>,
+    options: deploy::ApplyOptions,
+) -> Result<deploy::Applied, DeployError> {
+    deploy::apply_checked(req, options, |plan| {
+        let part = secrets_part(plan);
+        if part.other_changes.is_empty() {
+            Ok(())
+        } else {
+            Err(DeployError::Config(format!(
+                "the stack has changes besides secrets ({}): deploy apply applies everything",
+                part.other_changes.join("; ")
+            )))
+        }
+    })
+}
+
+/// `secrets set NAME`: `value` encrypted into the secret's file; its path and new hash.
+pub fn set(
+    config: &SecretsConfig,
+    name: &str,
+    value: &[u8],
+) -> Result<(std::path::PathBuf, String), SecretsError> {
+    let store = SecretsDir::open(config)?;
+    store.check_key()?;
+    let path = store.write(name, value)?;
+    let hash = Sha256::digest(value)
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((path, hash))
+}
+
+/// `secrets rotate NAME`: a new random value (`rotate_length` of `rotate_alphabet`).
+pub fn rotate(
+    config: &SecretsConfig,
+    name: &str,
+) -> Result<(std::path::PathBuf, String), SecretsError> {
+    let value: Zeroizing<String> = random_value(config.rotate_length, &config.rotate_alphabet)
+        .map_err(SecretsError::Random)?;
+    set(config, name, value.as_bytes())
+}
