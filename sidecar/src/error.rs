@@ -208,7 +208,8 @@ impl Error {
                 | SecretsError::WrongKey { .. }
                 | SecretsError::File { .. }
                 | SecretsError::Plaintext { .. }
-                | SecretsError::BadName(_) => Kind::Usage,
+                | SecretsError::BadName(_)
+                | SecretsError::Unlocked { .. } => Kind::Usage,
             },
             Error::PlanHasChanges => Kind::PlanHasChanges,
             Error::Fatal(_) => Kind::Fatal,

@@ -14,6 +14,7 @@ mod fetch;
 mod ingest;
 mod llm;
 mod retention;
+mod secrets;
 mod serve;
 mod swarm;
 mod transcripts;

@@ -46,6 +46,10 @@ pub enum SecretsError {
     },
     #[error("cannot generate a value: {0}")]
     Random(String),
+    #[error(
+        "{dir} is in a checkout unlocked with git-crypt: its files are plaintext there and git-crypt would encrypt what we write a second time; set secrets in a locked checkout (a plain clone), or edit the plaintext file and let git-crypt encrypt it"
+    )]
+    Unlocked { dir: PathBuf },
 }
 
 /// The secret files and the key that opens them.
@@ -181,6 +185,11 @@ impl SecretsDir {
             .key
             .as_ref()
             .ok_or_else(|| SecretsError::NoKey { path: path.clone() })?;
+        if unlocked(&self.dir) {
+            return Err(SecretsError::Unlocked {
+                dir: self.dir.clone(),
+            });
+        }
         std::fs::create_dir_all(&self.dir).map_err(|e| SecretsError::Io {
             path: self.dir.clone(),
             source: e,
@@ -234,6 +243,22 @@ fn committed_encrypted(path: &Path) -> bool {
         }
     }
     false
+}
+
+/// Whether `dir` is in a git checkout where git-crypt's filter is active (`git-crypt unlock`
+/// or `init` configured `filter.git-crypt.clean`).
+fn unlocked(dir: &Path) -> bool {
+    let probe = if dir.exists() {
+        dir
+    } else {
+        dir.parent().unwrap_or(dir)
+    };
+    Command::new("git")
+        .arg("-C")
+        .arg(probe)
+        .args(["config", "--get", "filter.git-crypt.clean"])
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.trim_ascii().is_empty())
 }
 
 /// A random value of `length` characters from `alphabet` (rejection sampling: uniform).
