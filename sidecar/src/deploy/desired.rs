@@ -108,10 +108,13 @@ impl std::fmt::Debug for DesiredObject {
     }
 }
 
+/// Reads one secret or config file into memory.
+pub type ReadFile<'a> = &'a dyn Fn(&Path) -> Result<Zeroizing<Vec<u8>>, String>;
+
 /// How secret and config files are read and named.
 pub struct Sources<'a> {
     /// Reads a secret's file (decrypting git-crypt files).
-    pub read_secret: &'a dyn Fn(&Path) -> Result<Zeroizing<Vec<u8>>, String>,
+    pub read_secret: ReadFile<'a>,
     /// Docker secret names are `<prefix><key>_<hash>`; "": `<stack>_`.
     pub secret_prefix: &'a str,
 }
@@ -449,7 +452,7 @@ fn objects(
     prefix: &str,
     defs: &BTreeMap<String, ObjectDef>,
     stack: &Stack,
-    read: &dyn Fn(&Path) -> Result<Zeroizing<Vec<u8>>, String>,
+    read: ReadFile<'_>,
 ) -> Result<Vec<DesiredObject>, String> {
     let mut out = Vec::new();
     for (key, def) in defs {
