@@ -24,6 +24,7 @@ pub const SECRET_KEYS: &[(&str, &str)] = &[
     ("alert", "rocketchat_webhook_url"),
     ("hetzner", "token"),
     ("deploy", "github_token"),
+    ("secrets", "admin_token"),
 ];
 
 /// How the sidecar's configuration is spelled outside.
@@ -384,6 +385,14 @@ pub struct SecretsConfig {
     /// `secrets rotate`: length and alphabet of generated values.
     pub rotate_length: usize,
     pub rotate_alphabet: String,
+    /// `secrets serve`: where the secrets page listens.
+    pub listen: String,
+    /// The token that signs in to the secrets page (`admin_token_file` for a Docker secret).
+    pub admin_token: Secret,
+    /// Cookies only over HTTPS (turn off only for a page reached on loopback).
+    pub secure_cookies: bool,
+    /// How long a sign-in lasts.
+    pub session_ttl: TextDuration,
 }
 
 impl Default for SecretsConfig {
@@ -396,6 +405,10 @@ impl Default for SecretsConfig {
             rotate_length: 32,
             rotate_alphabet: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
                 .into(),
+            listen: "127.0.0.1:8095".into(),
+            admin_token: Secret::default(),
+            secure_cookies: true,
+            session_ttl: TextDuration::from_secs(8 * 3600),
         }
     }
 }

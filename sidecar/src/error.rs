@@ -202,7 +202,9 @@ impl Error {
                 }
             },
             Error::Secrets(e) => match e {
-                SecretsError::Io { .. } | SecretsError::Random(_) => Kind::Fatal,
+                SecretsError::Io { .. } | SecretsError::Random(_) | SecretsError::Git(_) => {
+                    Kind::Fatal
+                }
                 SecretsError::KeyFile { .. }
                 | SecretsError::NoKey { .. }
                 | SecretsError::WrongKey { .. }

@@ -44,7 +44,8 @@ pub use repository::{BackupSummary, ForgetDecision, Repo, RepoError, SnapshotInf
 pub use schedule::run_until_stopped as run_schedule;
 pub use secrets::{
     GitCryptError, GitCryptKey, SecretInfo, SecretsDiff, SecretsError, apply as secrets_apply,
-    diff as secrets_diff, list as secrets_list, rotate as secrets_rotate, set as secrets_set,
+    diff as secrets_diff, list as secrets_list, rotate as secrets_rotate, serve as secrets_serve,
+    set as secrets_set,
 };
 pub use source_errors::install as capture_rustic_log;
 pub use status::{RunStatus, StatusFile};

@@ -18,6 +18,7 @@ mod schedule;
 mod secrets_apply;
 mod secrets_diff;
 mod secrets_list;
+mod secrets_serve;
 mod secrets_set;
 
 use std::path::PathBuf;
@@ -73,6 +74,8 @@ enum Secrets {
     Set(secrets_set::SetArgs),
     /// Encrypts a new random value into the secret's file.
     Rotate(secrets_set::RotateArgs),
+    /// The secrets page: sign in, the list, set a value (encrypted, committed, planned).
+    Serve(secrets_serve::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +135,7 @@ impl Cli {
                     Secrets::Apply(args) => secrets_apply::run(&config, args),
                     Secrets::Set(args) => secrets_set::set(&config, args),
                     Secrets::Rotate(args) => secrets_set::rotate(&config, args),
+                    Secrets::Serve(args) => secrets_serve::run(&config, args),
                 };
             }
             other @ (Command::Backup(_) | Command::Schedule) => other,

@@ -7,6 +7,8 @@
 //! (verify, rollback, report) when nothing but secrets changed.
 
 mod gitcrypt;
+mod page;
+mod sessions;
 mod store;
 
 use serde::Serialize;
@@ -14,6 +16,8 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 pub use gitcrypt::{GitCryptError, Key as GitCryptKey};
+pub use page::serve;
+pub use sessions::Identity;
 pub use store::{SecretsDir, SecretsError, random_value};
 
 use crate::config::SecretsConfig;
@@ -193,4 +197,66 @@ pub fn rotate(
     let value: Zeroizing<String> = random_value(config.rotate_length, &config.rotate_alphabet)
         .map_err(SecretsError::Random)?;
     set(config, name, value.as_bytes())
+}
+
+/// What saving a value on the secrets page did.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    /// The commit (`git rev-parse HEAD`).
+    pub commit: String,
+    /// The `deploy plan` after the change (Markdown), or why it could not be made.
+    pub plan: Result<String, String>,
+}
+
+/// Sets `name` to `value`, commits the file with `author` as the commit's author, and makes
+/// the deploy plan that change leads to.
+pub fn save_and_commit(
+    req: &Request<'_>,
+    name: &str,
+    value: &[u8],
+    author: &Identity,
+) -> Result<Saved, SecretsError> {
+    let (path, _hash) = set(req.secrets, name, value)?;
+    let dir = path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let git = |args: &[&str]| -> Result<String, SecretsError> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&dir)
+            .args(args)
+            .env("GIT_COMMITTER_NAME", "concierge-sidecar")
+            .env("GIT_COMMITTER_EMAIL", "concierge-sidecar@localhost")
+            .output()
+            .map_err(|e| SecretsError::Git(format!("cannot run git: {e}")))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(SecretsError::Git(format!(
+                "git {}: {}",
+                args.first().copied().unwrap_or(""),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    };
+    let file = path.display().to_string();
+    git(&["add", "--", &file])?;
+    let message =
+        format!("secrets: set {name}\n\nEncrypted with git-crypt's key by the secrets page.");
+    git(&[
+        "commit",
+        "--quiet",
+        "--author",
+        &author.author(),
+        "-m",
+        &message,
+        "--",
+        &file,
+    ])?;
+    let commit = git(&["rev-parse", "HEAD"])?;
+    let plan = deploy::plan(req)
+        .map(|p| p.plan.markdown())
+        .map_err(|e| e.to_string());
+    Ok(Saved { commit, plan })
 }

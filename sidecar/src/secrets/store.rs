@@ -46,6 +46,8 @@ pub enum SecretsError {
     },
     #[error("cannot generate a value: {0}")]
     Random(String),
+    #[error("{0}")]
+    Git(String),
     #[error(
         "{dir} is in a checkout unlocked with git-crypt: its files are plaintext there and git-crypt would encrypt what we write a second time; set secrets in a locked checkout (a plain clone), or edit the plaintext file and let git-crypt encrypt it"
     )]
