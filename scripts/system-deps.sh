@@ -7,9 +7,10 @@
 #   docker.io                     the swarm tests (a real dockerd with its own paths, tests/src/swarm.rs)
 #   busybox-static                the stand-in image the deploy tests import (/bin/busybox)
 #   git, git-crypt                the secrets tests (byte-for-byte compatibility with git-crypt 0.7)
+#   chromium, chromium-driver     the secrets page test (headless Chromium through WebDriver)
 # Uses apt-get directly as root, sudo otherwise; prints the command when neither works.
 set -euo pipefail
-needed=(ca-certificates curl python3 python3-pip python3-venv librocksdb-dev libclang-dev docker.io busybox-static git git-crypt)
+needed=(ca-certificates curl python3 python3-pip python3-venv librocksdb-dev libclang-dev docker.io busybox-static git git-crypt chromium chromium-driver)
 missing=()
 for pkg in "${needed[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -8,11 +8,13 @@ mod fake_hetzner;
 mod fake_http;
 mod moto;
 mod swarm;
+mod webdriver;
 
 pub use fake_hetzner::{Boot, FakeHetzner, HetznerState};
 pub use fake_http::{FakeRequest, FakeResponse, FakeServer};
 pub use moto::{Moto, moto_server};
 pub use swarm::{Swarm, deploy_dir};
+pub use webdriver::Browser;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use concierge_sidecar::{GitCryptError, GitCryptKey};
-use concierge_tests::{Swarm, binary};
+use concierge_tests::{Browser, Swarm, binary, http_exchange};
 
 /// Runs `git-crypt ARGS` with `input` on stdin.
 fn git_crypt(args: &[&str], input: &[u8], cwd: &Path) -> Output {
@@ -463,4 +463,175 @@ secrets:
         third.contains(&current),
         "the rollback target stays: {third:?}"
     );
+}
+
+#[test]
+fn the_secrets_page_signs_in_sets_a_value_commits_it_and_shows_the_plan_without_echoing_it() {
+    let swarm = Swarm::start();
+    let token_file = swarm.dir().join("admin-token");
+    std::fs::write(&token_file, "page-admin-token\n").expect("token");
+    let repo = SecretsRepo::new(&format!("docker_host = {:?}\n", swarm.host));
+    repo.set_config(
+        "[secrets]\n",
+        &format!(
+            "[secrets]\nadmin_token_file = {:?}\nsecure_cookies = false\n",
+            token_file.display().to_string()
+        ),
+    );
+    std::fs::write(
+        repo.root.join("stack.yml"),
+        "services:\n  app:\n    image: local/busybox:1\n    secrets: [db_password]\nsecrets:\n  db_password: {file: secrets/db_password}\n",
+    )
+    .expect("stack");
+    assert!(
+        repo.sidecar(&["secrets", "set", "db_password"], b"old-value")
+            .status
+            .success()
+    );
+    git(&["add", "-A"], &repo.root);
+    git(&["commit", "-qm", "start"], &repo.root);
+
+    // The page, on an ephemeral port; every log line kept.
+    let mut page = Command::new(binary("concierge-sidecar"))
+        .arg("--config")
+        .arg(&repo.config)
+        .args(["secrets", "serve", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start secrets serve");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = page.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut logs = Vec::new();
+    let address = loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the page starts");
+        logs.push(line.clone());
+        if let Some(rest) = line.strip_prefix("secrets page on http://") {
+            break rest.trim_end_matches('/').to_owned();
+        }
+    };
+    let url = format!("http://{address}/");
+
+    let browser = Browser::start();
+    browser.open(&url);
+    assert!(browser.source().contains("Admin token"), "the sign-in form");
+    browser.type_into("#token", "wrong");
+    browser.type_into("#name", "Ada Ops");
+    browser.type_into("#email", "ada@example.com");
+    browser.click("#sign-in");
+    browser.wait_for("Wrong token.", std::time::Duration::from_secs(10));
+    browser.type_into("#token", "page-admin-token");
+    browser.type_into("#name", "Ada Ops");
+    browser.type_into("#email", "ada@example.com");
+    browser.click("#sign-in");
+    let list = browser.wait_for("Signed in as", std::time::Duration::from_secs(10));
+    assert!(
+        list.contains("Signed in as") && list.contains("Ada Ops"),
+        "{list}"
+    );
+    assert!(
+        list.contains("db_password") && list.contains("s_db_password_"),
+        "{list}"
+    );
+    assert!(!list.contains("old-value"), "no value in the list");
+    let cookie = browser
+        .cookie("concierge_secrets")
+        .expect("the session cookie");
+    assert_eq!(cookie["httpOnly"], true);
+    assert_eq!(cookie["sameSite"], "Strict");
+
+    browser.type_into("#value-db_password", "brand-new-value-42");
+    browser.click("#save-db_password");
+    let saved = browser.wait_for("Saved and committed as", std::time::Duration::from_secs(30));
+    assert!(saved.contains("Saved and committed as"), "{saved}");
+    assert!(
+        saved.contains("Deploy plan") && saved.contains("s_app"),
+        "{saved}"
+    );
+    assert!(
+        !saved.contains("brand-new-value-42"),
+        "the value is never sent back"
+    );
+
+    // The commit: the signed-in author, and real git-crypt decrypts it to the value.
+    let author = git(&["log", "-1", "--format=%an <%ae>"], &repo.root).stdout;
+    assert_eq!(
+        String::from_utf8_lossy(&author).trim(),
+        "Ada Ops <ada@example.com>"
+    );
+    let blob = git(
+        &["cat-file", "blob", "HEAD:secrets/db_password"],
+        &repo.root,
+    )
+    .stdout;
+    let key_arg = format!("--key-file={}", repo.key.display());
+    assert_eq!(
+        git_crypt(&["smudge", &key_arg], &blob, &repo.root).stdout,
+        b"brand-new-value-42"
+    );
+
+    // A form without the CSRF token is refused, even with a live session.
+    let session = cookie["value"].as_str().expect("cookie value").to_owned();
+    let forged = http_exchange(
+        &address,
+        "POST",
+        "/set",
+        Some("name=db_password&value=forged"),
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", &format!("concierge_secrets={session}")),
+        ],
+    );
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let cross = http_exchange(
+        &address,
+        "POST",
+        "/set",
+        Some("name=db_password&value=forged"),
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", &format!("concierge_secrets={session}")),
+            ("Origin", "https://evil.example"),
+        ],
+    );
+    assert_eq!(cross.status, 403);
+    assert_eq!(
+        git_crypt(
+            &["smudge", &key_arg],
+            &std::fs::read(repo.root.join("secrets/db_password")).expect("file"),
+            &repo.root
+        )
+        .stdout,
+        b"brand-new-value-42",
+        "nothing changed"
+    );
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &page.id().to_string()])
+        .status();
+    let _ = page.wait();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+        logs.push(line);
+    }
+    let logs = logs.join("\n");
+    assert!(logs.contains("a secret was set"), "{logs}");
+    for secret in [
+        "brand-new-value-42",
+        "old-value",
+        "page-admin-token",
+        "forged",
+    ] {
+        assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
+    }
 }

@@ -237,7 +237,9 @@ fn security_headers() -> Vec<Header> {
         ),
         header("X-Content-Type-Options", "nosniff"),
         header("X-Frame-Options", "DENY"),
-        header("Referrer-Policy", "no-referrer"),
+        // Not `no-referrer`: with it a browser's form POST says `Origin: null`, which the
+        // cross-origin check (rightly) refuses.
+        header("Referrer-Policy", "same-origin"),
     ]
 }
 
