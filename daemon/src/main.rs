@@ -9,6 +9,7 @@ mod answers;
 mod backup_status;
 mod commands;
 mod config;
+mod firestore;
 mod http;
 mod rocketchat;
 mod verify;

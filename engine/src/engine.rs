@@ -24,12 +24,21 @@ use crate::search::{self, SearchRequest, SearchResponse};
 use crate::shared::{IndexState, Shared};
 use crate::store::{ModelStamp, Store, cf, meta_key};
 use crate::update_workers::{CheckpointInfo, INDEXER, Indexer, Request};
+use crate::update_workers::{SyncHealth, SyncSink, SyncStatus};
 
 /// The retrieval engine of one node.
 pub struct Engine {
     shared: Arc<Shared>,
     requests: Sender<Request>,
     indexer: Option<JoinHandle<()>>,
+    /// The sync consumers started with [`Engine::start_sync`].
+    syncs: std::sync::Mutex<Vec<SyncThread>>,
+}
+
+struct SyncThread {
+    name: &'static str,
+    health: Arc<SyncHealth>,
+    handle: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -82,6 +91,8 @@ pub struct EngineStatus {
     pub poisoned: Option<String>,
     /// The indexer's last error, cleared once it makes progress again.
     pub last_error: Option<String>,
+    /// The sync consumers (Firestore, Qdrant): health, counters, last error.
+    pub sync: Vec<SyncStatus>,
 }
 
 impl Engine {
@@ -190,7 +201,29 @@ impl Engine {
             shared,
             requests: tx,
             indexer: Some(handle),
+            syncs: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// Starts a sync consumer: a thread that copies every change to `sink` from its own
+    /// durable cursor (see [`SyncSink`]). Ingest never waits for it.
+    pub fn start_sync(&self, sink: Box<dyn SyncSink>) -> Result<()> {
+        let name = sink.name();
+        let health = Arc::new(SyncHealth::default());
+        let shared = self.shared.clone();
+        let worker_health = health.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("concierge-sync-{name}"))
+            .spawn(move || crate::update_workers::sync::run(shared, sink, worker_health))
+            .map_err(|e| Error::io("starting a sync thread", e))?;
+        if let Ok(mut syncs) = self.syncs.lock() {
+            syncs.push(SyncThread {
+                name,
+                health,
+                handle,
+            });
+        }
+        Ok(())
     }
 
     /// Writes the request's changes durably (one synced batch) and returns once they are safe.
@@ -355,6 +388,11 @@ impl Engine {
             Ok(()) | Err(_) => None,
         };
         let last_error = self.shared.last_error.lock().ok().and_then(|e| e.clone());
+        let sync = self
+            .syncs
+            .lock()
+            .map(|s| s.iter().map(|t| t.health.status(t.name)).collect())
+            .unwrap_or_default();
         Ok(EngineStatus {
             durable_seq: durable,
             dense,
@@ -363,6 +401,7 @@ impl Engine {
             dead_letters: changelog::deadletters(&self.shared.store)?.len(),
             poisoned,
             last_error,
+            sync,
         })
     }
 
@@ -441,6 +480,16 @@ impl Engine {
             .store(true, std::sync::atomic::Ordering::Release);
         self.shared.sequencer.wake_all();
         self.shared.notify_progress();
+        let syncs = self
+            .syncs
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
+        for t in syncs {
+            if t.handle.join().is_err() {
+                tracing::error!(consumer = t.name, "a sync thread panicked");
+            }
+        }
         if let Some(handle) = self.indexer.take() {
             handle
                 .join()

@@ -71,4 +71,6 @@ pub use metrics::{EngineMetrics, Histogram, SEARCHABLE_BUCKETS};
 pub use search::{HitChunk, MAX_K, SearchHit, SearchMode, SearchRequest, SearchResponse};
 pub use shared::IndexState;
 pub use store::FORMAT_VERSION;
-pub use update_workers::CheckpointInfo;
+pub use update_workers::{
+    CheckpointInfo, SyncChange, SyncHealth, SyncSink, SyncStatus, WriteOutcome,
+};

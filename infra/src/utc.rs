@@ -29,6 +29,16 @@ pub fn rfc3339(secs: i64) -> String {
     format_secs(secs, "%Y-%m-%dT%H:%M:%SZ")
 }
 
+/// `2026-12-01T02:00:00.123Z` for epoch milliseconds (Firestore's timestamps).
+pub fn rfc3339_ms(ms: i64) -> String {
+    let t = Timestamp::from_millisecond(ms).unwrap_or(if ms < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    });
+    t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
 /// `2026-01-01 00:01 UTC`, the form people read in document text.
 pub fn minutes_text(secs: i64) -> String {
     format_secs(secs, "%Y-%m-%d %H:%M UTC")

@@ -6,12 +6,14 @@
 
 mod fake_hetzner;
 mod fake_http;
+mod firestore_emulator;
 mod moto;
 mod swarm;
 mod webdriver;
 
 pub use fake_hetzner::{Boot, FakeHetzner, HetznerState};
 pub use fake_http::{FakeRequest, FakeResponse, FakeServer};
+pub use firestore_emulator::FirestoreEmulator;
 pub use moto::{Moto, moto_server};
 pub use swarm::{Swarm, deploy_dir};
 pub use webdriver::Browser;
@@ -232,6 +234,24 @@ pub fn http_request(
     (reply.status, reply.body)
 }
 
+/// A chunked body decoded (what is there of it).
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&rest[..line_end])
+            .ok()
+            .and_then(|t| usize::from_str_radix(t.split(';').next().unwrap_or("").trim(), 16).ok())
+            .unwrap_or(0);
+        rest = &rest[line_end + 2..];
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = rest.get(size + 2..).unwrap_or(&[]);
+    }
+    out
+}
+
 /// [`http_request`] with the answer's head too.
 pub fn http_exchange(
     address: &str,
@@ -253,18 +273,60 @@ pub fn http_exchange(
         .expect("send request head");
     // A server may answer (413) before reading a large body; a broken pipe then is expected.
     let _ = stream.write_all(body.as_bytes());
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response
+    // Some servers (chromedriver, the Firestore emulator) keep the connection open whatever
+    // the request says: the body is read by its length (or chunks), never only to the end;
+    // and nothing waits forever.
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(60)));
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let head_end = loop {
+        if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break Some(p);
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break None,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    };
+    let Some(head_end) = head_end else {
+        panic!("not an HTTP response: {:?}", String::from_utf8_lossy(&raw));
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
+    let mut rest = raw[head_end + 4..].to_vec();
+    let header = |name: &str| {
+        head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_ascii_lowercase())
+        })
+    };
+    let mut fill_until = |rest: &mut Vec<u8>, done: &dyn Fn(&[u8]) -> bool| {
+        while !done(rest) {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => rest.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let body_bytes =
+        if let Some(len) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+            fill_until(&mut rest, &|r| r.len() >= len);
+            rest.truncate(len);
+            rest
+        } else if header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+            fill_until(&mut rest, &|r| r.ends_with(b"0\r\n\r\n"));
+            dechunk(&rest)
+        } else {
+            fill_until(&mut rest, &|_| false);
+            rest
+        };
+    let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .map(|(h, b)| (h.to_string(), b.to_string()))
-        .unwrap_or((response.clone(), String::new()));
+        .unwrap_or_else(|| panic!("not an HTTP response: {head:?}"));
+    let body = String::from_utf8_lossy(&body_bytes).into_owned();
     Reply { status, head, body }
 }
 

@@ -7,46 +7,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// One WebDriver call: chromedriver keeps connections open whatever the request says, so the
-/// answer is read by its `Content-Length`, not to the end of the stream.
+use crate::http_exchange;
+
+/// One WebDriver call: (status, body).
 fn exchange(address: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).expect("connect to chromedriver");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    let body = body.unwrap_or("");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
+    let reply = http_exchange(
+        address,
+        method,
+        path,
+        body,
+        &[("Content-Type", "application/json")],
     );
-    stream.write_all(head.as_bytes()).expect("send");
-    stream.write_all(body.as_bytes()).expect("send");
-    let mut reader = BufReader::new(stream);
-    let mut status_line = String::new();
-    reader.read_line(&mut status_line).expect("status line");
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("header");
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':')
-            && name.trim().eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut bytes = vec![0u8; length];
-    reader.read_exact(&mut bytes).expect("body");
-    (status, String::from_utf8_lossy(&bytes).into_owned())
+    (reply.status, reply.body)
 }
 
 /// W3C's key for an element reference.

@@ -11,6 +11,7 @@ mod deploy;
 mod disk_full;
 mod ephemeral;
 mod fetch;
+mod firestore;
 mod ingest;
 mod llm;
 mod retention;

@@ -90,6 +90,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             config.storage.data_dir.display()
         )
     })?;
+    if let Some(target) = config.firestore.target().map_err(anyhow::Error::msg)? {
+        tracing::info!(base = %target.base, project = %target.project_id, collection = %target.collection, "Firestore write-behind on");
+        engine
+            .start_sync(Box::new(crate::firestore::FirestoreSink::new(target)))
+            .context("starting the Firestore sync")?;
+    }
     let engine = Arc::new(engine);
     let workers = Workers::default();
     let fusion = config.search.fusion();

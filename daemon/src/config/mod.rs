@@ -342,7 +342,46 @@ pub struct Firestore {
     pub project_id: Option<String>,
     pub database: Option<String>,
     pub credentials_file: Option<PathBuf>,
+    /// `host:port` of the Firestore emulator (as `FIRESTORE_EMULATOR_HOST`): plain HTTP,
+    /// `Bearer owner`, no token exchange.
     pub emulator_host: Option<String>,
+    /// The collection documents are written to (default `concierge_documents`).
+    pub collection: Option<String>,
+}
+
+impl Firestore {
+    /// Where the write-behind goes; `None` when Firestore sync is off (no project).
+    pub fn target(&self) -> Result<Option<crate::firestore::FirestoreTarget>, String> {
+        let Some(project) = self.project_id.as_deref().filter(|p| !p.is_empty()) else {
+            if self.emulator_host.is_some() || self.credentials_file.is_some() {
+                return Err("firestore.emulator_host or credentials_file is set but firestore.project_id is not".into());
+            }
+            return Ok(None);
+        };
+        let collection = self
+            .collection
+            .clone()
+            .unwrap_or_else(|| "concierge_documents".into());
+        if collection.is_empty() || collection.contains('/') {
+            return Err(format!(
+                "firestore.collection {collection:?}: one collection id, no '/'"
+            ));
+        }
+        let database = self.database.clone().unwrap_or_else(|| "(default)".into());
+        match (&self.emulator_host, &self.credentials_file) {
+            (Some(host), _) => Ok(Some(crate::firestore::FirestoreTarget {
+                base: format!("http://{}", host.trim_start_matches("http://")),
+                project_id: project.to_owned(),
+                database,
+                collection,
+                bearer: "owner".into(),
+            })),
+            (None, Some(_)) => Err(
+                "firestore.credentials_file: signing in with a service account is not available in this build yet; point firestore.emulator_host at an emulator, or leave [firestore] unset".into(),
+            ),
+            (None, None) => Err("firestore.project_id is set: give firestore.emulator_host (or credentials_file)".into()),
+        }
+    }
 }
 
 /// Keys whose values are secrets: they may come from `<key>_file` and are never logged.
@@ -384,6 +423,7 @@ impl Config {
                 self.search.backend
             ));
         }
+        self.firestore.target()?;
         if self.search.backend == "qdrant" && self.qdrant.url.is_none() {
             return Err("search.backend = \"qdrant\" needs qdrant.url".to_owned());
         }

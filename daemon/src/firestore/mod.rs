@@ -1,0 +1,225 @@
+//! Firestore write-behind: the engine's sync consumer `firestore` hands each changed document's
+//! current state to [`FirestoreSink`], which writes it to `[firestore] collection` with
+//! `:batchWrite`.
+//!
+//! - At most 500 writes and 10 MiB per request (Firestore's limits; the emulator enforces
+//!   neither, so this code does), one write per document per request (the engine coalesces).
+//! - Each write's own status is read: UNAVAILABLE, ABORTED, DEADLINE_EXCEEDED and
+//!   RESOURCE_EXHAUSTED are retried (by the engine, capped backoff), anything else is final
+//!   and goes to the dead letters with Firestore's message. A whole request answered 429 or
+//!   503 is retried after its `Retry-After`; a whole request refused (4xx) is sent again one
+//!   write per request, to find the write that is at fault.
+//! - A document over Firestore's 1 MiB limit is not sent: it is dead-lettered with its size
+//!   (visible in `/v1/admin/status`), never dropped silently (ARCHITECTURE.md, Decisions).
+//! - The emulator (`emulator_host`) is plain HTTP with `Authorization: Bearer owner`.
+
+pub mod encode;
+
+use std::time::Duration;
+
+use concierge_engine::{SyncChange, SyncSink, WriteOutcome};
+use concierge_infra::retry;
+use serde_json::{Value, json};
+
+/// Firestore's caps per `batchWrite`.
+pub const MAX_WRITES: usize = 500;
+pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+/// gRPC codes worth another try.
+const RETRYABLE: &[i64] = &[4, 8, 10, 14];
+
+/// Where and how to write.
+#[derive(Debug, Clone)]
+pub struct FirestoreTarget {
+    /// `http://127.0.0.1:8681` (emulator) or `https://firestore.googleapis.com`.
+    pub base: String,
+    pub project_id: String,
+    pub database: String,
+    pub collection: String,
+    /// The bearer token (`owner` for the emulator).
+    pub bearer: String,
+}
+
+impl FirestoreTarget {
+    /// `projects/{p}/databases/{d}/documents`.
+    pub fn root(&self) -> String {
+        format!(
+            "projects/{}/databases/{}/documents",
+            self.project_id, self.database
+        )
+    }
+
+    /// The full name of one of our documents.
+    pub fn name_of(&self, id: &str) -> String {
+        format!(
+            "{}/{}/{}",
+            self.root(),
+            self.collection,
+            encode::document_id(id)
+        )
+    }
+}
+
+/// The sink the engine's `firestore` consumer writes through.
+#[derive(Debug)]
+pub struct FirestoreSink {
+    target: FirestoreTarget,
+    agent: ureq::Agent,
+}
+
+impl FirestoreSink {
+    pub fn new(target: FirestoreTarget) -> FirestoreSink {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(60)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        FirestoreSink { target, agent }
+    }
+
+    /// One write: an update with every field (replacing the document) or a delete.
+    fn write_of(&self, change: &SyncChange) -> Value {
+        let name = self.target.name_of(&change.id);
+        match &change.document {
+            Some(doc) => {
+                json!({"update": {"name": name, "fields": encode::fields(doc, change.seq)}})
+            }
+            None => json!({"delete": name}),
+        }
+    }
+
+    /// One `batchWrite`: per-write outcomes, in order.
+    fn batch(&self, writes: &[Value]) -> Vec<WriteOutcome> {
+        let url = format!(
+            "{}/v1/{}:batchWrite",
+            self.target.base.trim_end_matches('/'),
+            self.target.root()
+        );
+        let body = json!({"writes": writes}).to_string();
+        let all = |o: WriteOutcome| vec![o; writes.len()];
+        let response = self
+            .agent
+            .post(&url)
+            .header("Authorization", &format!("Bearer {}", self.target.bearer))
+            .header("Content-Type", "application/json")
+            .send(&body);
+        let mut response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                return all(WriteOutcome::Retry {
+                    reason: format!("Firestore cannot be reached: {e}"),
+                    after: None,
+                });
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = retry::server_wait(
+            None,
+            response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+        );
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let message = answer["error"]["message"]
+            .as_str()
+            .map_or_else(|| text.chars().take(300).collect(), str::to_owned);
+        match status {
+            200 => {
+                let statuses = answer["status"].as_array().cloned().unwrap_or_default();
+                (0..writes.len())
+                    .map(|i| {
+                        let s = statuses.get(i).cloned().unwrap_or(Value::Null);
+                        let code = s["code"].as_i64().unwrap_or(0);
+                        let msg = s["message"].as_str().unwrap_or("").to_owned();
+                        if code == 0 {
+                            WriteOutcome::Done
+                        } else if RETRYABLE.contains(&code) {
+                            WriteOutcome::Retry {
+                                reason: format!("Firestore write status {code}: {msg}"),
+                                after: None,
+                            }
+                        } else {
+                            WriteOutcome::Failed(format!(
+                                "Firestore refused the write (status {code}): {msg}"
+                            ))
+                        }
+                    })
+                    .collect()
+            }
+            429 | 503 => all(WriteOutcome::Retry {
+                reason: format!("Firestore answered {status}: {message}"),
+                after: retry_after,
+            }),
+            s if s >= 500 => all(WriteOutcome::Retry {
+                reason: format!("Firestore answered {status}: {message}"),
+                after: retry_after,
+            }),
+            // 401/403: credentials, not the documents: keep them and retry (an operator fixes it).
+            401 | 403 => all(WriteOutcome::Retry {
+                reason: format!("Firestore refused the credentials ({status}): {message}"),
+                after: None,
+            }),
+            _ if writes.len() > 1 => {
+                // The request as a whole was refused: find the write at fault one by one.
+                writes
+                    .iter()
+                    .flat_map(|w| self.batch(std::slice::from_ref(w)))
+                    .collect()
+            }
+            _ => all(WriteOutcome::Failed(format!(
+                "Firestore refused the write ({status}): {message}"
+            ))),
+        }
+    }
+}
+
+impl SyncSink for FirestoreSink {
+    fn name(&self) -> &'static str {
+        "firestore"
+    }
+
+    fn write(&mut self, changes: &[SyncChange]) -> Vec<WriteOutcome> {
+        let mut outcomes: Vec<Option<WriteOutcome>> = vec![None; changes.len()];
+        // Requests of at most 500 writes and 10 MiB; an oversize document is never sent.
+        let mut pending: Vec<(usize, Value)> = Vec::new();
+        let mut pending_bytes = 0usize;
+        let flush = |pending: &mut Vec<(usize, Value)>,
+                     outcomes: &mut Vec<Option<WriteOutcome>>,
+                     this: &FirestoreSink| {
+            if pending.is_empty() {
+                return;
+            }
+            let writes: Vec<Value> = pending.iter().map(|(_, w)| w.clone()).collect();
+            for ((i, _), o) in pending.drain(..).zip(this.batch(&writes)) {
+                outcomes[i] = Some(o);
+            }
+        };
+        for (i, change) in changes.iter().enumerate() {
+            let write = self.write_of(change);
+            let size = write.to_string().len();
+            if change.document.is_some() && size > encode::MAX_DOCUMENT_BYTES {
+                outcomes[i] = Some(WriteOutcome::Failed(format!(
+                    "the document is {size} bytes as Firestore fields, over Firestore's 1 MiB limit: not synced (it stays in Concierge)"
+                )));
+                continue;
+            }
+            if pending.len() == MAX_WRITES || pending_bytes + size + 16 > MAX_REQUEST_BYTES {
+                flush(&mut pending, &mut outcomes, self);
+                pending_bytes = 0;
+            }
+            pending_bytes += size + 1;
+            pending.push((i, write));
+        }
+        flush(&mut pending, &mut outcomes, self);
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or(WriteOutcome::Retry {
+                    reason: "not sent".into(),
+                    after: None,
+                })
+            })
+            .collect()
+    }
+}
