@@ -246,3 +246,102 @@ fn ingest_keeps_acknowledging_while_firestore_is_down_and_everything_arrives_onc
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn a_node_rebuilt_from_firestore_holds_the_same_documents_and_finds_them() {
+    let emulator = FirestoreEmulator::start();
+    let dir = temp_dir();
+    let d = start(&emulator.host, &dir.path().join("a"));
+    let ids: Vec<String> = (0..25)
+        .map(|i| format!("guesty:reservation:r{i}"))
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let (s, _) = d.post_json(
+            "/v1/documents",
+            &document(
+                id,
+                &format!("late check-in for booking {i}, pool heater"),
+                1_700_000_000_000 + i as i64,
+            ),
+        );
+        assert_eq!(s, 202);
+    }
+    emulator.wait_for(COLLECTION, Duration::from_secs(30), |docs| {
+        by_id(docs).len() == ids.len()
+    });
+    let originals: Vec<Value> = ids
+        .iter()
+        .map(|id| serde_json::from_str(&d.get(&format!("/v1/documents/{id}")).1).expect("doc"))
+        .collect();
+    drop(d);
+
+    let restored = dir.path().join("b");
+    let model = model_dir();
+    let run = |data: &std::path::Path| {
+        std::process::Command::new(concierge_tests::binary("concierge"))
+            .args(["restore-from-firestore", "--data-dir"])
+            .arg(data)
+            .args(["--model-dir", model.to_str().expect("utf-8")])
+            .env("CONCIERGE_FIRESTORE__PROJECT_ID", "concierge-test")
+            .env("CONCIERGE_FIRESTORE__EMULATOR_HOST", &emulator.host)
+            .current_dir(workspace_root())
+            .output()
+            .expect("run restore-from-firestore")
+    };
+    let out = run(&restored);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("restored 25 documents"),
+        "{out:?}"
+    );
+    // A directory with data in it is refused.
+    let again = run(&restored);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("is not empty"),
+        "{again:?}"
+    );
+
+    let model = model_dir();
+    let node = Daemon::start_with_env(
+        &[
+            "--model-dir",
+            model.to_str().expect("utf-8"),
+            "--data-dir",
+            restored.to_str().expect("utf-8"),
+        ],
+        &[],
+        &workspace_root(),
+    );
+    for (id, original) in ids.iter().zip(&originals) {
+        let back: Value =
+            serde_json::from_str(&node.get(&format!("/v1/documents/{id}")).1).expect("doc");
+        for field in [
+            "id",
+            "title",
+            "text",
+            "metadata",
+            "updated_at",
+            "source",
+            "kind",
+        ] {
+            assert_eq!(back[field], original[field], "{id}: {field}");
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (s, body) = node.post_json(
+            "/v1/search",
+            &json!({"query": "late check-in booking 7", "k": 5}).to_string(),
+        );
+        assert_eq!(s, 200, "{body}");
+        if body.contains("guesty:reservation:r7") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restored node never found it: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -4,6 +4,7 @@ mod embed;
 mod healthcheck;
 mod ingest;
 mod model_args;
+mod restore_from_firestore;
 mod serve;
 
 use concierge_models::ModelError;
@@ -19,6 +20,8 @@ pub enum Command {
     Ingest(ingest::IngestArgs),
     /// Ask a running daemon's /readyz: exit 0 when ready, 1 otherwise (a container health check).
     Healthcheck(healthcheck::HealthcheckArgs),
+    /// Fill an empty data directory from the Firestore copy ([firestore]).
+    RestoreFromFirestore(restore_from_firestore::RestoreArgs),
 }
 
 impl Command {
@@ -27,7 +30,10 @@ impl Command {
     pub fn default_log_level(&self) -> &'static str {
         match self {
             Command::Serve(_) => "info",
-            Command::Embed(_) | Command::Ingest(_) | Command::Healthcheck(_) => "warn",
+            Command::Embed(_)
+            | Command::Ingest(_)
+            | Command::Healthcheck(_)
+            | Command::RestoreFromFirestore(_) => "warn",
         }
     }
 }
@@ -39,6 +45,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Embed(args) => embed::run(&args),
         Command::Ingest(args) => ingest::run(&args),
         Command::Healthcheck(args) => healthcheck::run(&args),
+        Command::RestoreFromFirestore(args) => restore_from_firestore::run(&args),
     }
 }
 

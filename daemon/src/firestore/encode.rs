@@ -114,9 +114,10 @@ pub fn document_of(fields: &Value) -> Option<Document> {
     let updated_at = fields["updated_at"]["timestampValue"]
         .as_str()
         .and_then(concierge_infra::utc::parse_rfc3339_ms)?;
-    let metadata = match json_of(&fields["metadata"]) {
-        Value::Object(m) => m,
-        _ => Map::new(),
+    let metadata = if let Value::Object(m) = json_of(&fields["metadata"]) {
+        m
+    } else {
+        Map::new()
     };
     let mut doc = Document::new(
         text("id")?,

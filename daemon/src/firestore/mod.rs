@@ -223,3 +223,121 @@ impl SyncSink for FirestoreSink {
             .collect()
     }
 }
+
+/// Reads the collection back, page by page (`GET …/{collection}?pageSize=…&pageToken=…`).
+#[derive(Debug)]
+pub struct CollectionReader {
+    target: FirestoreTarget,
+    agent: ureq::Agent,
+    token: Option<String>,
+    done: bool,
+}
+
+impl CollectionReader {
+    pub fn new(target: FirestoreTarget) -> CollectionReader {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(120)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        CollectionReader {
+            target,
+            agent,
+            token: None,
+            done: false,
+        }
+    }
+
+    /// The next page of documents (`None` after the last), each decoded; a document that
+    /// cannot be decoded is an error naming it.
+    pub fn next_page(&mut self) -> Option<Result<Vec<concierge_engine::Document>, String>> {
+        if self.done {
+            return None;
+        }
+        let mut url = format!(
+            "{}/v1/{}/{}?pageSize=300",
+            self.target.base.trim_end_matches('/'),
+            self.target.root(),
+            self.target.collection
+        );
+        if let Some(t) = &self.token {
+            url.push_str("&pageToken=");
+            url.push_str(t);
+        }
+        let policy = retry::Policy::new(
+            6,
+            retry::Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
+        );
+        let answer = policy.run(
+            |_| {
+                let sent = self
+                    .agent
+                    .get(&url)
+                    .header("Authorization", &format!("Bearer {}", self.target.bearer))
+                    .call();
+                match sent {
+                    Ok(mut r) => {
+                        let status = r.status().as_u16();
+                        let text = r.body_mut().read_to_string().unwrap_or_default();
+                        match status {
+                            200 => serde_json::from_str::<Value>(&text).map_or_else(
+                                |e| {
+                                    retry::Attempt::Fatal(format!(
+                                        "Firestore's page is not JSON: {e}"
+                                    ))
+                                },
+                                retry::Attempt::Done,
+                            ),
+                            429 | 500..=599 => retry::Attempt::Retry {
+                                error: format!("Firestore answered {status}"),
+                                after: None,
+                            },
+                            _ => retry::Attempt::Fatal(format!(
+                                "Firestore answered {status}: {}",
+                                text.chars().take(300).collect::<String>()
+                            )),
+                        }
+                    }
+                    Err(e) => retry::Attempt::Retry {
+                        error: format!("Firestore cannot be reached: {e}"),
+                        after: None,
+                    },
+                }
+            },
+            retry::sleep,
+        );
+        let page = match answer {
+            Ok(p) => p,
+            Err(e) => {
+                self.done = true;
+                return Some(Err(e));
+            }
+        };
+        self.token = page["nextPageToken"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        self.done = self.token.is_none();
+        let mut docs = Vec::new();
+        for d in page["documents"].as_array().into_iter().flatten() {
+            let name = d["name"].as_str().unwrap_or("?");
+            match encode::document_of(&d["fields"]) {
+                Some(doc) if encode::our_id(name.rsplit('/').next().unwrap_or("")) == doc.id => {
+                    docs.push(doc)
+                }
+                Some(doc) => {
+                    return Some(Err(format!(
+                        "Firestore document {name} holds id {:?}, which is not its name's",
+                        doc.id
+                    )));
+                }
+                None => {
+                    return Some(Err(format!(
+                        "Firestore document {name} is not a Concierge document"
+                    )));
+                }
+            }
+        }
+        Some(Ok(docs))
+    }
+}

@@ -118,11 +118,11 @@ impl SyncHealth {
 /// The worker's body: runs until the engine stops.
 pub(crate) fn run(shared: Arc<Shared>, mut sink: Box<dyn SyncSink>, health: Arc<SyncHealth>) {
     let name = sink.name();
-    if let Err(e) = follow(&shared, sink.as_mut(), &health) {
-        if !matches!(e, Error::Closed) {
-            tracing::error!(consumer = name, error = %e, "the sync consumer stopped");
-            health.error(Some(e.to_string()));
-        }
+    if let Err(e) = follow(&shared, sink.as_mut(), &health)
+        && !matches!(e, Error::Closed)
+    {
+        tracing::error!(consumer = name, error = %e, "the sync consumer stopped");
+        health.error(Some(e.to_string()));
     }
 }
 
