@@ -5,13 +5,25 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use concierge_tests::{Daemon, FirestoreEmulator, model_dir, temp_dir, workspace_root};
+use concierge_tests::{
+    Daemon, FakeRequest, FakeResponse, FakeServer, FirestoreEmulator, http_exchange, model_dir,
+    temp_dir, workspace_root,
+};
 use serde_json::{Value, json};
 
 const COLLECTION: &str = "concierge_documents";
 
 fn start(emulator_host: &str, data_dir: &std::path::Path) -> Daemon {
+    start_with(emulator_host, data_dir, &[])
+}
+
+fn start_with(emulator_host: &str, data_dir: &std::path::Path, extra: &[(&str, &str)]) -> Daemon {
     let model = model_dir();
+    let mut env = vec![
+        ("CONCIERGE_FIRESTORE__PROJECT_ID", "concierge-test"),
+        ("CONCIERGE_FIRESTORE__EMULATOR_HOST", emulator_host),
+    ];
+    env.extend_from_slice(extra);
     Daemon::start_with_env(
         &[
             "--model-dir",
@@ -19,12 +31,21 @@ fn start(emulator_host: &str, data_dir: &std::path::Path) -> Daemon {
             "--data-dir",
             data_dir.to_str().expect("utf-8"),
         ],
-        &[
-            ("CONCIERGE_FIRESTORE__PROJECT_ID", "concierge-test"),
-            ("CONCIERGE_FIRESTORE__EMULATOR_HOST", emulator_host),
-        ],
+        &env,
         &workspace_root(),
     )
+}
+
+/// Forwards a request to the emulator and answers with its answer.
+fn forward(emulator: &str, req: &FakeRequest) -> (u16, String) {
+    let headers: Vec<(&str, &str)> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "authorization" || k == "content-type")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let reply = http_exchange(emulator, &req.method, &req.path, Some(&req.body), &headers);
+    (reply.status, reply.body)
 }
 
 fn document(id: &str, text: &str, updated_at: i64) -> String {
@@ -343,5 +364,180 @@ fn a_node_rebuilt_from_firestore_holds_the_same_documents_and_finds_them() {
             "the restored node never found it: {body}"
         );
         std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn throttling_and_per_write_errors_are_retried_or_dead_lettered_and_requests_keep_firestores_caps()
+{
+    let emulator = FirestoreEmulator::start();
+    let upstream = emulator.host.clone();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let times = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let seen = times.clone();
+    // In front of the emulator: 429 with Retry-After, then 503, then per-write faults:
+    // ABORTED once for one document, INVALID_ARGUMENT always for another.
+    let proxy = FakeServer::start(move |req| {
+        if !req.path.ends_with(":batchWrite") {
+            let (status, body) = forward(&upstream, req);
+            return FakeResponse::json(status, serde_json::from_str(&body).unwrap_or(Value::Null));
+        }
+        if let Ok(mut t) = seen.lock() {
+            t.push(Instant::now());
+        }
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match n {
+            0 => return FakeResponse::json(429, json!({"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}})).header("Retry-After", "1"),
+            1 => return FakeResponse::json(503, json!({"error": {"code": 503, "message": "The service is currently unavailable.", "status": "UNAVAILABLE"}})),
+            _ => {}
+        }
+        let writes = req.json()["writes"].as_array().cloned().unwrap_or_default();
+        let target = |w: &Value| {
+            w["update"]["name"]
+                .as_str()
+                .or(w["delete"].as_str())
+                .unwrap_or("")
+                .to_owned()
+        };
+        // The write Firestore refuses is not forwarded (Firestore would not apply it either).
+        let refused = |w: &Value| {
+            target(w).ends_with("ops:bad:1") || (target(w).ends_with("ops:flaky:1") && n == 2)
+        };
+        let kept: Vec<Value> = writes.iter().filter(|w| !refused(w)).cloned().collect();
+        let forwarded = FakeRequest {
+            body: json!({"writes": kept}).to_string(),
+            ..req.clone()
+        };
+        let (status, body) = forward(&upstream, &forwarded);
+        let upstream_answer: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if status != 200 {
+            return FakeResponse::json(status, upstream_answer);
+        }
+        let mut statuses = upstream_answer["status"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter();
+        let mut answer = json!({"writeResults": [], "status": []});
+        for w in &writes {
+            let s = if target(w).ends_with("ops:bad:1") {
+                json!({"code": 3, "message": "Property text contains an invalid nested entity"})
+            } else if refused(w) {
+                json!({"code": 10, "message": "Transaction contention, please retry"})
+            } else {
+                statuses.next().unwrap_or(json!({}))
+            };
+            answer["status"].as_array_mut().expect("array").push(s);
+        }
+        FakeResponse::json(status, answer)
+    });
+    let dir = temp_dir();
+    let host = proxy.base.trim_start_matches("http://").to_owned();
+    let d = start_with(
+        &host,
+        &dir.path().join("data"),
+        &[("CONCIERGE_SERVER__MAX_BODY_BYTES", "20000000")],
+    );
+    let mut ids = vec!["ops:flaky:1".to_owned(), "ops:bad:1".to_owned()];
+    ids.extend((0..20).map(|i| format!("ops:note:{i}")));
+    for id in &ids {
+        let (s, _) = d.post_json(
+            "/v1/documents",
+            &document(id, "some text", 1_700_000_000_000),
+        );
+        assert_eq!(s, 202);
+    }
+    // Large documents: twelve of ~0.9 MB (more than 10 MiB together) and one over 1 MiB.
+    let big = "x".repeat(900_000);
+    for i in 0..12 {
+        let (s, b) = d.post_json(
+            "/v1/documents",
+            &document(&format!("aircall:transcript:{i}"), &big, 1_700_000_000_000),
+        );
+        assert_eq!(s, 202, "{b}");
+    }
+    let (s, _) = d.post_json(
+        "/v1/documents",
+        &document(
+            "aircall:transcript:huge",
+            &"y".repeat(1_200_000),
+            1_700_000_000_000,
+        ),
+    );
+    assert_eq!(s, 202);
+
+    let good = ids.len() - 1 + 12;
+    let docs = emulator.wait_for(COLLECTION, Duration::from_secs(90), |docs| {
+        by_id(docs).len() >= good
+    });
+    let m = by_id(&docs);
+    assert!(m.contains_key("ops:flaky:1"), "ABORTED was retried");
+    assert!(
+        !m.contains_key("ops:bad:1"),
+        "INVALID_ARGUMENT is not retried"
+    );
+    assert!(
+        !m.contains_key("aircall:transcript:huge"),
+        "an over-1 MiB document is not sent"
+    );
+    assert_eq!(m.len(), good);
+    // Retry-After was honoured between the 429 and the next try.
+    let t = times.lock().expect("times").clone();
+    assert!(
+        t[1].duration_since(t[0]) >= Duration::from_millis(950),
+        "{:?}",
+        t[1].duration_since(t[0])
+    );
+
+    // Dead letters name the document and why; the consumer is healthy again and counted retries.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let (_, body) = d.get("/v1/admin/status");
+        let v: Value = serde_json::from_str(&body).expect("status");
+        if v["dead_letters"] == 2 || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status["dead_letters"], 2, "{status}");
+    let letters = status["recent_dead_letters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let reason = |id: &str| {
+        letters
+            .iter()
+            .find(|l| l["entry"]["id"] == id)
+            .map(|l| l["error"].as_str().unwrap_or("").to_owned())
+    };
+    assert!(
+        reason("ops:bad:1")
+            .is_some_and(|r| r.contains("status 3") && r.contains("invalid nested entity")),
+        "{letters:?}"
+    );
+    assert!(
+        reason("aircall:transcript:huge").is_some_and(|r| r.contains("1 MiB")),
+        "{letters:?}"
+    );
+    assert_eq!(status["sync"][0]["state"], "ok", "{status}");
+    assert!(
+        status["sync"][0]["retries"].as_u64().unwrap_or(0) >= 2,
+        "{status}"
+    );
+
+    // Every request within Firestore's caps: at most 500 writes and 10 MiB.
+    for req in proxy
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with(":batchWrite"))
+    {
+        let writes = req.json()["writes"].as_array().map_or(0, Vec::len);
+        assert!(writes <= 500, "{writes} writes in one request");
+        assert!(
+            req.body.len() <= 10 * 1024 * 1024,
+            "{} bytes in one request",
+            req.body.len()
+        );
     }
 }

@@ -9,6 +9,8 @@
 //!   and goes to the dead letters with Firestore's message. A whole request answered 429 or
 //!   503 is retried after its `Retry-After`; a whole request refused (4xx) is sent again one
 //!   write per request, to find the write that is at fault.
+//! - A request the server finds too large (413, or 429 "exceeds maximum size": the emulator
+//!   stops at 4 MiB) is split in halves until each part fits.
 //! - A document over Firestore's 1 MiB limit is not sent: it is dead-lettered with its size
 //!   (visible in `/v1/admin/status`), never dropped silently (ARCHITECTURE.md, Decisions).
 //! - The emulator (`emulator_host`) is plain HTTP with `Authorization: Bearer owner`.
@@ -146,6 +148,20 @@ impl FirestoreSink {
                         }
                     })
                     .collect()
+            }
+            // Too large for this server (the emulator's gRPC limit is 4 MiB, production's 10):
+            // halves, until a request fits or one write alone does not.
+            413 | 429 if status == 413 || message.contains("exceeds maximum size") => {
+                if writes.len() > 1 {
+                    let (a, b) = writes.split_at(writes.len() / 2);
+                    let mut out = self.batch(a);
+                    out.extend(self.batch(b));
+                    out
+                } else {
+                    all(WriteOutcome::Failed(format!(
+                        "Firestore refused the write as too large ({status}): {message}"
+                    )))
+                }
             }
             429 | 503 => all(WriteOutcome::Retry {
                 reason: format!("Firestore answered {status}: {message}"),

@@ -27,12 +27,25 @@ struct AdminStatus {
     engine: EngineStatus,
     /// `{last_run, last_success}` from `concierge-sidecar`, or null.
     backup: Option<Value>,
+    /// The newest dead letters (at most 20): which consumer gave up on which document, why.
+    recent_dead_letters: Vec<concierge_engine::DeadLetter>,
 }
 
+/// Dead letters shown in the status (their count is `dead_letters`).
+const RECENT_DEAD_LETTERS: usize = 20;
+
 async fn status(State(state): State<AppState>) -> Result<Json<AdminStatus>, ApiError> {
-    let engine = state.blocking(|engine| engine.status()).await?;
+    let (engine, mut letters) = state
+        .blocking(|engine| Ok((engine.status()?, engine.dead_letters()?)))
+        .await?;
+    letters.sort_by_key(|l| std::cmp::Reverse(l.at_ms));
+    letters.truncate(RECENT_DEAD_LETTERS);
     let backup = crate::backup_status::load(&state.config.storage.data_dir);
-    Ok(Json(AdminStatus { engine, backup }))
+    Ok(Json(AdminStatus {
+        engine,
+        backup,
+        recent_dead_letters: letters,
+    }))
 }
 
 /// Keeps the sidecar's backup status (its status file, as JSON) for `GET /v1/admin/status`.
