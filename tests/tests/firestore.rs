@@ -541,3 +541,190 @@ fn throttling_and_per_write_errors_are_retried_or_dead_lettered_and_requests_kee
         );
     }
 }
+
+/// Verifies an RS256 JWT with the public key through openssl (the test trusts no code of ours
+/// for it); its claims.
+fn verified_claims(
+    jwt: &str,
+    public_key: &std::path::Path,
+    dir: &std::path::Path,
+) -> Option<Value> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = jwt.split('.');
+    let (header, claims, signature) = (parts.next()?, parts.next()?, parts.next()?);
+    let data = dir.join(format!("jwt-{}.data", claims.len()));
+    let sig = dir.join(format!("jwt-{}.sig", claims.len()));
+    std::fs::write(&data, format!("{header}.{claims}")).ok()?;
+    std::fs::write(&sig, URL_SAFE_NO_PAD.decode(signature).ok()?).ok()?;
+    let ok = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(public_key)
+        .arg("-signature")
+        .arg(&sig)
+        .arg(&data)
+        .output()
+        .ok()?
+        .status
+        .success();
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
+    (ok && header["alg"] == "RS256")
+        .then(|| serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok())?
+}
+
+#[test]
+fn a_service_account_signs_in_with_a_verified_jwt_and_renews_its_token_before_it_expires() {
+    let dir = temp_dir();
+    let key = dir.path().join("key.pem");
+    let public = dir.path().join("public.pem");
+    let keygen = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key)
+        .output()
+        .expect("openssl genpkey");
+    assert!(keygen.status.success(), "{keygen:?}");
+    let pubout = std::process::Command::new("openssl")
+        .arg("pkey")
+        .arg("-in")
+        .arg(&key)
+        .arg("-pubout")
+        .arg("-out")
+        .arg(&public)
+        .output()
+        .expect("openssl pkey");
+    assert!(pubout.status.success());
+
+    // The token endpoint: checks the assertion's signature, aud, exp and scope; tokens live 62 s.
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = issued.clone();
+    let (public_key, scratch) = (public.clone(), dir.path().to_path_buf());
+    let token_server = FakeServer::start(move |req| {
+        let form: BTreeMap<String, String> = req
+            .body
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.replace("%3A", ":")))
+            .collect();
+        if form.get("grant_type").map(String::as_str)
+            != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+        {
+            return FakeResponse::json(400, json!({"error": "unsupported_grant_type"}));
+        }
+        let Some(claims) = form
+            .get("assertion")
+            .and_then(|a| verified_claims(a, &public_key, &scratch))
+        else {
+            return FakeResponse::json(
+                400,
+                json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}),
+            );
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as i64;
+        let exp = claims["exp"].as_i64().unwrap_or(0);
+        let fine = claims["iss"] == "concierge@test-project.iam.gserviceaccount.com"
+            && claims["aud"]
+                .as_str()
+                .is_some_and(|a| a.ends_with("/token"))
+            && claims["scope"]
+                .as_str()
+                .is_some_and(|s| s.contains("https://www.googleapis.com/auth/datastore"))
+            && exp > now
+            && exp - claims["iat"].as_i64().unwrap_or(0) <= 3600;
+        if !fine {
+            return FakeResponse::json(
+                400,
+                json!({"error": "invalid_grant", "error_description": format!("bad claims {claims}")}),
+            );
+        }
+        let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        FakeResponse::json(
+            200,
+            json!({"access_token": format!("tok-{n}"), "expires_in": 62, "token_type": "Bearer"}),
+        )
+    });
+    // Firestore itself, faithful for batchWrite: every write confirmed.
+    let firestore = FakeServer::start(|req| {
+        let n = req.json()["writes"].as_array().map_or(0, Vec::len);
+        if !req
+            .header("authorization")
+            .is_some_and(|a| a.starts_with("Bearer tok-"))
+        {
+            return FakeResponse::json(
+                401,
+                json!({"error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}}),
+            );
+        }
+        FakeResponse::json(
+            200,
+            json!({"writeResults": vec![json!({}); n], "status": vec![json!({}); n]}),
+        )
+    });
+    let credentials = dir.path().join("service-account.json");
+    std::fs::write(
+        &credentials,
+        json!({
+            "type": "service_account",
+            "project_id": "test-project",
+            "client_email": "concierge@test-project.iam.gserviceaccount.com",
+            "private_key": std::fs::read_to_string(&key).expect("key"),
+            "token_uri": format!("{}/token", token_server.base),
+        })
+        .to_string(),
+    )
+    .expect("credentials");
+    let model = model_dir();
+    let d = Daemon::start_with_env(
+        &["--model-dir", model.to_str().expect("utf-8")],
+        &[
+            ("CONCIERGE_FIRESTORE__PROJECT_ID", "test-project"),
+            (
+                "CONCIERGE_FIRESTORE__CREDENTIALS_FILE",
+                credentials.to_str().expect("utf-8"),
+            ),
+            ("CONCIERGE_FIRESTORE__API_BASE", &firestore.base),
+        ],
+        &workspace_root(),
+    );
+    let (s, _) = d.post_json(
+        "/v1/documents",
+        &document("ops:note:1", "first", 1_700_000_000_000),
+    );
+    assert_eq!(s, 202);
+    firestore.wait_for(
+        "/v1/projects/test-project/databases/(default)/documents:batchWrite",
+        1,
+        Duration::from_secs(30),
+    );
+    // The token is renewed a minute before it expires (62 s: at once, on the next write).
+    std::thread::sleep(Duration::from_secs(3));
+    let (s, _) = d.post_json(
+        "/v1/documents",
+        &document("ops:note:2", "second", 1_700_000_000_000),
+    );
+    assert_eq!(s, 202);
+    let writes = firestore.wait_for(
+        "/v1/projects/test-project/databases/(default)/documents:batchWrite",
+        2,
+        Duration::from_secs(30),
+    );
+    let tokens: Vec<&str> = writes
+        .iter()
+        .filter_map(|w| w.header("authorization"))
+        .collect();
+    assert_eq!(tokens[0], "Bearer tok-1");
+    assert_eq!(tokens[tokens.len() - 1], "Bearer tok-2", "{tokens:?}");
+    assert_eq!(issued.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // The key is in no log line or status.
+    let (_, status) = d.get("/v1/admin/status");
+    assert!(!status.contains("PRIVATE KEY"));
+}

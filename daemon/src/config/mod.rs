@@ -347,6 +347,9 @@ pub struct Firestore {
     pub emulator_host: Option<String>,
     /// The collection documents are written to (default `concierge_documents`).
     pub collection: Option<String>,
+    /// Firestore's REST endpoint with `credentials_file` (default
+    /// `https://firestore.googleapis.com`).
+    pub api_base: Option<String>,
 }
 
 impl Firestore {
@@ -374,12 +377,24 @@ impl Firestore {
                 project_id: project.to_owned(),
                 database,
                 collection,
-                bearer: "owner".into(),
+                auth: crate::firestore::Auth::Static("owner".into()),
             })),
-            (None, Some(_)) => Err(
-                "firestore.credentials_file: signing in with a service account is not available in this build yet; point firestore.emulator_host at an emulator, or leave [firestore] unset".into(),
+            (None, Some(file)) => Ok(Some(crate::firestore::FirestoreTarget {
+                base: self
+                    .api_base
+                    .clone()
+                    .unwrap_or_else(|| "https://firestore.googleapis.com".into()),
+                project_id: project.to_owned(),
+                database,
+                collection,
+                auth: crate::firestore::Auth::Account(std::sync::Arc::new(
+                    crate::firestore::token::TokenSource::from_file(file)?,
+                )),
+            })),
+            (None, None) => Err(
+                "firestore.project_id is set: give firestore.emulator_host (or credentials_file)"
+                    .into(),
             ),
-            (None, None) => Err("firestore.project_id is set: give firestore.emulator_host (or credentials_file)".into()),
         }
     }
 }

@@ -16,6 +16,7 @@
 //! - The emulator (`emulator_host`) is plain HTTP with `Authorization: Bearer owner`.
 
 pub mod encode;
+pub mod token;
 
 use std::time::Duration;
 
@@ -37,8 +38,26 @@ pub struct FirestoreTarget {
     pub project_id: String,
     pub database: String,
     pub collection: String,
-    /// The bearer token (`owner` for the emulator).
-    pub bearer: String,
+    pub auth: Auth,
+}
+
+/// How requests are signed in.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// A fixed bearer token (`owner` for the emulator).
+    Static(String),
+    /// A service account's access tokens.
+    Account(std::sync::Arc<token::TokenSource>),
+}
+
+impl Auth {
+    /// The `Authorization` header's value.
+    pub fn header(&self) -> Result<String, String> {
+        match self {
+            Auth::Static(t) => Ok(format!("Bearer {t}")),
+            Auth::Account(source) => source.bearer().map(|t| format!("Bearer {t}")),
+        }
+    }
 }
 
 impl FirestoreTarget {
@@ -98,10 +117,19 @@ impl FirestoreSink {
         );
         let body = json!({"writes": writes}).to_string();
         let all = |o: WriteOutcome| vec![o; writes.len()];
+        let authorization = match self.target.auth.header() {
+            Ok(h) => h,
+            Err(reason) => {
+                return all(WriteOutcome::Retry {
+                    reason,
+                    after: None,
+                });
+            }
+        };
         let response = self
             .agent
             .post(&url)
-            .header("Authorization", &format!("Bearer {}", self.target.bearer))
+            .header("Authorization", &authorization)
             .header("Content-Type", "application/json")
             .send(&body);
         let mut response = match response {
@@ -286,10 +314,19 @@ impl CollectionReader {
         );
         let answer = policy.run(
             |_| {
+                let authorization = match self.target.auth.header() {
+                    Ok(h) => h,
+                    Err(e) => {
+                        return retry::Attempt::Retry {
+                            error: e,
+                            after: None,
+                        };
+                    }
+                };
                 let sent = self
                     .agent
                     .get(&url)
-                    .header("Authorization", &format!("Bearer {}", self.target.bearer))
+                    .header("Authorization", &authorization)
                     .call();
                 match sent {
                     Ok(mut r) => {
