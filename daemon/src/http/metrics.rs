@@ -187,6 +187,41 @@ async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
             c.name, c.lag
         );
     }
+    // The sync consumers (Firestore, Qdrant): what they wrote, retried and gave up on, and
+    // whether they are failing now.
+    for (name, help, kind) in [
+        (
+            "concierge_sync_written_total",
+            "Documents a sync consumer had confirmed.",
+            "counter",
+        ),
+        (
+            "concierge_sync_retries_total",
+            "Document writes a sync consumer tried again.",
+            "counter",
+        ),
+        (
+            "concierge_sync_dead_letters_total",
+            "Documents a sync consumer gave up on.",
+            "counter",
+        ),
+        (
+            "concierge_sync_degraded",
+            "1 while a sync consumer's writes are failing.",
+            "gauge",
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for sync in &status.sync {
+            let value = match name {
+                "concierge_sync_written_total" => sync.written,
+                "concierge_sync_retries_total" => sync.retries,
+                "concierge_sync_dead_letters_total" => sync.dead_letters,
+                _ => u64::from(sync.state == "degraded"),
+            };
+            let _ = writeln!(out, "{name}{{consumer=\"{}\"}} {value}", sync.name);
+        }
+    }
     out.push_str("# HELP concierge_index_chunks Chunks searchable per index.\n# TYPE concierge_index_chunks gauge\n");
     out.push_str("# HELP concierge_index_seq Change-log sequence each index includes.\n# TYPE concierge_index_seq gauge\n");
     out.push_str("# HELP concierge_index_ready 1 when the index serves searches (0 while rebuilding).\n# TYPE concierge_index_ready gauge\n");
