@@ -8,7 +8,7 @@ use crate::config::ConfigError;
 use crate::deploy::{DeployError, EngineError};
 use crate::ephemeral::EphemeralError;
 use crate::repository::RepoError;
-use crate::secrets::SecretsError;
+use crate::secret_files::SecretsError;
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]

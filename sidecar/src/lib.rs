@@ -5,7 +5,8 @@
 //! alerts (`alert`), the daemon's admin API (`daemon_client`), the Hetzner client and the
 //! temporary backup server (`hetzner`, `ephemeral`), cron expressions and the scheduler
 //! (`cron`, `schedule`), the jobs that record and alert (`jobs`), the Swarm deployment
-//! (`deploy`), git-crypt secrets as Docker secrets (`secrets`), and the one error with its exit codes (`error`).
+//! (`deploy`), git-crypt secret files (`secret_files`) and the commands that make them Docker
+//! secrets (`secrets`), and the one error with its exit codes (`error`).
 
 mod alert;
 mod config;
@@ -21,6 +22,7 @@ mod reports;
 mod repository;
 mod s3;
 mod schedule;
+mod secret_files;
 mod secrets;
 mod source_errors;
 mod status;
@@ -42,10 +44,10 @@ pub use jobs::{RunOutcome, backup_ephemeral, backup_run, check, ephemeral_result
 pub use progress::Bars;
 pub use repository::{BackupSummary, ForgetDecision, Repo, RepoError, SnapshotInfo, keep_options};
 pub use schedule::run_until_stopped as run_schedule;
+pub use secret_files::{GitCryptError, GitCryptKey, SecretsError};
 pub use secrets::{
-    GitCryptError, GitCryptKey, SecretInfo, SecretsDiff, SecretsError, apply as secrets_apply,
-    diff as secrets_diff, list as secrets_list, rotate as secrets_rotate, serve as secrets_serve,
-    set as secrets_set,
+    SecretInfo, SecretsDiff, apply as secrets_apply, diff as secrets_diff, list as secrets_list,
+    rotate as secrets_rotate, serve as secrets_serve, set as secrets_set,
 };
 pub use source_errors::install as capture_rustic_log;
 pub use status::{RunStatus, StatusFile};

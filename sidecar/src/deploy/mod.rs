@@ -32,7 +32,7 @@ pub use report::{FailureReport, RollbackSummary};
 pub use verify::{Outcome as VerifyOutcome, Verdict};
 
 use crate::config::{DeployConfig, SecretsConfig};
-use crate::secrets::SecretsDir;
+use crate::secret_files::SecretsDir;
 use engine::Engine;
 use record::{ApplyRecord, RecordFile};
 use verify::{Judgement, Target};

@@ -1,24 +1,22 @@
 //! `secrets list | diff | apply | set | rotate`: git-crypt encrypted files in the deploy
 //! repository as versioned Docker secrets.
 //!
-//! Inside: git-crypt's key and file formats (`gitcrypt`) and the directory of secret files
-//! (`store`). The Docker side is the deploy module's: a secret's Docker name is its content
+//! Inside: the secrets page (`page`, `sessions`); the files themselves are `secret_files`'
+//! (git-crypt's formats, the directory). The Docker side is the deploy module's: a secret's Docker name is its content
 //! hash (`desired`), `diff` is the secret part of `deploy plan`, `apply` is `deploy apply`
 //! (verify, rollback, report) when nothing but secrets changed.
 
-mod gitcrypt;
 mod page;
 mod sessions;
-mod store;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-pub use gitcrypt::{GitCryptError, Key as GitCryptKey};
 pub use page::serve;
 pub use sessions::Identity;
-pub use store::{SecretsDir, SecretsError, random_value};
+
+use crate::secret_files::{SecretsDir, SecretsError, random_value};
 
 use crate::config::SecretsConfig;
 use crate::deploy::{self, Action, DeployError, Request};
