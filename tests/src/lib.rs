@@ -234,6 +234,30 @@ pub fn http_request(
     (reply.status, reply.body)
 }
 
+/// The `svix-signature` header of a Guesty (Svix) webhook: `v1,` and the base64 HMAC-SHA256
+/// of `"{id}.{timestamp}.{body}"` under the base64 key after `whsec_`, written out here so the
+/// tests do not trust the daemon's own implementation.
+pub fn svix_signature(secret: &str, id: &str, timestamp: i64, body: &str) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use sha2::{Digest, Sha256};
+    let key = STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .expect("a base64 whsec_ secret");
+    let mut k = [0u8; 64];
+    k[..key.len()].copy_from_slice(&key);
+    let message = format!("{id}.{timestamp}.{body}");
+    let inner = Sha256::new()
+        .chain_update(k.map(|b| b ^ 0x36))
+        .chain_update(message.as_bytes())
+        .finalize();
+    let mac = Sha256::new()
+        .chain_update(k.map(|b| b ^ 0x5c))
+        .chain_update(inner)
+        .finalize();
+    format!("v1,{}", STANDARD.encode(mac))
+}
+
 /// A chunked body decoded (what is there of it).
 fn dechunk(mut rest: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();

@@ -56,13 +56,7 @@ fn now() -> i64 {
 
 /// Posts a Guesty body signed now (the fixtures' own signatures carry a fixed, stale time).
 fn post_guesty(d: &Daemon, id: &str, body: &str, ts: i64) -> (u16, String) {
-    let key = STANDARD
-        .decode(GUESTY_SECRET.trim_start_matches("whsec_"))
-        .expect("secret");
-    let sig = format!(
-        "v1,{}",
-        STANDARD.encode(hmac(&key, format!("{id}.{ts}.{body}").as_bytes()))
-    );
+    let sig = concierge_tests::svix_signature(GUESTY_SECRET, id, ts, body);
     let ts = ts.to_string();
     d.request(
         "POST",
