@@ -8,9 +8,12 @@
 #   busybox-static                the stand-in image the deploy tests import (/bin/busybox)
 #   git, git-crypt                the secrets tests (byte-for-byte compatibility with git-crypt 0.7)
 #   chromium, chromium-driver     the secrets page test (headless Chromium through WebDriver)
+#   openssl                       the Firestore sign-in test (an RSA key, the JWT's signature checked)
+# (The Firestore emulator cannot be installed here: it is on the machine image, and the tests
+# say so when its jar is missing.)
 # Uses apt-get directly as root, sudo otherwise; prints the command when neither works.
 set -euo pipefail
-needed=(ca-certificates curl python3 python3-pip python3-venv librocksdb-dev libclang-dev docker.io busybox-static git git-crypt chromium chromium-driver)
+needed=(ca-certificates curl python3 python3-pip python3-venv librocksdb-dev libclang-dev docker.io busybox-static git git-crypt chromium chromium-driver openssl)
 missing=()
 for pkg in "${needed[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
