@@ -234,6 +234,25 @@ pub fn http_request(
     (reply.status, reply.body)
 }
 
+/// The Aircall event fixtures that become documents (`tests/fixtures/webhooks/`), in order.
+pub const AIRCALL_EVENT_FIXTURES: [&str; 6] = [
+    "aircall-call.created.json",
+    "aircall-call.answered.json",
+    "aircall-call.ended.json",
+    "aircall-call.commented.json",
+    "aircall-call.tagged.json",
+    "aircall-call.voicemail_left.json",
+];
+
+/// The Guesty event fixtures, in order.
+pub const GUESTY_EVENT_FIXTURES: [&str; 5] = [
+    "guesty-reservation.new.json",
+    "guesty-reservation.updated.json",
+    "guesty-listing.updated.json",
+    "guesty-reservation.messageReceived.json",
+    "guesty-reservation.updated.v2.json",
+];
+
 /// The `svix-signature` header of a Guesty (Svix) webhook: `v1,` and the base64 HMAC-SHA256
 /// of `"{id}.{timestamp}.{body}"` under the base64 key after `whsec_`, written out here so the
 /// tests do not trust the daemon's own implementation.

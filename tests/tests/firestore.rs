@@ -747,14 +747,7 @@ fn every_fixture_webhook_reaches_firestore_as_the_daemon_stored_it() {
         std::fs::read_to_string(concierge_tests::fixture(&format!("webhooks/{name}")))
             .expect("fixture")
     };
-    for name in [
-        "aircall-call.created.json",
-        "aircall-call.answered.json",
-        "aircall-call.ended.json",
-        "aircall-call.commented.json",
-        "aircall-call.tagged.json",
-        "aircall-call.voicemail_left.json",
-    ] {
+    for name in concierge_tests::AIRCALL_EVENT_FIXTURES {
         let (s, b) = d.post_json("/v1/webhooks/aircall", &read(name));
         assert_eq!(s, 202, "{name}: {b}");
     }
@@ -762,16 +755,7 @@ fn every_fixture_webhook_reaches_firestore_as_the_daemon_stored_it() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs() as i64;
-    for (i, name) in [
-        "guesty-reservation.new.json",
-        "guesty-reservation.updated.json",
-        "guesty-listing.updated.json",
-        "guesty-reservation.messageReceived.json",
-        "guesty-reservation.updated.v2.json",
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, name) in concierge_tests::GUESTY_EVENT_FIXTURES.iter().enumerate() {
         let body = read(name);
         let id = format!("msg_fs_{i}");
         let sig = concierge_tests::svix_signature(GUESTY_SECRET, &id, ts, &body);

@@ -94,14 +94,7 @@ fn doc(d: &Daemon, id: &str) -> Value {
 fn every_fixture_is_ingested_and_found_by_search() {
     let d = start();
     let mut seq = 0;
-    for name in [
-        "aircall-call.created.json",
-        "aircall-call.answered.json",
-        "aircall-call.ended.json",
-        "aircall-call.commented.json",
-        "aircall-call.tagged.json",
-        "aircall-call.voicemail_left.json",
-    ] {
+    for name in concierge_tests::AIRCALL_EVENT_FIXTURES {
         let (s, b) = post_aircall(&d, &read(name));
         assert_eq!(s, 202, "{name}: {b}");
         seq = seq.max(json_of(&b)["seq"].as_u64().unwrap_or(0));
@@ -110,16 +103,7 @@ fn every_fixture_is_ingested_and_found_by_search() {
     assert_eq!(s, 202, "{b}");
     assert_eq!(json_of(&b)["kept"], "raw");
     let ts = now();
-    for (i, name) in [
-        "guesty-reservation.new.json",
-        "guesty-reservation.updated.json",
-        "guesty-listing.updated.json",
-        "guesty-reservation.messageReceived.json",
-        "guesty-reservation.updated.v2.json",
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, name) in concierge_tests::GUESTY_EVENT_FIXTURES.iter().enumerate() {
         let (s, b) = post_guesty(&d, &format!("msg_test_{i}"), &read(name), ts);
         assert_eq!(s, 202, "{name}: {b}");
         seq = seq.max(json_of(&b)["seq"].as_u64().unwrap_or(0));

@@ -277,13 +277,19 @@ pub(crate) fn apply_checked(
     )
 }
 
-/// `deploy verify`: the services the last apply touched, judged again from its start.
-pub fn verify_last(config: &DeployConfig) -> Result<VerifyOutcome, DeployError> {
+/// The record of the last apply (and where it lives), or why there is none.
+fn last_record(config: &DeployConfig) -> Result<(RecordFile, ApplyRecord), DeployError> {
     let records = RecordFile::new(&config.state_dir);
     let record = records
         .load()
         .map_err(DeployError::State)?
         .ok_or_else(|| DeployError::NoRecord(config.state_dir.clone()))?;
+    Ok((records, record))
+}
+
+/// `deploy verify`: the services the last apply touched, judged again from its start.
+pub fn verify_last(config: &DeployConfig) -> Result<VerifyOutcome, DeployError> {
+    let (_, record) = last_record(config)?;
     if record.rolled_back {
         return Err(DeployError::NotVerified(format!(
             "apply {} was rolled back: none of it runs",
@@ -313,11 +319,7 @@ pub fn verify_last(config: &DeployConfig) -> Result<VerifyOutcome, DeployError> 
 
 /// `deploy rollback`: the last apply undone and verified.
 pub fn rollback_last(config: &DeployConfig) -> Result<report::RollbackSummary, DeployError> {
-    let records = RecordFile::new(&config.state_dir);
-    let record = records
-        .load()
-        .map_err(DeployError::State)?
-        .ok_or_else(|| DeployError::NoRecord(config.state_dir.clone()))?;
+    let (records, record) = last_record(config)?;
     if record.rolled_back {
         return Ok(report::RollbackSummary {
             ok: true,

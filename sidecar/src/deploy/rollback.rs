@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::apply::update_service;
 use super::engine::{Engine, EngineError};
+use super::plan::Current;
 use super::record::ApplyRecord;
 use super::spec_view;
 use super::verify::Target;
@@ -35,7 +36,7 @@ pub fn run(engine: &Engine, record: &ApplyRecord, wait: Duration) -> Result<Undo
                 .push(format!("{} is gone: it cannot be rolled back", u.name));
             continue;
         };
-        let names = network_names(engine)?;
+        let names = Current::read(engine, &record.stack)?.network_names;
         let now = spec_view::flatten(&service["Spec"], &names);
         let before = spec_view::flatten(&u.previous_spec, &names);
         if now == before {
@@ -130,23 +131,6 @@ fn wait_until_idle(
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-}
-
-fn network_names(
-    engine: &Engine,
-) -> Result<std::collections::BTreeMap<String, String>, EngineError> {
-    let list = engine.get("/networks")?;
-    Ok(list
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|n| {
-            (
-                n["Id"].as_str().unwrap_or_default().to_owned(),
-                n["Name"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect())
 }
 
 fn wait_for_tasks_gone(

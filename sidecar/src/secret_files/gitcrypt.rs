@@ -97,6 +97,32 @@ impl<'a> Reader<'a> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
+
+    /// The next `(id, value)` of a field list (`what`: header or key); `None` at its end (id 0).
+    /// An unknown odd id is critical (refused), as in git-crypt; `known` says which ids are.
+    fn field(
+        &mut self,
+        what: &str,
+        known: &[u32],
+    ) -> Result<Option<(u32, &'a [u8])>, GitCryptError> {
+        let id = self.u32()?;
+        if id == 0 {
+            return Ok(None);
+        }
+        let len = self.u32()?;
+        if len > MAX_FIELD_LEN {
+            return Err(GitCryptError::BadKey(format!(
+                "{what} field {id} is {len} bytes long"
+            )));
+        }
+        let value = self.take(len as usize)?;
+        if id & 1 == 1 && !known.contains(&id) {
+            return Err(GitCryptError::BadKey(format!(
+                "critical {what} field {id} this version does not know"
+            )));
+        }
+        Ok(Some((id, value)))
+    }
 }
 
 impl Key {
@@ -122,43 +148,15 @@ impl Key {
             return Err(GitCryptError::KeyVersion(version));
         }
         let mut name = None;
-        loop {
-            let id = r.u32()?;
-            if id == 0 {
-                break;
-            }
-            let len = r.u32()?;
-            if len > MAX_FIELD_LEN {
-                return Err(GitCryptError::BadKey(format!(
-                    "header field {id} is {len} bytes long"
-                )));
-            }
-            let value = r.take(len as usize)?;
-            match id {
-                1 => name = Some(String::from_utf8_lossy(value).into_owned()),
-                id if id & 1 == 1 => {
-                    return Err(GitCryptError::BadKey(format!(
-                        "critical header field {id} this version does not know"
-                    )));
-                }
-                _ => {}
+        while let Some((id, value)) = r.field("header", &[1])? {
+            if id == 1 {
+                name = Some(String::from_utf8_lossy(value).into_owned());
             }
         }
         let mut entries = Vec::new();
         while !r.bytes.is_empty() {
             let (mut version, mut aes, mut hmac) = (None, None, None);
-            loop {
-                let id = r.u32()?;
-                if id == 0 {
-                    break;
-                }
-                let len = r.u32()?;
-                if len > MAX_FIELD_LEN {
-                    return Err(GitCryptError::BadKey(format!(
-                        "key field {id} is {len} bytes long"
-                    )));
-                }
-                let value = r.take(len as usize)?;
+            while let Some((id, value)) = r.field("key", &[1, 3, 5])? {
                 let want = |n: usize| {
                     if value.len() == n {
                         Ok(value)
@@ -176,11 +174,6 @@ impl Key {
                     }
                     3 => aes = Some(want(AES_KEY_LEN)?),
                     5 => hmac = Some(want(HMAC_KEY_LEN)?),
-                    id if id & 1 == 1 => {
-                        return Err(GitCryptError::BadKey(format!(
-                            "critical key field {id} this version does not know"
-                        )));
-                    }
                     _ => {}
                 }
             }

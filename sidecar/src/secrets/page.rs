@@ -100,14 +100,7 @@ fn handle(
         (Method::Post, "/login") => {
             let form = match read_form(&mut request) {
                 Ok(f) => f,
-                Err(e) => {
-                    return reply(
-                        request,
-                        413,
-                        page("Refused", &format!("<p>{}</p>", escape(&e))),
-                        Vec::new(),
-                    );
-                }
+                Err(e) => return reply(request, 413, refused(&e), Vec::new()),
             };
             let token = field(&form, "token").unwrap_or_default();
             if !same(&token, req.secrets.admin_token.expose()) {
@@ -150,14 +143,7 @@ fn handle(
             };
             let form = match read_form(&mut request) {
                 Ok(f) => f,
-                Err(e) => {
-                    return reply(
-                        request,
-                        413,
-                        page("Refused", &format!("<p>{}</p>", escape(&e))),
-                        Vec::new(),
-                    );
-                }
+                Err(e) => return reply(request, 413, refused(&e), Vec::new()),
             };
             if !field(&form, "csrf").is_some_and(|t| same(&t, &csrf)) {
                 tracing::warn!(%path, "secrets page: a form without its CSRF token was refused");
@@ -355,6 +341,11 @@ form.inline{{display:flex;gap:.3rem}}</style></head>
 </body></html>"#,
         title = escape(title)
     )
+}
+
+/// The page for a form that was too large or unreadable.
+fn refused(why: &str) -> String {
+    page("Refused", &format!("<p>{}</p>", escape(why)))
 }
 
 fn login_page(message: Option<&str>) -> String {
