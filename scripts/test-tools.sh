@@ -2,6 +2,8 @@
 # Installs the tools the backup tests start, when they are missing:
 #   restic        (Debian package) proves our repositories are restic-readable
 #   moto_server   (pip `moto[server]`, pinned, in tests/.venv) the S3-compatible server on loopback
+#   qdrant-client (pip, pinned, in tests/.venv) whose local mode tests/qdrant/server.py serves
+#                 as Qdrant's REST API (no Qdrant server can be had here)
 # Idempotent; ./test.sh and CI call it.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,4 +20,8 @@ if ! [ -x "$venv/bin/moto_server" ]; then
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   "$venv/bin/python" -m pip install --quiet 'moto[server]==5.2.5'
+fi
+if ! "$venv/bin/python" -c 'import qdrant_client' 2>/dev/null; then
+  echo "test-tools: installing qdrant-client into tests/.venv" >&2
+  "$venv/bin/python" -m pip install --quiet 'qdrant-client==1.20.0'
 fi

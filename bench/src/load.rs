@@ -72,7 +72,7 @@ pub struct LoadArgs {
 
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "snake_case")]
-enum Schedule {
+pub(crate) enum Schedule {
     /// Requests per second (open loop).
     Rate(u32),
     /// Clients (closed loop).
@@ -115,9 +115,9 @@ struct Report {
 
 /// One request: latency (ms), success, and for sampled webhooks the acknowledgement time and
 /// sequence.
-type Outcome = (f64, bool, Option<(Instant, u64)>);
+pub(crate) type Outcome = (f64, bool, Option<(Instant, u64)>);
 
-fn webhook(token: &str, n: u64, sentence: &str) -> String {
+pub(crate) fn webhook(token: &str, n: u64, sentence: &str) -> String {
     json!({
         "resource": "call", "event": "call.commented", "timestamp": 1_767_225_900 + n as i64, "token": token,
         "data": {"id": 5_000_000 + n, "direction": "inbound", "status": "done", "started_at": 1_767_225_700, "answered_at": 1_767_225_712, "duration": 60 + n % 300,
@@ -128,12 +128,14 @@ fn webhook(token: &str, n: u64, sentence: &str) -> String {
 }
 
 /// The per-request part every worker shares.
-struct Sender<'a> {
-    address: &'a str,
-    workload: Workload,
-    token: &'a str,
-    auth: Option<String>,
-    sentences: &'a [String],
+pub(crate) struct Sender<'a> {
+    pub address: &'a str,
+    pub workload: Workload,
+    pub token: &'a str,
+    pub auth: Option<String>,
+    pub sentences: &'a [String],
+    /// Every how many'th acknowledged webhook is followed downstream (1: all of them).
+    pub sample_every: u64,
 }
 
 impl Sender<'_> {
@@ -176,7 +178,7 @@ impl Sender<'_> {
 }
 
 /// Runs one step; the outcomes and the step's wall time.
-fn step(
+pub(crate) fn step(
     sender: &Sender<'_>,
     schedule: Schedule,
     seconds: u64,
@@ -191,7 +193,7 @@ fn step(
     };
     let start = Instant::now() + Duration::from_millis(50);
     let sample = |i: u64, ok: bool, seq: Option<u64>, done: Instant| {
-        (ok && i.is_multiple_of(10))
+        (ok && i.is_multiple_of(sender.sample_every.max(1)))
             .then_some(())
             .and(seq.map(|s| (done, s)))
     };
@@ -267,12 +269,21 @@ fn step(
     (results.into_inner().unwrap_or_default(), elapsed)
 }
 
-/// Polls the daemon's status: (time, sequence both indexes include).
-fn watch_indexes(
+/// The sequence both indexes include, from a status.
+fn indexed_seq(status: &Value) -> u64 {
+    status["dense"]["seq"]
+        .as_u64()
+        .unwrap_or(0)
+        .min(status["keyword"]["seq"].as_u64().unwrap_or(0))
+}
+
+/// Polls the daemon's status every 10 ms: (time, the sequence `reached` reads off it).
+pub(crate) fn watch_status(
     address: String,
     auth: Option<String>,
     log: Arc<Mutex<Vec<(Instant, u64)>>>,
     stop: Arc<AtomicBool>,
+    reached: fn(&Value) -> u64,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut c = Connection::new(&address);
@@ -281,10 +292,7 @@ fn watch_indexes(
         while !stop.load(Ordering::Relaxed) {
             if let Ok((200, body)) = c.request("GET", "/v1/admin/status", "", &headers) {
                 let v: Value = serde_json::from_str(&body).unwrap_or_default();
-                let seq = v["dense"]["seq"]
-                    .as_u64()
-                    .unwrap_or(0)
-                    .min(v["keyword"]["seq"].as_u64().unwrap_or(0));
+                let seq = reached(&v);
                 if let Ok(mut w) = log.lock() {
                     w.push((Instant::now(), seq));
                 }
@@ -294,7 +302,7 @@ fn watch_indexes(
     })
 }
 
-fn address_of(url: &str) -> String {
+pub(crate) fn address_of(url: &str) -> String {
     let rest = url
         .strip_prefix("http://")
         .unwrap_or(url)
@@ -347,16 +355,18 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
         token: &args.aircall_token,
         auth: auth.clone(),
         sentences: &sentences,
+        sample_every: 10,
     };
 
     let log: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::new(Mutex::new(Vec::new()));
     let stop_watch = Arc::new(AtomicBool::new(false));
     let watcher = (args.workload == Workload::Webhook).then(|| {
-        watch_indexes(
+        watch_status(
             address.clone(),
             auth.clone(),
             log.clone(),
             stop_watch.clone(),
+            indexed_seq,
         )
     });
 
@@ -460,9 +470,10 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
     write_report(args, &report)
 }
 
-/// Acknowledged → searchable for the sampled webhooks of a step, after waiting (bounded) for the
-/// indexes to include the step's last one: p50, p99 (ms) and the drain time (s).
-fn searchable(results: &[Outcome], log: &Mutex<Vec<(Instant, u64)>>) -> (f64, f64, f64) {
+/// Acknowledged → reached downstream (the sequence the watcher logs: searchable in both
+/// indexes, confirmed by Firestore) for the sampled webhooks of a step, after waiting (bounded)
+/// for the step's last one: p50, p99 (ms) and the drain time (s).
+pub(crate) fn searchable(results: &[Outcome], log: &Mutex<Vec<(Instant, u64)>>) -> (f64, f64, f64) {
     let samples: Vec<(Instant, u64)> = results.iter().filter_map(|(_, _, s)| *s).collect();
     let sent_done = Instant::now();
     let last_seq = samples.iter().map(|(_, s)| *s).max().unwrap_or(0);

@@ -10,6 +10,8 @@
 //! - `prepare-wordnet`: the WordNet datasets both use (`bench/data/prepare.sh` calls it).
 //! - `load`: HTTP load on a running or started daemon (webhooks or searches, open or closed loop).
 //! - `scale`: the real daemon at 100k chunks (restart, memory, search over HTTP vs in-process).
+//! - `firestore`: the Firestore write-behind against the emulator (latency, catch-up,
+//!   throughput, rebuild).
 //! - `ask`: answer latency over HTTP against a fake LLM with a fixed delay (Concierge's share).
 
 mod ann;
@@ -21,6 +23,7 @@ mod corpus_vectors;
 mod cpu_time;
 mod daemon_process;
 mod embed;
+mod firestore_sync;
 mod http_client;
 mod ir_metrics;
 mod load;
@@ -65,6 +68,10 @@ enum Command {
     /// Answer latency over HTTP (retrieval, generation) against a fake LLM with a fixed delay,
     /// and what Concierge adds on top of it; the extractive answerer beside it.
     Ask(ask::AskArgs),
+    /// The Firestore write-behind of the real daemon against the Firestore emulator: acknowledged
+    /// → in Firestore latency at fixed webhook rates, catch-up after an outage, throughput on a
+    /// backlog, and a rebuild of a node from Firestore.
+    Firestore(firestore_sync::FirestoreArgs),
     /// Backup and restore throughput of `concierge-sidecar` beside `restic` on the same ~1 GB
     /// mixed tree, to a local repository and to S3 (`moto_server`), first and unchanged second
     /// run.
@@ -94,6 +101,7 @@ fn main() -> ExitCode {
         Command::Load(args) => load::run(&args),
         Command::Scale(args) => scale::run(&args),
         Command::Ask(args) => ask::run(&args),
+        Command::Firestore(args) => firestore_sync::run(&args),
         Command::Backup(args) => backup::run(&args),
         Command::PrepareWordnet(args) => wordnet::run(&args),
     };

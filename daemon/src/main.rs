@@ -11,6 +11,7 @@ mod commands;
 mod config;
 mod firestore;
 mod http;
+mod qdrant;
 mod rocketchat;
 mod verify;
 mod webhooks;

@@ -34,6 +34,10 @@ pub struct ChangeEntry {
     pub id: String,
     /// The document's version after the change.
     pub version: u64,
+    /// When the change was made durable, milliseconds since the epoch (0 in entries written
+    /// before this field existed): what a consumer's lag in seconds is measured from.
+    #[serde(default)]
+    pub at_ms: u64,
 }
 
 /// An entry a consumer failed on too many times, kept for operators.
@@ -185,6 +189,31 @@ pub(crate) fn read(
         out.push(decode_json("changelog entry", &value)?);
     }
     Ok(out)
+}
+
+/// When the oldest entry after `cursor` (up to `durable`) was written, ms since the epoch:
+/// `None` when there is none. Entries from before entries carried their time (`at_ms` 0) are
+/// passed over, so the answer is the oldest time known.
+pub(crate) fn waiting_since_ms(store: &Store, cursor: u64, durable: u64) -> Result<Option<i64>> {
+    if cursor >= durable {
+        return Ok(None);
+    }
+    let start = seq_key(cursor + 1);
+    let iter = store.db().iterator_cf(
+        &store.cf(cf::CHANGELOG),
+        IteratorMode::From(&start, rocksdb::Direction::Forward),
+    );
+    for item in iter.take(64) {
+        let (key, value) = item?;
+        if decode_u64("changelog key", &key)? > durable {
+            break;
+        }
+        let entry: ChangeEntry = decode_json("changelog entry", &value)?;
+        if entry.at_ms > 0 {
+            return Ok(i64::try_from(entry.at_ms).ok());
+        }
+    }
+    Ok(None)
 }
 
 /// A consumer's durable position: every entry up to it has been applied.

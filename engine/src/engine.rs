@@ -50,7 +50,7 @@ impl std::fmt::Debug for Engine {
 }
 
 /// A consumer's position in the change log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConsumerLag {
     /// The consumer.
     pub name: String,
@@ -58,6 +58,9 @@ pub struct ConsumerLag {
     pub cursor: u64,
     /// Entries it has not yet made durable.
     pub lag: u64,
+    /// How long the oldest of those has waited, seconds (0 when caught up; entries written
+    /// before change-log entries carried their time count from the oldest one that does).
+    pub lag_seconds: f64,
 }
 
 /// The state of one index.
@@ -375,14 +378,20 @@ impl Engine {
                 tombstones: None,
             },
         };
+        let now_ms = concierge_infra::utc::now_ms();
         let consumers = changelog::cursors(&self.shared.store)?
             .into_iter()
-            .map(|(name, cursor)| ConsumerLag {
-                lag: durable.saturating_sub(cursor),
-                name,
-                cursor,
+            .map(|(name, cursor)| {
+                let lag_seconds = changelog::waiting_since_ms(&self.shared.store, cursor, durable)?
+                    .map_or(0.0, |at| (now_ms - at).max(0) as f64 / 1e3);
+                Ok(ConsumerLag {
+                    lag: durable.saturating_sub(cursor),
+                    lag_seconds,
+                    name,
+                    cursor,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         let poisoned = match self.shared.store.check_poison() {
             Err(Error::Poisoned { cause }) => Some(cause),
             Ok(()) | Err(_) => None,

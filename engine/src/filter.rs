@@ -146,7 +146,7 @@ impl DocAttrs {
 
 /// The indexed terms of a document's metadata: one per scalar (or scalar array element), with
 /// nested objects flattened to dotted paths.
-pub(crate) fn metadata_terms_of(metadata: &Map<String, Value>) -> Vec<String> {
+pub fn metadata_terms_of(metadata: &Map<String, Value>) -> Vec<String> {
     fn walk(prefix: &str, value: &Value, out: &mut Vec<String>, depth: usize) {
         if depth > 8 {
             return;

@@ -317,6 +317,7 @@ fn apply_locked(shared: &Shared, request: &IngestRequest) -> Result<IngestReceip
         let mut receipt_seq = 0;
         let docs_cf = shared.store.cf(cf::DOCS);
         let log_cf = shared.store.cf(cf::CHANGELOG);
+        let at_ms = u64::try_from(concierge_infra::utc::now_ms()).unwrap_or(0);
         for plan in plans {
             match plan {
                 Plan::Write(mut stored, kind) => {
@@ -327,6 +328,7 @@ fn apply_locked(shared: &Shared, request: &IngestRequest) -> Result<IngestReceip
                         kind,
                         id: stored.doc.id.clone(),
                         version: stored.doc.version,
+                        at_ms,
                     };
                     put_json(&mut batch, &log_cf, seq_key(seq), &entry)?;
                     outcomes.push(Outcome::Applied {

@@ -21,7 +21,8 @@ use crate::error::{Error, Result};
 use crate::filter::{DocAttrs, Filter};
 
 const WRITER_HEAP_BYTES: usize = 48 * 1024 * 1024;
-const TOKENIZER: &str = "en_stem";
+/// The analyzer of the text fields (tantivy's English stemming); [`crate::sparse`] uses it too.
+pub(crate) const TOKENIZER: &str = "en_stem";
 
 #[derive(Debug, Clone, Copy)]
 struct Fields {

@@ -49,6 +49,7 @@ mod keyword;
 mod metrics;
 mod search;
 mod shared;
+pub mod sparse;
 mod store;
 mod update_workers;
 
@@ -61,7 +62,7 @@ pub use dense::{DenseStats, HnswParams};
 pub use document::{Document, DocumentId, Operation, Outcome};
 pub use engine::{ConsumerLag, Engine, EngineStatus, IndexStatus};
 pub use error::{Error, InvalidInput, Result};
-pub use filter::{Filter, TimeRange};
+pub use filter::{Filter, TimeRange, metadata_terms_of};
 pub use fusion::{Fusion, FusionMethod, LegRank};
 pub use ingest::{
     IngestReceipt, IngestRequest, MAX_IDEMPOTENCY_KEY_BYTES, MAX_OPERATIONS, Updated,
@@ -72,5 +73,5 @@ pub use search::{HitChunk, MAX_K, SearchHit, SearchMode, SearchRequest, SearchRe
 pub use shared::IndexState;
 pub use store::FORMAT_VERSION;
 pub use update_workers::{
-    CheckpointInfo, SyncChange, SyncHealth, SyncSink, SyncStatus, WriteOutcome,
+    CheckpointInfo, SyncChange, SyncChunk, SyncHealth, SyncSink, SyncStatus, WriteOutcome,
 };

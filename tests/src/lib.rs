@@ -8,6 +8,7 @@ mod fake_hetzner;
 mod fake_http;
 mod firestore_emulator;
 mod moto;
+mod qdrant_server;
 mod swarm;
 mod webdriver;
 
@@ -15,6 +16,7 @@ pub use fake_hetzner::{Boot, FakeHetzner, HetznerState};
 pub use fake_http::{FakeRequest, FakeResponse, FakeServer};
 pub use firestore_emulator::FirestoreEmulator;
 pub use moto::{Moto, moto_server};
+pub use qdrant_server::QdrantServer;
 pub use swarm::{Swarm, deploy_dir};
 pub use webdriver::Browser;
 

@@ -250,6 +250,21 @@ fn ingest_keeps_acknowledging_while_firestore_is_down_and_everything_arrives_onc
         .map(|c| c["lag"].as_u64().unwrap_or(0));
     assert!(lag.is_some_and(|l| l >= 30), "{status}");
     assert_eq!(d.get("/readyz").0, 200, "ready during an outage");
+    // The lag in seconds counts from the oldest entry still waiting, in status and metrics.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (_, body) = d.get("/v1/admin/status");
+    let status: Value = serde_json::from_str(&body).expect("status");
+    let waited = status["consumers"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "firestore"))
+        .and_then(|c| c["lag_seconds"].as_f64())
+        .unwrap_or(0.0);
+    assert!(waited >= 1.0, "{status}");
+    let (_, metrics) = d.get("/metrics");
+    assert!(
+        metrics.contains("concierge_consumer_lag_seconds{consumer=\"firestore\"}"),
+        "{metrics}"
+    );
 
     let emulator = FirestoreEmulator::start_on(port);
     let docs = emulator.wait_for(COLLECTION, Duration::from_secs(60), |docs| {
@@ -524,6 +539,21 @@ fn throttling_and_per_write_errors_are_retried_or_dead_lettered_and_requests_kee
     assert!(
         status["sync"][0]["retries"].as_u64().unwrap_or(0) >= 2,
         "{status}"
+    );
+
+    // The requests the daemon counts are the requests the server saw, in status and metrics.
+    let batch_writes = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with(":batchWrite"))
+        .count() as u64;
+    assert_eq!(status["sync"][0]["requests"], batch_writes, "{status}");
+    let (_, metrics) = d.get("/metrics");
+    assert!(
+        metrics.contains(&format!(
+            "concierge_sync_requests_total{{consumer=\"firestore\"}} {batch_writes}"
+        )),
+        "{metrics}"
     );
 
     // Every request within Firestore's caps: at most 500 writes and 10 MiB.

@@ -96,6 +96,15 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             .start_sync(Box::new(crate::firestore::FirestoreSink::new(target)))
             .context("starting the Firestore sync")?;
     }
+    if let Some(target) = config.qdrant.target().map_err(anyhow::Error::msg)? {
+        check_qdrant(&target, model_dim, &model_id)?;
+        tracing::info!(url = %target.url, collection = %target.collection, "Qdrant sync on");
+        engine
+            .start_sync(Box::new(crate::qdrant::QdrantSink::new(
+                target, model_dim, &model_id,
+            )))
+            .context("starting the Qdrant sync")?;
+    }
     let engine = Arc::new(engine);
     let workers = Workers::default();
     let fusion = config.search.fusion();
@@ -217,5 +226,24 @@ async fn shutdown_signal(
     tokio::select! {
         _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
         _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Refuses to start on a Qdrant collection made for other vectors; Qdrant being down does not
+/// stop the start (the consumer waits, degraded, and ingest goes on).
+fn check_qdrant(
+    target: &crate::qdrant::QdrantTarget,
+    dim: usize,
+    model: &str,
+) -> anyhow::Result<()> {
+    let mut sink = crate::qdrant::QdrantSink::new(target.clone(), dim, model)
+        .with_timeout(std::time::Duration::from_secs(5));
+    match sink.check_model() {
+        Ok(()) => Ok(()),
+        Err(e) if e.retryable => {
+            tracing::warn!(error = %e, "Qdrant cannot be checked now; chunks wait for it");
+            Ok(())
+        }
+        Err(e) => anyhow::bail!("[qdrant]: {e}"),
     }
 }

@@ -335,6 +335,42 @@ pub struct Qdrant {
     pub collection: Option<String>,
 }
 
+impl Qdrant {
+    /// Where chunks are synced; `None` when Qdrant sync is off (no url).
+    pub fn target(&self) -> Result<Option<crate::qdrant::QdrantTarget>, String> {
+        let Some(url) = self.url.as_deref().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "qdrant.url {url:?}: an http:// or https:// address, e.g. http://127.0.0.1:6333"
+            ));
+        }
+        let collection = self
+            .collection
+            .clone()
+            .unwrap_or_else(|| "concierge_chunks".into());
+        if collection.is_empty()
+            || !collection
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!(
+                "qdrant.collection {collection:?}: letters, digits, '_' and '-' only"
+            ));
+        }
+        Ok(Some(crate::qdrant::QdrantTarget {
+            url: url.trim_end_matches('/').to_owned(),
+            api_key: self
+                .api_key
+                .as_ref()
+                .filter(|k| !k.is_empty())
+                .map(|k| k.expose().to_owned()),
+            collection,
+        }))
+    }
+}
+
 /// `[firestore]`
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -439,8 +475,13 @@ impl Config {
             ));
         }
         self.firestore.target()?;
+        self.qdrant.target()?;
         if self.search.backend == "qdrant" && self.qdrant.url.is_none() {
             return Err("search.backend = \"qdrant\" needs qdrant.url".to_owned());
+        }
+        if self.search.backend == "qdrant" {
+            // Refused rather than accepted and ignored: the search side is not built yet.
+            return Err("search.backend = \"qdrant\" is not available yet: searches run on the embedded indexes (search.backend = \"local\"); [qdrant] url alone syncs every chunk to Qdrant".to_owned());
         }
         if !(self.search.rrf_k.is_finite() && self.search.rrf_k >= 0.0) {
             return Err(format!(

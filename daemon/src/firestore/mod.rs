@@ -85,6 +85,8 @@ impl FirestoreTarget {
 pub struct FirestoreSink {
     target: FirestoreTarget,
     agent: ureq::Agent,
+    /// `batchWrite` requests sent, answered or not.
+    requests: std::sync::atomic::AtomicU64,
 }
 
 impl FirestoreSink {
@@ -94,7 +96,11 @@ impl FirestoreSink {
             .http_status_as_error(false)
             .build()
             .into();
-        FirestoreSink { target, agent }
+        FirestoreSink {
+            target,
+            agent,
+            requests: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     /// One write: an update with every field (replacing the document) or a delete.
@@ -126,6 +132,8 @@ impl FirestoreSink {
                 });
             }
         };
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let response = self
             .agent
             .post(&url)
@@ -221,6 +229,10 @@ impl FirestoreSink {
 impl SyncSink for FirestoreSink {
     fn name(&self) -> &'static str {
         "firestore"
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn write(&mut self, changes: &[SyncChange]) -> Vec<WriteOutcome> {

@@ -187,12 +187,25 @@ async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
             c.name, c.lag
         );
     }
+    out.push_str("# HELP concierge_consumer_lag_seconds How long the oldest entry a consumer has not made durable has waited.\n# TYPE concierge_consumer_lag_seconds gauge\n");
+    for c in &status.consumers {
+        let _ = writeln!(
+            out,
+            "concierge_consumer_lag_seconds{{consumer=\"{}\"}} {:.3}",
+            c.name, c.lag_seconds
+        );
+    }
     // The sync consumers (Firestore, Qdrant): what they wrote, retried and gave up on, and
     // whether they are failing now.
     for (name, help, kind) in [
         (
             "concierge_sync_written_total",
             "Documents a sync consumer had confirmed.",
+            "counter",
+        ),
+        (
+            "concierge_sync_requests_total",
+            "Requests a sync consumer sent to its service.",
             "counter",
         ),
         (
@@ -215,6 +228,7 @@ async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
         for sync in &status.sync {
             let value = match name {
                 "concierge_sync_written_total" => sync.written,
+                "concierge_sync_requests_total" => sync.requests,
                 "concierge_sync_retries_total" => sync.retries,
                 "concierge_sync_dead_letters_total" => sync.dead_letters,
                 _ => u64::from(sync.state == "degraded"),

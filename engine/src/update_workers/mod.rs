@@ -21,4 +21,4 @@ pub(crate) mod sync;
 pub(crate) use apply::INDEXER;
 pub use checkpoint::CheckpointInfo;
 pub(crate) use indexer::{Indexer, Request};
-pub use sync::{SyncChange, SyncHealth, SyncSink, SyncStatus, WriteOutcome};
+pub use sync::{SyncChange, SyncChunk, SyncHealth, SyncSink, SyncStatus, WriteOutcome};

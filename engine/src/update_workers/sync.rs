@@ -13,6 +13,10 @@
 //!   document in it is confirmed or dead-lettered, and the log is never trimmed below it.
 //! - A sink registered after the log was trimmed starts with a full copy of the stored
 //!   documents, then follows the log from where that copy began.
+//! - A sink that wants chunks (Qdrant: one point per chunk) gets each document's stored chunks
+//!   with their vectors (never re-embedded) and never reads past the sequence through which the
+//!   indexer has stored them (`meta` `chunks_seq`). The document's fields may then be newer than its chunks for a
+//!   moment; the entry of that newer version follows and brings its chunks.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +28,7 @@ use rocksdb::IteratorMode;
 use serde::Serialize;
 
 use crate::changelog::{self, ChangeEntry, ChangeKind, DeadLetter};
+use crate::chunk_store;
 use crate::document::Document;
 use crate::error::{Error, Result};
 use crate::shared::Shared;
@@ -41,6 +46,19 @@ pub struct SyncChange {
     pub version: u64,
     /// `None`: deleted.
     pub document: Option<Document>,
+    /// Its stored chunks with their vectors, in order, for sinks that want them (empty
+    /// otherwise, and for a deleted document).
+    pub chunks: Vec<SyncChunk>,
+}
+
+/// One stored chunk of a document, as the indexer embedded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncChunk {
+    /// The engine's chunk id (stable for the same document, position and text).
+    pub id: u64,
+    pub ordinal: u32,
+    pub text: String,
+    pub vector: Vec<f32>,
 }
 
 /// What a sink did with one change.
@@ -62,12 +80,28 @@ pub trait SyncSink: Send + 'static {
     fn name(&self) -> &'static str;
     /// Writes `changes` (at most one per document); one outcome per change, in order.
     fn write(&mut self, changes: &[SyncChange]) -> Vec<WriteOutcome>;
+    /// Requests sent to the outside service so far (status and metrics show throughput in
+    /// requests as well as documents).
+    fn requests(&self) -> u64;
+    /// Whether changes carry the documents' chunks and vectors; such a sink follows the
+    /// indexer's stored chunks, never ahead of them.
+    fn wants_chunks(&self) -> bool {
+        false
+    }
+    /// Every change through `through` is confirmed: a sink that keeps a watermark where its
+    /// readers can see it (Qdrant) writes it here. An error is retried with backoff.
+    fn confirm(&mut self, through: u64) -> std::result::Result<(), String> {
+        let _ = through;
+        Ok(())
+    }
 }
 
 /// A sync consumer's health, for status and metrics.
 #[derive(Debug, Default)]
 pub struct SyncHealth {
     pub written: AtomicU64,
+    /// Requests the sink has sent.
+    pub requests: AtomicU64,
     pub retries: AtomicU64,
     pub dead_letters: AtomicU64,
     /// Milliseconds since the epoch of the last confirmed write.
@@ -82,6 +116,8 @@ pub struct SyncStatus {
     /// `ok`, or `degraded` while writes are failing.
     pub state: String,
     pub written: u64,
+    /// Requests sent to the outside service (a request carries many documents).
+    pub requests: u64,
     pub retries: u64,
     pub dead_letters: u64,
     pub last_success_ms: Option<u64>,
@@ -101,6 +137,7 @@ impl SyncHealth {
             }
             .to_owned(),
             written: self.written.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             dead_letters: self.dead_letters.load(Ordering::Relaxed),
             last_success_ms: (last > 0).then_some(last),
@@ -132,13 +169,22 @@ fn follow(shared: &Shared, sink: &mut dyn SyncSink, health: &SyncHealth) -> Resu
         Some(c) => c,
         None => start(shared, sink, health)?,
     };
+    let chunks = sink.wants_chunks();
     while !shared.stopping() {
-        let durable = shared.sequencer.durable();
-        let entries = changelog::read(&shared.store, cursor, durable, BATCH)?;
+        let mut until = shared.sequencer.durable();
+        if chunks {
+            until = until.min(chunks_through(shared)?);
+        }
+        let entries = changelog::read(&shared.store, cursor, until, BATCH)?;
         let Some(last) = entries.last().map(|e| e.seq) else {
-            shared
-                .sequencer
-                .wait_durable_after(cursor, Duration::from_millis(250));
+            if chunks {
+                // The indexer moves the bound; nothing to wait on but time.
+                std::thread::sleep(Duration::from_millis(50));
+            } else {
+                shared
+                    .sequencer
+                    .wait_durable_after(cursor, Duration::from_millis(250));
+            }
             continue;
         };
         // The latest entry per document.
@@ -148,12 +194,16 @@ fn follow(shared: &Shared, sink: &mut dyn SyncSink, health: &SyncHealth) -> Resu
         }
         let ids: Vec<&str> = latest.keys().copied().collect();
         let stored = shared.store.get_docs(ids.iter().copied())?;
-        let changes: Vec<SyncChange> = latest
+        let mut changes: Vec<SyncChange> = latest
             .values()
             .zip(stored)
             .map(|(entry, doc)| change_of(entry, doc))
             .collect();
+        if chunks {
+            with_chunks(shared, &mut changes)?;
+        }
         send(shared, sink, health, changes)?;
+        confirm(shared, sink, health, last)?;
         changelog::set_cursor(&shared.store, name, last)?;
         cursor = last;
     }
@@ -167,12 +217,14 @@ fn change_of(entry: &ChangeEntry, stored: Option<StoredDoc>) -> SyncChange {
             id: entry.id.clone(),
             version: s.doc.version,
             document: Some(s.doc),
+            chunks: Vec::new(),
         },
         Some(s) => SyncChange {
             seq: s.seq.max(entry.seq),
             id: entry.id.clone(),
             version: s.doc.version,
             document: None,
+            chunks: Vec::new(),
         },
         // Not in the store at all: nothing to copy, so it is absent outside too.
         None => SyncChange {
@@ -180,8 +232,41 @@ fn change_of(entry: &ChangeEntry, stored: Option<StoredDoc>) -> SyncChange {
             id: entry.id.clone(),
             version: entry.version,
             document: None,
+            chunks: Vec::new(),
         },
     }
+}
+
+/// The change-log sequence through which the indexer has stored chunks and vectors.
+fn chunks_through(shared: &Shared) -> Result<u64> {
+    Ok(shared
+        .store
+        .get_u64(cf::META, meta_key::CHUNKS_SEQ)?
+        .unwrap_or(0))
+}
+
+/// Adds each present document's stored chunks and vectors.
+fn with_chunks(shared: &Shared, changes: &mut [SyncChange]) -> Result<()> {
+    let dim = shared.embedder.dim();
+    for change in changes.iter_mut().filter(|c| c.document.is_some()) {
+        let records = chunk_store::chunks_of(&shared.store, &change.id)?;
+        let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+        let vectors = chunk_store::vectors(&shared.store, &ids, dim)?;
+        change.chunks = records
+            .into_iter()
+            .zip(vectors)
+            // A chunk without its vector is mid-replacement: the next entry brings it.
+            .filter_map(|(r, v)| {
+                v.map(|vector| SyncChunk {
+                    id: r.id,
+                    ordinal: r.ordinal,
+                    text: r.text,
+                    vector,
+                })
+            })
+            .collect();
+    }
+    Ok(())
 }
 
 /// A consumer seen for the first time: with the whole history in the log it starts at 0;
@@ -197,7 +282,11 @@ fn start(shared: &Shared, sink: &mut dyn SyncSink, health: &SyncHealth) -> Resul
     if trimmed == 0 {
         return Ok(0);
     }
-    let from = shared.sequencer.durable();
+    let mut from = shared.sequencer.durable();
+    if sink.wants_chunks() {
+        // Chunks exist only up to the indexer: what follows comes through the log.
+        from = from.min(chunks_through(shared)?);
+    }
     tracing::info!(
         consumer = name,
         through = from,
@@ -220,16 +309,59 @@ fn start(shared: &Shared, sink: &mut dyn SyncSink, health: &SyncHealth) -> Resul
             id: stored.doc.id.clone(),
             version: stored.doc.version,
             document: Some(stored.doc),
+            chunks: Vec::new(),
         });
         if batch.len() == BATCH {
+            if sink.wants_chunks() {
+                with_chunks(shared, &mut batch)?;
+            }
             send(shared, sink, health, std::mem::take(&mut batch))?;
         }
     }
     if !batch.is_empty() {
+        if sink.wants_chunks() {
+            with_chunks(shared, &mut batch)?;
+        }
         send(shared, sink, health, batch)?;
     }
+    confirm(shared, sink, health, from)?;
     changelog::set_cursor(&shared.store, name, from)?;
     Ok(from)
+}
+
+/// Tells the sink everything through `through` is confirmed, until it takes it (or the engine
+/// stops).
+fn confirm(
+    shared: &Shared,
+    sink: &mut dyn SyncSink,
+    health: &SyncHealth,
+    through: u64,
+) -> Result<()> {
+    let config = &shared.config;
+    let backoff = Backoff::new(config.retry_base, config.retry_cap);
+    let mut failures = 0u32;
+    loop {
+        match sink.confirm(through) {
+            Ok(()) => {
+                if failures > 0 {
+                    health.error(None);
+                }
+                return Ok(());
+            }
+            Err(reason) => {
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(20) {
+                    tracing::warn!(consumer = sink.name(), through, attempt = failures, %reason, "recording the sync watermark failed; retrying");
+                }
+                health.error(Some(reason));
+                if !sleep_unless(backoff.wait_or(failures.min(16), None), &|| {
+                    shared.stopping()
+                }) {
+                    return Err(Error::Closed);
+                }
+            }
+        }
+    }
 }
 
 /// Sends `changes` until each is confirmed or dead-lettered (or the engine stops).
@@ -247,6 +379,7 @@ fn send(
             return Err(Error::Closed);
         }
         let outcomes = sink.write(&changes);
+        health.requests.store(sink.requests(), Ordering::Relaxed);
         let mut again = Vec::new();
         let mut wait: Option<Duration> = None;
         let mut last_reason = None;
@@ -284,6 +417,7 @@ fn send(
                             },
                             id: change.id.clone(),
                             version: change.version,
+                            at_ms: 0,
                         },
                         attempts: failures + 1,
                         error: reason,

@@ -1,0 +1,340 @@
+//! Qdrant sync with the real daemon against Qdrant's REST API as `tests/qdrant/server.py` serves
+//! it (qdrant-client's local mode; every body checked against Qdrant's generated models): one
+//! point per chunk with deterministic ids, vectors and payload; re-ingest without duplicates;
+//! stale chunks of a shrunk document and every point of a deleted one removed; the watermark;
+//! faults retried while ingest goes on; a collection made for other vectors refused at start.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use concierge_tests::{Daemon, QdrantServer, model_dir, temp_dir, workspace_root};
+use serde_json::{Value, json};
+
+const COLLECTION: &str = "concierge_chunks";
+
+fn start(qdrant: &QdrantServer, data_dir: &std::path::Path) -> Daemon {
+    let model = model_dir();
+    let url = qdrant.url();
+    Daemon::start_with_env(
+        &[
+            "--model-dir",
+            model.to_str().expect("utf-8"),
+            "--data-dir",
+            data_dir.to_str().expect("utf-8"),
+        ],
+        &[("CONCIERGE_QDRANT__URL", url.as_str())],
+        &workspace_root(),
+    )
+}
+
+fn document(id: &str, text: &str, updated_at: i64) -> String {
+    json!({
+        "id": id,
+        "title": "Maintenance",
+        "text": text,
+        "updated_at": updated_at,
+        "metadata": {"unit": 12, "tags": ["pool", "heater"], "guest": {"name": "Ana"}}
+    })
+    .to_string()
+}
+
+fn ingest(d: &Daemon, body: &str) -> u64 {
+    let (s, b) = d.post_json("/v1/documents", body);
+    assert_eq!(s, 202, "{b}");
+    serde_json::from_str::<Value>(&b).expect("receipt")["seq"]
+        .as_u64()
+        .expect("seq")
+}
+
+/// The watermark point's `seq` (0 before the first batch).
+fn watermark(q: &QdrantServer) -> u64 {
+    q.points(COLLECTION, false)
+        .iter()
+        .find(|p| p["payload"]["concierge_watermark"] == true)
+        .and_then(|p| p["payload"]["seq"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Waits until Qdrant's watermark reaches `seq`; the chunk points then.
+fn wait_for(q: &QdrantServer, seq: u64) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, _) = q.call("GET", &format!("/collections/{COLLECTION}"), None);
+        if status == 200 && watermark(q) >= seq {
+            return q
+                .points(COLLECTION, true)
+                .into_iter()
+                .filter(|p| p["payload"]["document_id"].is_string())
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Qdrant never reached seq {seq} (watermark {})",
+            if status == 200 { watermark(q) } else { 0 }
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn of(points: &[Value], id: &str) -> Vec<Value> {
+    points
+        .iter()
+        .filter(|p| p["payload"]["document_id"] == id)
+        .cloned()
+        .collect()
+}
+
+fn ids(points: &[Value]) -> BTreeSet<String> {
+    points
+        .iter()
+        .map(|p| p["id"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+fn long_text() -> String {
+    (0..120)
+        .map(|i| {
+            format!("Sentence {i} says the pool heater in unit {i} was checked by the night team.")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn every_chunk_becomes_one_point_and_reingest_shrink_and_delete_leave_no_stale_point() {
+    let q = QdrantServer::start();
+    let dir = temp_dir();
+    let d = start(&q, &dir.path().join("data"));
+    let mut last = 0;
+    for i in 0..5 {
+        last = ingest(
+            &d,
+            &document(
+                &format!("ops:note:{i}"),
+                &format!("Guest {i} asked for late check-in."),
+                1_700_000_000_000,
+            ),
+        );
+    }
+    last = last.max(ingest(
+        &d,
+        &document("ops:long:1", &long_text(), 1_700_000_000_000),
+    ));
+    let points = wait_for(&q, last);
+
+    // One point per chunk: the long document has several, the short ones one each.
+    let long = of(&points, "ops:long:1");
+    assert!(long.len() >= 3, "{} chunks", long.len());
+    for i in 0..5 {
+        assert_eq!(of(&points, &format!("ops:note:{i}")).len(), 1);
+    }
+    // Vectors and payload.
+    let p = &of(&points, "ops:note:3")[0];
+    assert_eq!(p["vector"]["dense"].as_array().map(Vec::len), Some(384));
+    let norm: f64 = p["vector"]["dense"]
+        .as_array()
+        .map(|v| v.iter().map(|x| x.as_f64().unwrap_or(0.0).powi(2)).sum())
+        .unwrap_or(0.0);
+    assert!((norm - 1.0).abs() < 1e-3, "unit vectors: {norm}");
+    let sparse = &p["vector"]["bm25"];
+    let indices = sparse["indices"].as_array().cloned().unwrap_or_default();
+    assert!(
+        !indices.is_empty() && indices.len() == sparse["values"].as_array().map_or(0, Vec::len)
+    );
+    let payload = &p["payload"];
+    assert_eq!(payload["title"], "Maintenance");
+    assert_eq!(payload["source"], "ops");
+    assert_eq!(payload["kind"], "note");
+    assert_eq!(payload["text"], "Guest 3 asked for late check-in.");
+    assert_eq!(payload["ordinal"], 0);
+    assert_eq!(payload["metadata"]["guest"]["name"], "Ana");
+    assert_eq!(payload["updated_at"], 1_700_000_000_000i64);
+    assert!(
+        payload["meta_terms"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t == "unit\u{1}12"))
+    );
+    let ordinals: BTreeSet<u64> = long
+        .iter()
+        .filter_map(|p| p["payload"]["ordinal"].as_u64())
+        .collect();
+    assert_eq!(ordinals.len(), long.len(), "one point per ordinal");
+
+    // The same content again (newer): the same point ids, no duplicate.
+    let before = ids(&long);
+    let seq = ingest(&d, &document("ops:long:1", &long_text(), 1_700_000_000_500));
+    let points = wait_for(&q, seq);
+    let again = of(&points, "ops:long:1");
+    assert_eq!(
+        ids(&again),
+        before,
+        "deterministic ids: no duplicate points"
+    );
+    assert!(again.iter().all(|p| p["payload"]["version"] == 2));
+
+    // The document shrinks to one chunk: its stale chunks go.
+    let seq = ingest(
+        &d,
+        &document("ops:long:1", "Heater fixed.", 1_700_000_001_000),
+    );
+    let points = wait_for(&q, seq);
+    let shrunk = of(&points, "ops:long:1");
+    assert_eq!(shrunk.len(), 1, "{shrunk:#?}");
+    assert_eq!(shrunk[0]["payload"]["text"], "Heater fixed.");
+
+    // A delete removes every point of the document, and only of it.
+    let (s, b) = d.request("DELETE", "/v1/documents/ops:note:2", None, &[]);
+    assert_eq!(s, 202, "{b}");
+    let seq = serde_json::from_str::<Value>(&b).expect("receipt")["seq"]
+        .as_u64()
+        .expect("seq");
+    let points = wait_for(&q, seq);
+    assert!(of(&points, "ops:note:2").is_empty());
+    assert_eq!(points.len(), 4 + 1, "four notes and the shrunk document");
+
+    // Status and metrics.
+    let (_, body) = d.get("/v1/admin/status");
+    let status: Value = serde_json::from_str(&body).expect("status");
+    let sync = status["sync"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "qdrant"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(sync["state"], "ok", "{status}");
+    assert!(sync["written"].as_u64().unwrap_or(0) >= 9, "{sync}");
+    let (_, metrics) = d.get("/metrics");
+    assert!(metrics.contains("concierge_sync_written_total{consumer=\"qdrant\"}"));
+    assert!(metrics.contains("concierge_consumer_lag{consumer=\"qdrant\"}"));
+}
+
+#[test]
+fn qdrant_faults_are_retried_while_ingest_keeps_acknowledging() {
+    let q = QdrantServer::start();
+    let dir = temp_dir();
+    let d = start(&q, &dir.path().join("data"));
+    // A first document makes the collection.
+    let seq = ingest(&d, &document("ops:note:0", "first", 1_700_000_000_000));
+    wait_for(&q, seq);
+    // Two 503s, then a 429 with Retry-After: 1 on every upsert.
+    q.fault(503, 2, "PUT", "/points", None);
+    q.fault(429, 1, "PUT", "/points", Some(1));
+    let mut last = 0;
+    for i in 1..=10 {
+        last = ingest(
+            &d,
+            &document(
+                &format!("ops:note:{i}"),
+                &format!("note {i}"),
+                1_700_000_000_000,
+            ),
+        );
+    }
+    let points = wait_for(&q, last);
+    assert_eq!(points.len(), 11);
+    let (_, body) = d.get("/v1/admin/status");
+    let status: Value = serde_json::from_str(&body).expect("status");
+    let sync = status["sync"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "qdrant"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(sync["retries"].as_u64().unwrap_or(0) >= 1, "{sync}");
+    assert_eq!(sync["dead_letters"], 0, "{sync}");
+    assert_eq!(status["dead_letters"], 0, "{status}");
+}
+
+#[test]
+fn qdrant_down_at_start_delays_the_sync_and_never_the_daemon() {
+    // Nothing listens on the port yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let dir = temp_dir();
+    let model = model_dir();
+    let url = format!("http://127.0.0.1:{port}");
+    let d = Daemon::start_with_env(
+        &[
+            "--model-dir",
+            model.to_str().expect("utf-8"),
+            "--data-dir",
+            dir.path().join("data").to_str().expect("utf-8"),
+        ],
+        &[("CONCIERGE_QDRANT__URL", url.as_str())],
+        &workspace_root(),
+    );
+    ingest(
+        &d,
+        &document("ops:note:1", "kept while Qdrant is down", 1_700_000_000_000),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = d.get("/v1/admin/status");
+        let v: Value = serde_json::from_str(&body).expect("status");
+        let sync = v["sync"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == "qdrant"))
+            .cloned()
+            .unwrap_or_default();
+        if sync["state"] == "degraded" {
+            assert!(
+                sync["last_error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("cannot be reached"),
+                "{sync}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never degraded: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(d.get("/readyz").0, 200, "ready while Qdrant is down");
+}
+
+#[test]
+fn a_collection_made_for_other_vectors_is_refused_at_start_with_the_reason() {
+    let q = QdrantServer::start();
+    let (s, b) = q.call(
+        "PUT",
+        &format!("/collections/{COLLECTION}"),
+        Some(&json!({"vectors": {"dense": {"size": 8, "distance": "Cosine"}}, "sparse_vectors": {"bm25": {"modifier": "idf"}}})),
+    );
+    assert_eq!(s, 200, "{b}");
+    let dir = temp_dir();
+    let out = std::process::Command::new(concierge_tests::binary("concierge"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--model-dir"])
+        .arg(model_dir())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("CONCIERGE_QDRANT__URL", q.url())
+        .current_dir(workspace_root())
+        .output()
+        .expect("run concierge serve");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("size 8") && err.contains("needs size 384"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "it must not claim to listen");
+}
+
+#[test]
+fn the_qdrant_search_backend_is_refused_until_it_exists_rather_than_ignored() {
+    let dir = temp_dir();
+    let out = std::process::Command::new(concierge_tests::binary("concierge"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("CONCIERGE_SEARCH__BACKEND", "qdrant")
+        .env("CONCIERGE_QDRANT__URL", "http://127.0.0.1:9")
+        .current_dir(workspace_root())
+        .output()
+        .expect("run concierge serve");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("search.backend = \"qdrant\" is not available yet"),
+        "{out:?}"
+    );
+}
