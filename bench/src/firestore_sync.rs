@@ -217,7 +217,10 @@ pub fn run(args: &FirestoreArgs) -> anyhow::Result<()> {
         stop.clone(),
         firestore_cursor,
     );
-    let mut first = 0u64;
+    // Warm-up, not counted: the emulator's first requests (JIT) and the daemon's first batches.
+    let (warm, _) = step(&sender, Schedule::Rate(20), 3, args.connections, 0);
+    let _ = searchable(&warm, &log);
+    let mut first = warm.len() as u64 + 1;
 
     // 1. Latency at fixed rates.
     let mut latency = Vec::new();

@@ -246,6 +246,41 @@ pub const AIRCALL_EVENT_FIXTURES: [&str; 6] = [
     "aircall-call.voicemail_left.json",
 ];
 
+/// Posts every Aircall and then every Guesty event fixture to `daemon` (Guesty's signed with
+/// `guesty_secret` as Svix signs, message ids `{id_prefix}{i}`); each must be acknowledged. The
+/// daemon must accept the Aircall fixtures' own token.
+pub fn post_fixture_webhooks(daemon: &Daemon, guesty_secret: &str, id_prefix: &str) {
+    let read = |name: &str| {
+        std::fs::read_to_string(fixture(&format!("webhooks/{name}"))).expect("fixture")
+    };
+    for name in AIRCALL_EVENT_FIXTURES {
+        let (s, b) = daemon.post_json("/v1/webhooks/aircall", &read(name));
+        assert_eq!(s, 202, "{name}: {b}");
+    }
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    for (i, name) in GUESTY_EVENT_FIXTURES.iter().enumerate() {
+        let body = read(name);
+        let id = format!("{id_prefix}{i}");
+        let sig = svix_signature(guesty_secret, &id, ts, &body);
+        let tss = ts.to_string();
+        let (s, b) = daemon.request(
+            "POST",
+            "/v1/webhooks/guesty",
+            Some(&body),
+            &[
+                ("Content-Type", "application/json"),
+                ("svix-id", &id),
+                ("svix-timestamp", &tss),
+                ("svix-signature", &sig),
+            ],
+        );
+        assert_eq!(s, 202, "{name}: {b}");
+    }
+}
+
 /// The Guesty event fixtures, in order.
 pub const GUESTY_EVENT_FIXTURES: [&str; 5] = [
     "guesty-reservation.new.json",

@@ -22,15 +22,20 @@ pub struct QdrantServer {
 impl QdrantServer {
     /// Starts it on a free port; returns once it listens.
     pub fn start() -> QdrantServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        QdrantServer::start_on(port)
+    }
+
+    /// Starts it on `port` (a daemon may already point there); returns once it listens.
+    pub fn start_on(port: u16) -> QdrantServer {
         let python = workspace_root().join("tests/.venv/bin/python");
         assert!(
             python.is_file(),
             "tests/.venv is missing: run scripts/test-tools.sh (./test.sh does)"
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
         let mut child = Command::new(python)
             .arg(workspace_root().join("tests/qdrant/server.py"))
             .arg(port.to_string())

@@ -379,3 +379,79 @@ fn search_hits_leave_the_whole_text_out_unless_asked_and_duplicate_keys_are_refu
     );
     problem(r.0, &r.1, 422);
 }
+
+#[test]
+fn each_route_answers_403_naming_the_scope_to_a_token_without_it_and_serves_one_with_it() {
+    let d = start(&[
+        ("CONCIERGE_AUTH__READ_TOKENS", "reader-1"),
+        ("CONCIERGE_AUTH__WRITE_TOKENS", "writer-1"),
+        ("CONCIERGE_AUTH__ADMIN_TOKENS", "admin-1"),
+        ("CONCIERGE_AUTH__API_TOKENS", "legacy-1"),
+    ]);
+    let doc = json!({"id": "ops:scope:1", "text": "pool heater", "updated_at": 1}).to_string();
+    // (method, path, body, the scope it needs: 0 read, 1 write, 2 admin); deletes come last.
+    let routes: &[(&str, &str, Option<&str>, usize)] = &[
+        ("GET", "/v1/admin/status", None, 0),
+        ("GET", "/metrics", None, 0),
+        ("GET", "/openapi.json", None, 0),
+        ("POST", "/v1/search", Some(r#"{"query": "heater"}"#), 0),
+        ("POST", "/v1/ask", Some(r#"{"question": "heater?"}"#), 0),
+        ("GET", "/v1/documents/ops:scope:1", None, 0),
+        ("POST", "/v1/documents", Some(doc.as_str()), 1),
+        ("POST", "/v1/admin/checkpoint", Some("{}"), 1),
+        ("PUT", "/v1/admin/backup-status", Some("{}"), 1),
+        ("POST", "/v1/admin/reindex", None, 2),
+        ("DELETE", "/v1/documents/ops:scope:1", None, 2),
+    ];
+    let tokens = [
+        ("reader-1", 0),
+        ("writer-1", 1),
+        ("admin-1", 2),
+        ("legacy-1", 2),
+    ];
+    for (method, path, body, needed) in routes {
+        for (token, level) in tokens {
+            let auth = format!("Bearer {token}");
+            let (s, b) = d.request(
+                method,
+                path,
+                *body,
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Authorization", &auth),
+                ],
+            );
+            if level >= *needed {
+                assert!(
+                    !matches!(s, 401 | 403),
+                    "{method} {path} with {token}: {s} {b}"
+                );
+            } else {
+                let p = problem(s, &b, 403);
+                let scope = ["read", "write", "admin"][*needed];
+                assert!(
+                    p["detail"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains(&format!("`{scope}`")),
+                    "{method} {path} with {token}: {b}"
+                );
+            }
+        }
+    }
+    // The document is gone (deleted with the admin token), and an unknown token is still a 401.
+    let (s, _) = d.request(
+        "GET",
+        "/v1/documents/ops:scope:1",
+        None,
+        &[("Authorization", "Bearer admin-1")],
+    );
+    assert_eq!(s, 404);
+    let r = d.exchange(
+        "GET",
+        "/v1/admin/status",
+        None,
+        &[("Authorization", "Bearer writer-2")],
+    );
+    problem(r.status, &r.body, 401);
+}

@@ -773,36 +773,7 @@ fn every_fixture_webhook_reaches_firestore_as_the_daemon_stored_it() {
             ("CONCIERGE_GUESTY__SECRET", GUESTY_SECRET),
         ],
     );
-    let read = |name: &str| {
-        std::fs::read_to_string(concierge_tests::fixture(&format!("webhooks/{name}")))
-            .expect("fixture")
-    };
-    for name in concierge_tests::AIRCALL_EVENT_FIXTURES {
-        let (s, b) = d.post_json("/v1/webhooks/aircall", &read(name));
-        assert_eq!(s, 202, "{name}: {b}");
-    }
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64;
-    for (i, name) in concierge_tests::GUESTY_EVENT_FIXTURES.iter().enumerate() {
-        let body = read(name);
-        let id = format!("msg_fs_{i}");
-        let sig = concierge_tests::svix_signature(GUESTY_SECRET, &id, ts, &body);
-        let tss = ts.to_string();
-        let (s, b) = d.request(
-            "POST",
-            "/v1/webhooks/guesty",
-            Some(&body),
-            &[
-                ("Content-Type", "application/json"),
-                ("svix-id", &id),
-                ("svix-timestamp", &tss),
-                ("svix-signature", &sig),
-            ],
-        );
-        assert_eq!(s, 202, "{name}: {b}");
-    }
+    concierge_tests::post_fixture_webhooks(&d, GUESTY_SECRET, "msg_fs_");
     // Every document the daemon holds is in Firestore, field for field, at the same version.
     let wanted = [
         "aircall:call:987654321",

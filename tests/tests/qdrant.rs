@@ -241,6 +241,40 @@ fn qdrant_faults_are_retried_while_ingest_keeps_acknowledging() {
     assert!(sync["retries"].as_u64().unwrap_or(0) >= 1, "{sync}");
     assert_eq!(sync["dead_letters"], 0, "{sync}");
     assert_eq!(status["dead_letters"], 0, "{status}");
+    // A refusal (400) is final: the documents of that request go to the dead letters with
+    // Qdrant's message, the others arrive.
+    q.fault(400, 1, "PUT", "/points", None);
+    let bad = ingest(&d, &document("ops:note:bad", "refused", 1_700_000_000_000));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let (_, body) = d.get("/v1/admin/status");
+        let v: Value = serde_json::from_str(&body).expect("status");
+        if v["dead_letters"] == 1 && watermark(&q) >= bad {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no dead letter: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let letters = status["recent_dead_letters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        letters.iter().any(|l| l["entry"]["id"] == "ops:note:bad"
+            && l["consumer"] == "qdrant"
+            && l["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("injected fault 400")),
+        "{letters:?}"
+    );
+    let good = ingest(
+        &d,
+        &document("ops:note:good", "accepted", 1_700_000_000_000),
+    );
+    let points = wait_for(&q, good);
+    assert!(of(&points, "ops:note:bad").is_empty());
+    assert_eq!(of(&points, "ops:note:good").len(), 1);
 }
 
 #[test]
@@ -263,10 +297,17 @@ fn qdrant_down_at_start_delays_the_sync_and_never_the_daemon() {
         &[("CONCIERGE_QDRANT__URL", url.as_str())],
         &workspace_root(),
     );
-    ingest(
-        &d,
-        &document("ops:note:1", "kept while Qdrant is down", 1_700_000_000_000),
-    );
+    let mut last = 0;
+    for i in 0..20 {
+        last = ingest(
+            &d,
+            &document(
+                &format!("ops:note:{i}"),
+                "kept while Qdrant is down",
+                1_700_000_000_000,
+            ),
+        );
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, body) = d.get("/v1/admin/status");
@@ -290,6 +331,102 @@ fn qdrant_down_at_start_delays_the_sync_and_never_the_daemon() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(d.get("/readyz").0, 200, "ready while Qdrant is down");
+    // Qdrant comes up on that port: everything arrives, once.
+    let q = QdrantServer::start_on(port);
+    let points = wait_for(&q, last);
+    assert_eq!(points.len(), 20);
+    assert_eq!(ids(&points).len(), 20);
+}
+
+#[test]
+fn a_sigkill_during_a_stream_leaves_every_acknowledged_chunk_in_qdrant_once() {
+    let q = QdrantServer::start();
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let d = start(&q, &data);
+    let mut acknowledged = std::collections::BTreeMap::new();
+    for i in 0..90 {
+        let id = format!("ops:stream:{}", i % 60);
+        let (s, _) = d.post_json(
+            "/v1/documents",
+            &document(
+                &id,
+                &format!("revision {i} of the heater log"),
+                1_700_000_000_000 + i,
+            ),
+        );
+        if s == 202 {
+            acknowledged.insert(id, format!("revision {i} of the heater log"));
+        }
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &d.pid().to_string()])
+        .status();
+    drop(d);
+    let d = start(&q, &data);
+    let (_, body) = d.get("/v1/admin/status");
+    let durable = serde_json::from_str::<Value>(&body).expect("status")["durable_seq"]
+        .as_u64()
+        .expect("durable_seq");
+    let points = wait_for(&q, durable);
+    // One point per (one-chunk) document, at its latest text: redelivery made no duplicate.
+    assert_eq!(points.len(), acknowledged.len());
+    assert_eq!(ids(&points).len(), acknowledged.len());
+    for (id, text) in &acknowledged {
+        let p = of(&points, id);
+        assert_eq!(p.len(), 1, "{id}");
+        assert_eq!(p[0]["payload"]["text"], text.as_str(), "{id}");
+    }
+}
+
+#[test]
+fn every_fixture_webhook_lands_as_points_with_the_documents_payload() {
+    const AIRCALL_TOKEN: &str = "wh_tok_fixture_3f9c2a7b81";
+    const GUESTY_SECRET: &str = "whsec_Y29uY2llcmdlLWZpeHR1cmUtc2VjcmV0LTMyYnl0ZXM=";
+    let q = QdrantServer::start();
+    let dir = temp_dir();
+    let model = model_dir();
+    let url = q.url();
+    let d = Daemon::start_with_env(
+        &[
+            "--model-dir",
+            model.to_str().expect("utf-8"),
+            "--data-dir",
+            dir.path().join("data").to_str().expect("utf-8"),
+        ],
+        &[
+            ("CONCIERGE_QDRANT__URL", url.as_str()),
+            ("CONCIERGE_AIRCALL__TOKENS", AIRCALL_TOKEN),
+            ("CONCIERGE_GUESTY__SECRET", GUESTY_SECRET),
+        ],
+        &workspace_root(),
+    );
+    concierge_tests::post_fixture_webhooks(&d, GUESTY_SECRET, "msg_q_");
+    let (_, body) = d.get("/v1/admin/status");
+    let durable = serde_json::from_str::<Value>(&body).expect("status")["durable_seq"]
+        .as_u64()
+        .expect("durable_seq");
+    let points = wait_for(&q, durable);
+    for id in [
+        "aircall:call:987654321",
+        "guesty:reservation:6651f0c2a1b2c3d4e5f60718",
+    ] {
+        let stored: Value =
+            serde_json::from_str(&d.get(&format!("/v1/documents/{id}")).1).expect("doc");
+        let mine = of(&points, id);
+        assert!(!mine.is_empty(), "{id} has no point");
+        for p in &mine {
+            let payload = &p["payload"];
+            assert_eq!(payload["title"], stored["title"], "{id}");
+            assert_eq!(payload["source"], stored["source"], "{id}");
+            assert_eq!(payload["kind"], stored["kind"], "{id}");
+            assert_eq!(payload["metadata"], stored["metadata"], "{id}");
+            assert_eq!(payload["version"], stored["version"], "{id}");
+            assert_eq!(payload["updated_at"], stored["updated_at"], "{id}");
+            let text = payload["text"].as_str().unwrap_or("");
+            assert!(!text.is_empty(), "{id}: a chunk of the document's text");
+        }
+    }
 }
 
 #[test]

@@ -113,12 +113,28 @@ impl Default for Storage {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Auth {
-    /// Static bearer tokens (secret).
+    /// Static bearer tokens with every scope (secret).
     pub api_tokens: Vec<Secret>,
+    /// Tokens that may only read: search, ask, get documents, status, metrics (secret).
+    pub read_tokens: Vec<Secret>,
+    /// Tokens that may read and write documents and checkpoints (secret).
+    pub write_tokens: Vec<Secret>,
+    /// Tokens with every scope, as `api_tokens` (secret).
+    pub admin_tokens: Vec<Secret>,
     /// OIDC issuer whose JWTs are accepted too (Keycloak realm URL).
     pub oidc_issuer: Option<String>,
     /// Expected `aud` of those JWTs.
     pub oidc_audience: Option<String>,
+}
+
+impl Auth {
+    /// Whether any static token is configured (else the API is open, on loopback only).
+    pub fn has_tokens(&self) -> bool {
+        !(self.api_tokens.is_empty()
+            && self.read_tokens.is_empty()
+            && self.write_tokens.is_empty()
+            && self.admin_tokens.is_empty())
+    }
 }
 
 /// `[models]`
@@ -438,6 +454,9 @@ impl Firestore {
 /// Keys whose values are secrets: they may come from `<key>_file` and are never logged.
 pub const SECRET_KEYS: &[(&str, &str)] = &[
     ("auth", "api_tokens"),
+    ("auth", "read_tokens"),
+    ("auth", "write_tokens"),
+    ("auth", "admin_tokens"),
     ("aircall", "tokens"),
     ("aircall", "api_token"),
     ("guesty", "secret"),
@@ -544,6 +563,9 @@ impl Config {
         }
         for (key, tokens) in [
             ("auth.api_tokens", &self.auth.api_tokens),
+            ("auth.read_tokens", &self.auth.read_tokens),
+            ("auth.write_tokens", &self.auth.write_tokens),
+            ("auth.admin_tokens", &self.auth.admin_tokens),
             ("aircall.tokens", &self.aircall.tokens),
         ] {
             if tokens.iter().any(|t| t.expose().trim().is_empty()) {
@@ -553,9 +575,9 @@ impl Config {
         if self.auth.oidc_issuer.is_some() || self.auth.oidc_audience.is_some() {
             return Err("auth.oidc_issuer / auth.oidc_audience: JWT verification is not available in this version yet; use auth.api_tokens".to_owned());
         }
-        if self.auth.api_tokens.is_empty() && !self.server.listen.ip().is_loopback() {
+        if !self.auth.has_tokens() && !self.server.listen.ip().is_loopback() {
             return Err(format!(
-                "server.listen is {} but no API token (auth.api_tokens) is configured: concierge only listens on loopback without authentication",
+                "server.listen is {} but no API token (auth.api_tokens, read_tokens, write_tokens or admin_tokens) is configured: concierge only listens on loopback without authentication",
                 self.server.listen
             ));
         }

@@ -1,17 +1,98 @@
-//! Bearer-token authentication for everything but webhooks and health: static tokens from the
-//! configuration (or secret files), compared in constant time. Webhooks carry their own proofs.
-//! RFC 6750: no credentials → 401 `WWW-Authenticate: Bearer`; a wrong or malformed token → 401
-//! `Bearer error="invalid_token"`; two `Authorization` headers → 400 (never a guess at which one
-//! counts). 403 is kept for a valid token that lacks a permission.
+//! Bearer-token authentication and scopes for everything but webhooks and health: static tokens
+//! from the configuration (or secret files), compared in constant time. Webhooks carry their own
+//! proofs. RFC 6750: no credentials → 401 `WWW-Authenticate: Bearer`; a wrong or malformed token
+//! → 401 `Bearer error="invalid_token"`; two `Authorization` headers → 400 (never a guess at
+//! which one counts); a valid token without the route's scope → 403 naming the scope.
+//!
+//! Scopes are levels: `read` (search, ask, get documents, status, metrics, the OpenAPI
+//! document) < `write` (+ ingest documents, checkpoints, the sidecar's backup status) < `admin`
+//! (+ delete, reindex: everything). `auth.read_tokens` grant `read`, `auth.write_tokens` `write`,
+//! `auth.admin_tokens` and `auth.api_tokens` (their meaning since the start) `admin`.
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::config::Auth;
 use crate::verify::matches_any;
+
+/// What a token may do; each level includes the ones below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Admin => "admin",
+        }
+    }
+
+    fn refusal(self) -> &'static str {
+        match self {
+            Scope::Read => "this route needs a token with the `read` scope",
+            Scope::Write => {
+                "this route needs a token with the `write` scope (auth.write_tokens or auth.admin_tokens)"
+            }
+            Scope::Admin => {
+                "this route needs a token with the `admin` scope (auth.admin_tokens or auth.api_tokens)"
+            }
+        }
+    }
+}
+
+/// The scope each protected route needs (method, route as axum matches it). A protected route
+/// missing here needs `admin`; a test checks that every route of the OpenAPI document is here.
+pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
+    ("GET", "/v1/documents/{id}", Scope::Read),
+    ("POST", "/v1/search", Scope::Read),
+    ("POST", "/v1/ask", Scope::Read),
+    ("GET", "/v1/admin/status", Scope::Read),
+    ("GET", "/metrics", Scope::Read),
+    ("GET", "/openapi.json", Scope::Read),
+    ("POST", "/v1/documents", Scope::Write),
+    ("POST", "/v1/admin/checkpoint", Scope::Write),
+    // The sidecar's two calls (checkpoint, backup status) need no more than `write`: its token
+    // cannot delete documents.
+    ("PUT", "/v1/admin/backup-status", Scope::Write),
+    ("DELETE", "/v1/documents/{id}", Scope::Admin),
+    ("POST", "/v1/admin/reindex", Scope::Admin),
+];
+
+/// The scope `method` on `route` needs.
+pub fn required_scope(method: &str, route: &str) -> Scope {
+    ROUTE_SCOPES
+        .iter()
+        .find(|(m, r, _)| *m == method && *r == route)
+        .map_or(Scope::Admin, |(_, _, s)| *s)
+}
+
+/// The highest scope `token` is configured with; every list is compared in full (constant
+/// time over the configured tokens).
+pub fn granted_scope(token: &str, auth: &Auth) -> Option<Scope> {
+    [
+        (Scope::Read, &auth.read_tokens),
+        (Scope::Write, &auth.write_tokens),
+        (Scope::Admin, &auth.admin_tokens),
+        (Scope::Admin, &auth.api_tokens),
+    ]
+    .into_iter()
+    .fold(None, |best, (scope, tokens)| {
+        if matches_any(token, tokens) {
+            best.max(Some(scope))
+        } else {
+            best
+        }
+    })
+}
 
 /// Middleware: requires `Authorization: Bearer <token>` with a configured token. With no token
 /// configured the daemon only listens on loopback (checked at start) and lets requests through.
@@ -20,8 +101,8 @@ pub async fn require_bearer(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let tokens = &state.config.auth.api_tokens;
-    if tokens.is_empty() {
+    let auth = &state.config.auth;
+    if !auth.has_tokens() {
         return Ok(next.run(request).await);
     }
     let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
@@ -45,8 +126,78 @@ pub async fn require_bearer(
             "the Authorization header must be `Bearer <token>`",
         ));
     };
-    if !matches_any(token.trim(), tokens) {
+    let Some(granted) = granted_scope(token.trim(), auth) else {
         return Err(ApiError::InvalidToken("the bearer token is not accepted"));
+    };
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_owned(),
+        |m| m.as_str().to_owned(),
+    );
+    let needed = required_scope(request.method().as_str(), &route);
+    if granted < needed {
+        tracing::info!(%route, needed = needed.name(), granted = granted.name(), "a token without the route's scope was refused");
+        return Err(ApiError::Forbidden(needed.refusal()));
     }
     Ok(next.run(request).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use concierge_infra::layered_config::Secret;
+
+    #[test]
+    fn each_token_list_grants_its_scope_and_the_highest_wins() {
+        let auth = Auth {
+            api_tokens: vec![Secret::from("all")],
+            read_tokens: vec![Secret::from("r"), Secret::from("both")],
+            write_tokens: vec![Secret::from("w")],
+            admin_tokens: vec![Secret::from("a"), Secret::from("both")],
+            ..Auth::default()
+        };
+        assert_eq!(granted_scope("r", &auth), Some(Scope::Read));
+        assert_eq!(granted_scope("w", &auth), Some(Scope::Write));
+        assert_eq!(granted_scope("a", &auth), Some(Scope::Admin));
+        assert_eq!(granted_scope("all", &auth), Some(Scope::Admin));
+        assert_eq!(granted_scope("both", &auth), Some(Scope::Admin));
+        assert_eq!(granted_scope("nope", &auth), None);
+    }
+
+    #[test]
+    fn the_openapi_document_declares_each_protected_operations_scope_as_the_table_does() {
+        let doc: serde_json::Value =
+            serde_json::from_str(crate::http::OPENAPI).expect("openapi.json");
+        let mut declared = 0;
+        for (path, ops) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in ops.as_object().into_iter().flatten() {
+                let public = op["security"].as_array().is_some_and(Vec::is_empty);
+                if public {
+                    continue;
+                }
+                let scope = op["x-concierge-scope"].as_str();
+                assert_eq!(
+                    scope,
+                    Some(required_scope(&method.to_uppercase(), path).name()),
+                    "{method} {path}"
+                );
+                assert!(
+                    ROUTE_SCOPES
+                        .iter()
+                        .any(|(m, r, _)| m.eq_ignore_ascii_case(method) && r == path),
+                    "{method} {path} is not in ROUTE_SCOPES"
+                );
+                declared += 1;
+            }
+        }
+        assert_eq!(declared, ROUTE_SCOPES.len());
+    }
+
+    #[test]
+    fn routes_need_the_scope_the_table_gives_and_unknown_ones_need_admin() {
+        assert_eq!(required_scope("POST", "/v1/search"), Scope::Read);
+        assert_eq!(required_scope("POST", "/v1/documents"), Scope::Write);
+        assert_eq!(required_scope("DELETE", "/v1/documents/{id}"), Scope::Admin);
+        assert_eq!(required_scope("GET", "/v1/something-new"), Scope::Admin);
+        assert!(Scope::Read < Scope::Write && Scope::Write < Scope::Admin);
+    }
 }
