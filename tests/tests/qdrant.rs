@@ -475,3 +475,92 @@ fn the_qdrant_search_backend_is_refused_until_it_exists_rather_than_ignored() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_collection_another_node_made_meanwhile_409_is_checked_and_used_with_the_api_key() {
+    use concierge_tests::{FakeResponse, FakeServer};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let looked = AtomicUsize::new(0);
+    let ok = |result: Value| {
+        FakeResponse::json(
+            200,
+            json!({"result": result, "status": "ok", "time": 0.001}),
+        )
+    };
+    let fake = FakeServer::start(move |req| {
+        let path = req.path.split('?').next().unwrap_or("").to_owned();
+        match (req.method.as_str(), path.as_str()) {
+            // The first look finds nothing; by the time we create it, another node has.
+            ("GET", "/collections/concierge_chunks")
+                if looked.fetch_add(1, Ordering::SeqCst) == 0 =>
+            {
+                FakeResponse::json(
+                    404,
+                    json!({"status": {"error": "Not found: Collection `concierge_chunks` doesn't exist!"}, "time": 0.0}),
+                )
+            }
+            ("GET", "/collections/concierge_chunks") => {
+                ok(json!({"status": "green", "config": {"params": {
+                "vectors": {"dense": {"size": 384, "distance": "Cosine"}},
+                "sparse_vectors": {"bm25": {"modifier": "idf"}}}}}))
+            }
+            ("PUT", "/collections/concierge_chunks") => FakeResponse::json(
+                409,
+                json!({"status": {"error": "Wrong input: Collection `concierge_chunks` already exists!"}, "time": 0.0}),
+            ),
+            ("POST", "/collections/concierge_chunks/points") => ok(json!([])),
+            _ => ok(json!({"operation_id": 1, "status": "completed"})),
+        }
+    });
+    let dir = temp_dir();
+    let model = model_dir();
+    let d = Daemon::start_with_env(
+        &[
+            "--model-dir",
+            model.to_str().expect("utf-8"),
+            "--data-dir",
+            dir.path().join("data").to_str().expect("utf-8"),
+        ],
+        &[
+            ("CONCIERGE_QDRANT__URL", fake.base.as_str()),
+            ("CONCIERGE_QDRANT__API_KEY", "qk-secret-1"),
+        ],
+        &workspace_root(),
+    );
+    ingest(
+        &d,
+        &document("ops:note:1", "pool heater", 1_700_000_000_000),
+    );
+    let upserts = fake.wait_for(
+        "/collections/concierge_chunks/points?wait=true",
+        2,
+        Duration::from_secs(60),
+    );
+    let points: Vec<Value> = upserts
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .flat_map(|r| r.json()["points"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert!(
+        points
+            .iter()
+            .any(|p| p["payload"]["document_id"] == "ops:note:1"),
+        "{points:#?}"
+    );
+    assert!(
+        points
+            .iter()
+            .any(|p| p["payload"]["concierge_watermark"] == true)
+    );
+    // The payload indexes were asked for, and every request carried the API key.
+    assert!(
+        fake.requests()
+            .iter()
+            .any(|r| r.path.starts_with("/collections/concierge_chunks/index"))
+    );
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|r| r.header("api-key") == Some("qk-secret-1"))
+    );
+}
