@@ -76,6 +76,18 @@ fn wait_for(q: &QdrantServer, seq: u64) -> Vec<Value> {
     }
 }
 
+/// The daemon's status and its `qdrant` sync entry.
+fn qdrant_status(d: &Daemon) -> (Value, Value) {
+    let (_, body) = d.get("/v1/admin/status");
+    let status: Value = serde_json::from_str(&body).expect("status");
+    let sync = status["sync"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "qdrant"))
+        .cloned()
+        .unwrap_or_default();
+    (status, sync)
+}
+
 fn of(points: &[Value], id: &str) -> Vec<Value> {
     points
         .iter()
@@ -193,13 +205,7 @@ fn every_chunk_becomes_one_point_and_reingest_shrink_and_delete_leave_no_stale_p
     assert_eq!(points.len(), 4 + 1, "four notes and the shrunk document");
 
     // Status and metrics.
-    let (_, body) = d.get("/v1/admin/status");
-    let status: Value = serde_json::from_str(&body).expect("status");
-    let sync = status["sync"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["name"] == "qdrant"))
-        .cloned()
-        .unwrap_or_default();
+    let (status, sync) = qdrant_status(&d);
     assert_eq!(sync["state"], "ok", "{status}");
     assert!(sync["written"].as_u64().unwrap_or(0) >= 9, "{sync}");
     let (_, metrics) = d.get("/metrics");
@@ -231,13 +237,7 @@ fn qdrant_faults_are_retried_while_ingest_keeps_acknowledging() {
     }
     let points = wait_for(&q, last);
     assert_eq!(points.len(), 11);
-    let (_, body) = d.get("/v1/admin/status");
-    let status: Value = serde_json::from_str(&body).expect("status");
-    let sync = status["sync"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["name"] == "qdrant"))
-        .cloned()
-        .unwrap_or_default();
+    let (status, sync) = qdrant_status(&d);
     assert!(sync["retries"].as_u64().unwrap_or(0) >= 1, "{sync}");
     assert_eq!(sync["dead_letters"], 0, "{sync}");
     assert_eq!(status["dead_letters"], 0, "{status}");
@@ -310,13 +310,7 @@ fn qdrant_down_at_start_delays_the_sync_and_never_the_daemon() {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (_, body) = d.get("/v1/admin/status");
-        let v: Value = serde_json::from_str(&body).expect("status");
-        let sync = v["sync"]
-            .as_array()
-            .and_then(|s| s.iter().find(|s| s["name"] == "qdrant"))
-            .cloned()
-            .unwrap_or_default();
+        let (v, sync) = qdrant_status(&d);
         if sync["state"] == "degraded" {
             assert!(
                 sync["last_error"]
