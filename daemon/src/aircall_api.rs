@@ -47,11 +47,7 @@ impl AircallApi {
             "{}/v1/calls/{call_id}/transcription",
             self.base.trim_end_matches('/')
         );
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(10)))
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = crate::outbound::agent(Duration::from_secs(10));
         let mut response = agent
             .get(&url)
             .header("Authorization", &self.authorization())
@@ -66,21 +62,13 @@ impl AircallApi {
                 )
             });
         }
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let retry_after = retry::server_wait(None, header("retry-after").as_deref());
-        let detail = response.body_mut().read_to_string().unwrap_or_default();
+        let answer = crate::outbound::read(&mut response);
         Err((
             FetchError::Status {
                 status,
-                detail: detail.chars().take(200).collect(),
+                detail: answer.body.chars().take(200).collect(),
             },
-            retry_after,
+            answer.retry_after,
         ))
     }
 

@@ -11,6 +11,7 @@ mod commands;
 mod config;
 mod firestore;
 mod http;
+mod outbound;
 mod qdrant;
 mod rocketchat;
 mod verify;

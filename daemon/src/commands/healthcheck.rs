@@ -43,11 +43,7 @@ pub fn run(args: &HealthcheckArgs) -> anyhow::Result<()> {
             format!("http://{addr}/readyz")
         }
     };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_millis(args.timeout_ms)))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = crate::outbound::agent(Duration::from_millis(args.timeout_ms));
     let mut response = agent
         .get(&url)
         .call()

@@ -91,11 +91,7 @@ pub struct FirestoreSink {
 
 impl FirestoreSink {
     pub fn new(target: FirestoreTarget) -> FirestoreSink {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(60)))
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = crate::outbound::agent(Duration::from_secs(60));
         FirestoreSink {
             target,
             agent,
@@ -149,15 +145,11 @@ impl FirestoreSink {
                 });
             }
         };
-        let status = response.status().as_u16();
-        let retry_after = retry::server_wait(
-            None,
-            response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok()),
-        );
-        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let crate::outbound::Answer {
+            status,
+            retry_after,
+            body: text,
+        } = crate::outbound::read(&mut response);
         let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let message = answer["error"]["message"]
             .as_str()
@@ -291,11 +283,7 @@ pub struct CollectionReader {
 
 impl CollectionReader {
     pub fn new(target: FirestoreTarget) -> CollectionReader {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(120)))
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = crate::outbound::agent(Duration::from_secs(120));
         CollectionReader {
             target,
             agent,

@@ -73,11 +73,7 @@ impl TokenSource {
                 path.display()
             )
         })?;
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(30)))
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = crate::outbound::agent(Duration::from_secs(30));
         Ok(TokenSource {
             email: field("client_email")?,
             token_uri: field("token_uri")

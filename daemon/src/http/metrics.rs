@@ -179,21 +179,26 @@ async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
         "1 when the store refuses writes after a failed sync.",
         f64::from(u8::from(status.poisoned.is_some())),
     );
-    out.push_str("# HELP concierge_consumer_lag Change-log entries a consumer has not made durable.\n# TYPE concierge_consumer_lag gauge\n");
-    for c in &status.consumers {
-        let _ = writeln!(
-            out,
-            "concierge_consumer_lag{{consumer=\"{}\"}} {}",
-            c.name, c.lag
-        );
-    }
-    out.push_str("# HELP concierge_consumer_lag_seconds How long the oldest entry a consumer has not made durable has waited.\n# TYPE concierge_consumer_lag_seconds gauge\n");
-    for c in &status.consumers {
-        let _ = writeln!(
-            out,
-            "concierge_consumer_lag_seconds{{consumer=\"{}\"}} {:.3}",
-            c.name, c.lag_seconds
-        );
+    // Each consumer's lag, in entries and in seconds (one family after the other).
+    for (name, help) in [
+        (
+            "concierge_consumer_lag",
+            "Change-log entries a consumer has not made durable.",
+        ),
+        (
+            "concierge_consumer_lag_seconds",
+            "How long the oldest entry a consumer has not made durable has waited.",
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for c in &status.consumers {
+            let value = if name == "concierge_consumer_lag" {
+                c.lag as f64
+            } else {
+                c.lag_seconds
+            };
+            let _ = writeln!(out, "{name}{{consumer=\"{}\"}} {value}", c.name);
+        }
     }
     // The sync consumers (Firestore, Qdrant): what they wrote, retried and gave up on, and
     // whether they are failing now.

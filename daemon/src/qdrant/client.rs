@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use concierge_infra::retry;
 use serde_json::{Value, json};
 
 /// Where the chunks go.
@@ -74,11 +73,7 @@ pub struct QdrantClient {
 
 impl QdrantClient {
     pub fn new(target: QdrantTarget, timeout: Duration) -> QdrantClient {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = crate::outbound::agent(timeout);
         QdrantClient { target, agent }
     }
 
@@ -115,15 +110,11 @@ impl QdrantClient {
             retryable: true,
             after: None,
         })?;
-        let status = response.status().as_u16();
-        let after = retry::server_wait(
-            None,
-            response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok()),
-        );
-        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let crate::outbound::Answer {
+            status,
+            retry_after: after,
+            body: text,
+        } = crate::outbound::read(&mut response);
         let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if (200..300).contains(&status) {
             return Ok(answer.get("result").cloned().unwrap_or(Value::Null));

@@ -72,11 +72,7 @@ impl RestClient {
 
     /// One attempt (`n` from 1).
     fn attempt(&self, body: &str, n: u32) -> Attempt<(), PostError> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(15)))
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = crate::outbound::agent(Duration::from_secs(15));
         let url = format!("{}/api/v1/chat.postMessage", self.base);
         let result = agent
             .post(&url)
