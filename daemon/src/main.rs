@@ -11,6 +11,7 @@ mod commands;
 mod config;
 mod firestore;
 mod http;
+mod oidc;
 mod outbound;
 mod qdrant;
 mod rocketchat;

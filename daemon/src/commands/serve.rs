@@ -116,6 +116,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         workers.clone(),
     );
     let transcripts = TranscriptFetcher::new(engine.clone(), &config.aircall, workers.clone());
+    let oidc = config
+        .auth
+        .oidc()
+        .map_err(anyhow::Error::msg)?
+        .map(|settings| Arc::new(crate::oidc::Oidc::new(settings)));
     let state = AppState {
         engine,
         config: Arc::new(config),
@@ -126,7 +131,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         answerer,
         bot: Arc::new(bot),
         transcripts: Arc::new(transcripts),
+        oidc,
     };
+    if let Some(oidc) = &state.oidc {
+        tracing::info!(issuer = %oidc.settings().issuer, audience = %oidc.settings().audience, "OIDC access tokens accepted");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("http")
@@ -169,6 +178,7 @@ fn log_config(config: &Config) {
         read_tokens = config.auth.read_tokens.len(),
         write_tokens = config.auth.write_tokens.len(),
         admin_tokens = config.auth.admin_tokens.len(),
+        oidc_issuer = config.auth.oidc_issuer.as_deref().unwrap_or("none"),
         aircall_tokens = config.aircall.tokens.len(),
         guesty_secret = config.guesty.secret.is_some(),
         llm = config.llm_provider(),
@@ -192,6 +202,9 @@ async fn serve(state: AppState, workers: &Workers) -> anyhow::Result<()> {
     // Tests and scripts read this line to find an ephemeral port.
     println!("listening on http://{local}");
     state.transcripts.resume();
+    if let Some(oidc) = &state.oidc {
+        crate::workers::oidc_keys::keep_fresh(workers, oidc.clone(), state.shutting_down.clone());
+    }
     let answerer = state.answerer.clone();
     let checks = workers.clone();
     workers.spawn("llm model check", async move {

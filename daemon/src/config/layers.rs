@@ -252,7 +252,7 @@ mod tests {
     }
 
     #[test]
-    fn an_oidc_issuer_is_refused_until_jwt_verification_exists() {
+    fn an_oidc_issuer_needs_its_audience_and_roles_lists_come_from_the_environment() {
         let err = load(
             &Flags::default(),
             env(&[(
@@ -262,7 +262,24 @@ mod tests {
         )
         .expect_err("refused")
         .to_string();
-        assert!(err.contains("auth.oidc_issuer"), "{err}");
+        assert!(err.contains("auth.oidc_audience"), "{err}");
+        let c = load(
+            &Flags::default(),
+            env(&[
+                (
+                    "CONCIERGE_AUTH__OIDC_ISSUER",
+                    "https://sso.example.com/realms/ops",
+                ),
+                ("CONCIERGE_AUTH__OIDC_AUDIENCE", "concierge"),
+                ("CONCIERGE_AUTH__OIDC_ADMIN_ROLES", "ops-lead,it"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(c.auth.oidc_admin_roles, ["ops-lead", "it"]);
+        assert_eq!(c.auth.oidc_read_roles, ["concierge-read"]);
+        let settings = c.auth.oidc().expect("valid").expect("on");
+        assert_eq!(settings.audience, "concierge");
+        assert!(!settings.accept_azp);
     }
 
     #[test]

@@ -110,7 +110,7 @@ impl Default for Storage {
 }
 
 /// `[auth]`
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Auth {
     /// Static bearer tokens with every scope (secret).
@@ -121,19 +121,93 @@ pub struct Auth {
     pub write_tokens: Vec<Secret>,
     /// Tokens with every scope, as `api_tokens` (secret).
     pub admin_tokens: Vec<Secret>,
-    /// OIDC issuer whose JWTs are accepted too (Keycloak realm URL).
+    /// OIDC issuer whose access tokens (JWTs) are accepted too, exactly as tokens carry it in
+    /// `iss` (Keycloak: `https://host/realms/<realm>`).
     pub oidc_issuer: Option<String>,
-    /// Expected `aud` of those JWTs.
+    /// The API's client id, expected in `aud`.
     pub oidc_audience: Option<String>,
+    /// Also accept a token whose `azp` is the audience when `aud` lacks it (Keycloak without an
+    /// audience mapper). Off by default.
+    pub oidc_accept_azp: bool,
+    /// A dotted path to more roles in the token (an array, or a space-separated string), read
+    /// besides Keycloak's `realm_access.roles` and `resource_access.<audience>.roles`.
+    pub oidc_roles_claim: Option<String>,
+    /// Roles that grant `read`, `write` and `admin`.
+    pub oidc_read_roles: Vec<String>,
+    pub oidc_write_roles: Vec<String>,
+    pub oidc_admin_roles: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`, seconds.
+    pub oidc_leeway_seconds: u64,
+    /// How often the issuer's keys are fetched again, seconds.
+    pub oidc_refresh_seconds: u64,
+    /// The least time between two fetches, also when tokens name unknown keys, seconds.
+    pub oidc_min_refresh_seconds: u64,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            api_tokens: Vec::new(),
+            read_tokens: Vec::new(),
+            write_tokens: Vec::new(),
+            admin_tokens: Vec::new(),
+            oidc_issuer: None,
+            oidc_audience: None,
+            oidc_accept_azp: false,
+            oidc_roles_claim: None,
+            oidc_read_roles: vec!["concierge-read".to_owned()],
+            oidc_write_roles: vec!["concierge-write".to_owned()],
+            oidc_admin_roles: vec!["concierge-admin".to_owned()],
+            oidc_leeway_seconds: 30,
+            oidc_refresh_seconds: 600,
+            oidc_min_refresh_seconds: 10,
+        }
+    }
 }
 
 impl Auth {
-    /// Whether any static token is configured (else the API is open, on loopback only).
+    /// Whether any way in is configured: a static token or an OIDC issuer (else the API is
+    /// open, on loopback only).
     pub fn has_tokens(&self) -> bool {
         !(self.api_tokens.is_empty()
             && self.read_tokens.is_empty()
             && self.write_tokens.is_empty()
-            && self.admin_tokens.is_empty())
+            && self.admin_tokens.is_empty()
+            && self.oidc_issuer.is_none())
+    }
+
+    /// The OIDC verifier's settings; `None` when no issuer is configured.
+    pub fn oidc(&self) -> Result<Option<crate::oidc::OidcSettings>, String> {
+        let (issuer, audience) = match (&self.oidc_issuer, &self.oidc_audience) {
+            (None, None) => return Ok(None),
+            (Some(i), Some(a)) if !i.is_empty() && !a.is_empty() => (i, a),
+            _ => {
+                return Err(
+                    "auth.oidc_issuer and auth.oidc_audience go together: set both (the audience is the API's client id)"
+                        .to_owned(),
+                );
+            }
+        };
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+            return Err(format!(
+                "auth.oidc_issuer {issuer:?}: an http(s) URL, e.g. https://sso.example.com/realms/ops"
+            ));
+        }
+        if self.oidc_min_refresh_seconds == 0 || self.oidc_refresh_seconds == 0 {
+            return Err(
+                "auth.oidc_refresh_seconds and auth.oidc_min_refresh_seconds must be at least 1"
+                    .to_owned(),
+            );
+        }
+        Ok(Some(crate::oidc::OidcSettings {
+            issuer: issuer.clone(),
+            audience: audience.clone(),
+            accept_azp: self.oidc_accept_azp,
+            leeway: std::time::Duration::from_secs(self.oidc_leeway_seconds),
+            refresh_every: std::time::Duration::from_secs(self.oidc_refresh_seconds),
+            min_refresh_interval: std::time::Duration::from_secs(self.oidc_min_refresh_seconds),
+            roles_claim: self.oidc_roles_claim.clone().filter(|c| !c.is_empty()),
+        }))
     }
 }
 
@@ -572,12 +646,10 @@ impl Config {
                 return Err(format!("{key} contains an empty token"));
             }
         }
-        if self.auth.oidc_issuer.is_some() || self.auth.oidc_audience.is_some() {
-            return Err("auth.oidc_issuer / auth.oidc_audience: JWT verification is not available in this version yet; use auth.api_tokens".to_owned());
-        }
+        self.auth.oidc()?;
         if !self.auth.has_tokens() && !self.server.listen.ip().is_loopback() {
             return Err(format!(
-                "server.listen is {} but no API token (auth.api_tokens, read_tokens, write_tokens or admin_tokens) is configured: concierge only listens on loopback without authentication",
+                "server.listen is {} but no API token (auth.api_tokens, read_tokens, write_tokens or admin_tokens) is configured, nor auth.oidc_issuer: concierge only listens on loopback without authentication",
                 self.server.listen
             ));
         }

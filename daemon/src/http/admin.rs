@@ -29,6 +29,9 @@ struct AdminStatus {
     backup: Option<Value>,
     /// The newest dead letters (at most 20): which consumer gave up on which document, why.
     recent_dead_letters: Vec<concierge_engine::DeadLetter>,
+    /// The OIDC issuer's keys (when `auth.oidc_issuer` is set): ready or why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oidc: Option<crate::oidc::OidcStatus>,
 }
 
 /// Dead letters shown in the status (their count is `dead_letters`).
@@ -45,6 +48,7 @@ async fn status(State(state): State<AppState>) -> Result<Json<AdminStatus>, ApiE
         engine,
         backup,
         recent_dead_letters: letters,
+        oidc: state.oidc.as_ref().map(|o| o.status()),
     }))
 }
 

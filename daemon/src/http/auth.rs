@@ -94,15 +94,99 @@ pub fn granted_scope(token: &str, auth: &Auth) -> Option<Scope> {
     })
 }
 
-/// Middleware: requires `Authorization: Bearer <token>` with a configured token. With no token
-/// configured the daemon only listens on loopback (checked at start) and lets requests through.
+/// The highest scope the roles of an OIDC caller map to (`auth.oidc_*_roles`).
+pub fn scope_of_roles(roles: &[String], auth: &Auth) -> Option<Scope> {
+    [
+        (Scope::Read, &auth.oidc_read_roles),
+        (Scope::Write, &auth.oidc_write_roles),
+        (Scope::Admin, &auth.oidc_admin_roles),
+    ]
+    .into_iter()
+    .filter(|(_, wanted)| roles.iter().any(|r| wanted.contains(r)))
+    .map(|(scope, _)| scope)
+    .max()
+}
+
+/// Who made a request, for the log and the handlers (request extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `token` (a static token) or `oidc`.
+    pub via: &'static str,
+    pub subject: Option<String>,
+    pub username: Option<String>,
+}
+
+/// A static token's scope, or an OIDC token's caller and scope (`None`: no role grants one).
+async fn authenticate(
+    state: &AppState,
+    token: &str,
+) -> Result<(Option<Scope>, Identity), ApiError> {
+    let auth = &state.config.auth;
+    if let Some(scope) = granted_scope(token, auth) {
+        return Ok((
+            Some(scope),
+            Identity {
+                via: "token",
+                subject: None,
+                username: None,
+            },
+        ));
+    }
+    let Some(oidc) = state.oidc.clone() else {
+        return Err(ApiError::InvalidToken(
+            "the bearer token is not accepted".to_owned(),
+        ));
+    };
+    let first = oidc.verify_cached(token);
+    let verified = match first {
+        // A key the cache lacks: fetch the key set again, if that is allowed now.
+        Err(crate::oidc::jwt::TokenError::UnknownKey(_)) if oidc.may_refresh() => {
+            let again = oidc.clone();
+            let token = token.to_owned();
+            tokio::task::spawn_blocking(move || {
+                let _ = again.refresh();
+                again.verify_cached(&token)
+            })
+            .await
+            .map_err(|e| ApiError::Internal(format!("OIDC refresh task failed: {e}")))?
+        }
+        other => other,
+    };
+    match verified {
+        Ok(caller) => Ok((
+            scope_of_roles(&caller.roles, auth),
+            Identity {
+                via: "oidc",
+                subject: Some(caller.subject),
+                username: caller.username,
+            },
+        )),
+        Err(e) => {
+            let status = oidc.status();
+            let detail = match (&e, status.last_error) {
+                (crate::oidc::jwt::TokenError::UnknownKey(_), Some(why)) if status.keys == 0 => {
+                    format!(
+                        "the bearer token is not accepted: the OIDC issuer's keys are not available ({why})"
+                    )
+                }
+                _ => format!("the bearer token is not accepted: {e}"),
+            };
+            tracing::info!(error = %e, "an OIDC token was refused");
+            Err(ApiError::InvalidToken(detail))
+        }
+    }
+}
+
+/// Middleware: requires `Authorization: Bearer <token>` with a configured static token or an
+/// OIDC access token from `auth.oidc_issuer`, with the route's scope. With neither configured
+/// the daemon only listens on loopback (checked at start) and lets requests through. The
+/// caller's identity goes into the request's extensions and its log span.
 pub async fn require_bearer(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let auth = &state.config.auth;
-    if !auth.has_tokens() {
+    if !state.config.auth.has_tokens() {
         return Ok(next.run(request).await);
     }
     let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
@@ -123,22 +207,36 @@ pub async fn require_bearer(
             .or_else(|| v.strip_prefix("bearer "))
     }) else {
         return Err(ApiError::InvalidToken(
-            "the Authorization header must be `Bearer <token>`",
+            "the Authorization header must be `Bearer <token>`".to_owned(),
         ));
     };
-    let Some(granted) = granted_scope(token.trim(), auth) else {
-        return Err(ApiError::InvalidToken("the bearer token is not accepted"));
-    };
+    let token = token.trim().to_owned();
+    let (granted, identity) = authenticate(&state, &token).await?;
     let route = request.extensions().get::<MatchedPath>().map_or_else(
         || request.uri().path().to_owned(),
         |m| m.as_str().to_owned(),
     );
     let needed = required_scope(request.method().as_str(), &route);
+    let span = tracing::info_span!(
+        "caller",
+        via = identity.via,
+        subject = identity.subject.as_deref().unwrap_or(""),
+        username = identity.username.as_deref().unwrap_or("")
+    );
+    let Some(granted) = granted else {
+        span.in_scope(
+            || tracing::info!(%route, "an OIDC token with no role that grants a scope was refused"),
+        );
+        return Err(ApiError::Forbidden(
+            "the token has none of the roles that grant a scope (auth.oidc_read_roles, oidc_write_roles, oidc_admin_roles)",
+        ));
+    };
     if granted < needed {
-        tracing::info!(%route, needed = needed.name(), granted = granted.name(), "a token without the route's scope was refused");
+        span.in_scope(|| tracing::info!(%route, needed = needed.name(), granted = granted.name(), "a token without the route's scope was refused"));
         return Err(ApiError::Forbidden(needed.refusal()));
     }
-    Ok(next.run(request).await)
+    request.extensions_mut().insert(identity);
+    Ok(tracing::Instrument::instrument(next.run(request), span).await)
 }
 
 #[cfg(test)]

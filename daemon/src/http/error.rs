@@ -21,7 +21,7 @@ pub enum ApiError {
     Unauthorized(&'static str),
     /// A bearer token that is wrong or malformed (RFC 6750 §3.1: 401 with
     /// `WWW-Authenticate: Bearer error="invalid_token"`).
-    InvalidToken(&'static str),
+    InvalidToken(String),
     /// Credentials that do not grant access (a webhook token or signature that does not match).
     Forbidden(&'static str),
     /// Not there.
@@ -51,9 +51,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, d),
             ApiError::Unprocessable(d) => (StatusCode::UNPROCESSABLE_ENTITY, d),
-            ApiError::Unauthorized(d) | ApiError::InvalidToken(d) => {
-                (StatusCode::UNAUTHORIZED, d.to_owned())
-            }
+            ApiError::Unauthorized(d) => (StatusCode::UNAUTHORIZED, d.to_owned()),
+            ApiError::InvalidToken(d) => (StatusCode::UNAUTHORIZED, d),
             ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, d.to_owned()),
             ApiError::NotFound(d) => (StatusCode::NOT_FOUND, d),
             ApiError::TooLarge(limit) => (

@@ -47,6 +47,8 @@ pub struct AppState {
     pub bot: Arc<crate::rocketchat::bot::Bot>,
     /// Fetches Aircall transcripts after the acknowledgement.
     pub transcripts: Arc<crate::workers::transcripts::TranscriptFetcher>,
+    /// The OIDC verifier, when `auth.oidc_issuer` is set.
+    pub oidc: Option<Arc<crate::oidc::Oidc>>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -9,6 +9,7 @@
 //! acknowledged and resumed at start), `rocketchat_replies.rs` (answers posted through the REST
 //! API when they missed the webhook's reply budget).
 
+pub mod oidc_keys;
 pub mod rocketchat_replies;
 pub mod transcripts;
 
