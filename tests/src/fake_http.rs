@@ -105,7 +105,15 @@ impl std::fmt::Debug for FakeServer {
 impl FakeServer {
     /// Starts a server answering with `handler`.
     pub fn start(handler: impl Fn(&FakeRequest) -> FakeResponse + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a fake server");
+        FakeServer::start_on(0, handler)
+    }
+
+    /// [`FakeServer::start`] on `port` (a client may already point there; 0: any free port).
+    pub fn start_on(
+        port: u16,
+        handler: impl Fn(&FakeRequest) -> FakeResponse + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind a fake server");
         let base = format!("http://{}", listener.local_addr().expect("local address"));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);

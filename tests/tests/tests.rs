@@ -14,6 +14,7 @@ mod fetch;
 mod firestore;
 mod ingest;
 mod llm;
+mod oidc;
 mod qdrant;
 mod retention;
 mod secrets;
