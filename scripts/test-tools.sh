@@ -4,6 +4,8 @@
 #   moto_server   (pip `moto[server]`, pinned, in tests/.venv) the S3-compatible server on loopback
 #   qdrant-client (pip, pinned, in tests/.venv) whose local mode tests/qdrant/server.py serves
 #                 as Qdrant's REST API (no Qdrant server can be had here)
+#   oidc-provider (npm, pinned by tests/oidc/package-lock.json) the real OIDC issuer
+#                 tests/oidc/issuer.mjs runs (Node.js and npm from Debian when missing)
 # Idempotent; ./test.sh and CI call it.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,4 +26,15 @@ fi
 if ! "$venv/bin/python" -c 'import qdrant_client' 2>/dev/null; then
   echo "test-tools: installing qdrant-client into tests/.venv" >&2
   "$venv/bin/python" -m pip install --quiet 'qdrant-client==1.20.0'
+fi
+if ! [ -f "$root/tests/oidc/node_modules/oidc-provider/package.json" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    as_root=()
+    [ "$(id -u)" -ne 0 ] && as_root=(sudo)
+    echo "test-tools: installing nodejs and npm" >&2
+    "${as_root[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends nodejs npm
+  fi
+  echo "test-tools: installing oidc-provider into tests/oidc" >&2
+  (cd "$root/tests/oidc" && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -1,4 +1,6 @@
-//! OIDC access tokens against the real daemon: a Keycloak-shaped issuer in-process
+//! OIDC access tokens against the real daemon: a real issuer (npm `oidc-provider`, shaped like
+//! Keycloak) whose client-credentials tokens are accepted with the scopes their roles grant; a
+//! Keycloak-shaped issuer in-process
 //! (`concierge_tests::OidcIssuer`) for the accepted tokens and every hostile case —
 //! `alg: none`, HS256 signed with the public key, expired, not yet valid, a trailing slash on
 //! `iss`, another audience, the `azp` fallback off and on, an encryption key under the signing
@@ -8,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use concierge_tests::{
-    Daemon, OidcIssuer, SigningKey, hs256_token, model_dir, temp_dir, unsigned_token,
+    Daemon, OidcIssuer, RealIssuer, SigningKey, hs256_token, model_dir, temp_dir, unsigned_token,
     workspace_root,
 };
 use serde_json::{Value, json};
@@ -283,4 +285,41 @@ fn the_issuer_down_at_start_leaves_static_tokens_working_and_is_picked_up_when_i
     assert_eq!(issuer.issuer, issuer_url);
     wait_ready(&d);
     assert_eq!(status(&d, &token).0, 200);
+}
+
+#[test]
+fn a_real_issuers_client_credentials_tokens_get_the_scopes_of_their_roles() {
+    let issuer = RealIssuer::start(AUDIENCE);
+    let (d, _dir) = start(&issuer.issuer, &[]);
+    wait_ready(&d);
+    let reader = issuer.token("ops-reader", "reader-secret");
+    let admin = issuer.token("ops-admin", "admin-secret");
+    // The reader (realm role concierge-read) reads, and may not write.
+    let (s, b) = call(
+        &d,
+        "POST",
+        "/v1/search",
+        Some(r#"{"query": "late check-in"}"#),
+        &reader,
+    );
+    assert_eq!(s, 200, "{b}");
+    let doc =
+        json!({"id": "ops:oidc:real", "text": "pool heater fixed", "updated_at": 1}).to_string();
+    let (s, b) = call(&d, "POST", "/v1/documents", Some(&doc), &reader);
+    assert_eq!(s, 403, "{b}");
+    // The admin (client role concierge-admin under the audience) writes and deletes.
+    assert_eq!(call(&d, "POST", "/v1/documents", Some(&doc), &admin).0, 202);
+    assert_eq!(
+        call(&d, "DELETE", "/v1/documents/ops:oidc:real", None, &admin).0,
+        202
+    );
+    // Another issuer's token (its own key under the same kid) and a token for another audience
+    // are not for us.
+    let other = RealIssuer::start("another-api");
+    let (d2, _dir2) = start(&other.issuer, &[]);
+    wait_ready(&d2);
+    let foreign = issuer.token("ops-admin", "admin-secret");
+    refused(status(&d2, &foreign), "signature does not verify");
+    let foreign_aud = other.token("ops-admin", "admin-secret");
+    refused(status(&d2, &foreign_aud), "not meant for this API");
 }
