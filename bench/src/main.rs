@@ -12,10 +12,12 @@
 //! - `scale`: the real daemon at 100k chunks (restart, memory, search over HTTP vs in-process).
 //! - `firestore`: the Firestore write-behind against the emulator (latency, catch-up,
 //!   throughput, rebuild).
+//! - `auth`: bearer-token verification per request, static beside OIDC JWTs.
 //! - `ask`: answer latency over HTTP against a fake LLM with a fixed delay (Concierge's share).
 
 mod ann;
 mod ask;
+mod auth;
 mod backup;
 mod beir;
 mod corpus;
@@ -72,6 +74,9 @@ enum Command {
     /// → in Firestore latency at fixed webhook rates, catch-up after an outage, throughput on a
     /// backlog, and a rebuild of a node from Firestore.
     Firestore(firestore_sync::FirestoreArgs),
+    /// What verifying a bearer token costs per request: a static token beside OIDC JWTs (RS256,
+    /// ES256) on the real daemon, same run.
+    Auth(auth::AuthArgs),
     /// Backup and restore throughput of `concierge-sidecar` beside `restic` on the same ~1 GB
     /// mixed tree, to a local repository and to S3 (`moto_server`), first and unchanged second
     /// run.
@@ -102,6 +107,7 @@ fn main() -> ExitCode {
         Command::Scale(args) => scale::run(&args),
         Command::Ask(args) => ask::run(&args),
         Command::Firestore(args) => firestore_sync::run(&args),
+        Command::Auth(args) => auth::run(&args),
         Command::Backup(args) => backup::run(&args),
         Command::PrepareWordnet(args) => wordnet::run(&args),
     };

@@ -4,10 +4,12 @@
 //! `oidc_min_refresh_seconds`, so a flood of tokens with made-up `kid`s cannot hammer the
 //! issuer. The issuer being unreachable never stops the daemon: static tokens keep working, OIDC
 //! tokens get 401s saying why, the status shows the error, and the next refresh recovers.
-//! Token checks are in [`jwt`].
+//! Token checks are in [`jwt`]. A token verified once is remembered (by its SHA-256, until its
+//! `exp`; forgotten when the key set changes), so a client's repeated calls cost a hash.
 
 pub mod jwt;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -76,7 +78,14 @@ pub struct Oidc {
     /// One fetch at a time.
     fetching: Mutex<()>,
     refreshes: AtomicU64,
+    /// Tokens verified already (by SHA-256), with their caller and `exp`: a client sends the
+    /// same token many times. Emptied when the key set changes and when it grows past
+    /// [`VERIFIED_CAP`].
+    verified: Mutex<HashMap<[u8; 32], (Caller, i64)>>,
 }
+
+/// Most verified tokens remembered.
+const VERIFIED_CAP: usize = 4096;
 
 impl Oidc {
     pub fn new(settings: OidcSettings) -> Oidc {
@@ -88,6 +97,7 @@ impl Oidc {
             started: Instant::now(),
             fetching: Mutex::new(()),
             refreshes: AtomicU64::new(0),
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -95,8 +105,24 @@ impl Oidc {
         &self.settings
     }
 
-    /// Checks `token` against the cached keys; never blocks on the network.
+    /// Checks `token` against the cached keys; never blocks on the network. A token verified
+    /// before is only checked for expiry again.
     pub fn verify_cached(&self, token: &str) -> Result<Caller, TokenError> {
+        let now = concierge_infra::utc::now_secs();
+        let leeway = self.settings.leeway.as_secs() as i64;
+        let digest: [u8; 32] = {
+            let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+            let mut out = [0u8; 32];
+            out.copy_from_slice(d.as_ref());
+            out
+        };
+        if let Some((caller, exp)) = self.remembered(&digest) {
+            return if now > exp + leeway {
+                Err(TokenError::Expired)
+            } else {
+                Ok(caller)
+            };
+        }
         let parsed = jwt::parse(token)?;
         {
             let cache = self
@@ -108,18 +134,36 @@ impl Oidc {
             })?;
             jwt::verify_signature(&parsed, key)?;
         }
-        let now = concierge_infra::utc::now_secs();
         jwt::check_claims(
             &parsed.claims,
             &Expect {
                 issuer: &self.settings.issuer,
                 audience: &self.settings.audience,
                 accept_azp: self.settings.accept_azp,
-                leeway_secs: self.settings.leeway.as_secs() as i64,
+                leeway_secs: leeway,
                 now_secs: now,
             },
         )?;
-        Ok(self.caller(&parsed.claims))
+        let caller = self.caller(&parsed.claims);
+        if let Some(exp) = parsed.claims["exp"].as_i64() {
+            let mut verified = self
+                .verified
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if verified.len() >= VERIFIED_CAP {
+                verified.clear();
+            }
+            verified.insert(digest, (caller.clone(), exp));
+        }
+        Ok(caller)
+    }
+
+    fn remembered(&self, digest: &[u8; 32]) -> Option<(Caller, i64)> {
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(digest)
+            .cloned()
     }
 
     /// Whether a fetch may start now (at most one per `min_refresh_interval`); claims the slot.
@@ -161,6 +205,13 @@ impl Oidc {
         match result {
             Ok(keys) => {
                 let n = keys.len();
+                if cache.keys != keys {
+                    // A removed key must not live on in tokens verified with it.
+                    self.verified
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clear();
+                }
                 cache.keys = keys;
                 cache.fetched = Some(Instant::now());
                 cache.last_error = None;
