@@ -90,6 +90,32 @@ impl Answerer {
         )
     }
 
+    /// Answers `request` from passages found through Qdrant (`search.backend = "qdrant"`), with
+    /// the same generator, fallback and checks (blocking).
+    pub fn ask_through_qdrant(
+        &self,
+        qdrant: &crate::qdrant::search::QdrantSearch,
+        request: &AskRequest,
+        on_event: &mut dyn FnMut(AnswerEvent<'_>),
+    ) -> Result<Answer, crate::qdrant::search::SearchError> {
+        let started = std::time::Instant::now();
+        request.validate().map_err(concierge_engine::Error::from)?;
+        let mut search = concierge_engine::SearchRequest::new(request.question.clone())
+            .k(request.k)
+            .filter(request.filter.clone());
+        search.fusion = request.fusion;
+        search.min_seq = request.min_seq;
+        let found = qdrant.retrieve(&search)?;
+        Ok(concierge_engine::answer_from(
+            found,
+            started,
+            request,
+            self.generator.as_ref(),
+            self.fallback.as_deref(),
+            on_event,
+        )?)
+    }
+
     /// A question with the configured defaults.
     pub fn request(&self, question: String, filter: Filter) -> AskRequest {
         let mut r = AskRequest::new(question);

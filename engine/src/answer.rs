@@ -59,7 +59,8 @@ impl AskRequest {
         }
     }
 
-    fn validate(&self) -> Result<(), InvalidInput> {
+    /// Checks the question and its limits.
+    pub fn validate(&self) -> Result<(), InvalidInput> {
         let field = |field, reason: String| InvalidInput::Field { field, reason };
         if self.question.trim().is_empty() {
             return Err(field("question", "is empty".to_owned()));
@@ -145,14 +146,18 @@ pub enum AnswerEvent<'a> {
     },
 }
 
-struct Found {
-    document: Document,
-    snippet: Snippet,
-    text: String,
-    similarity: f32,
+/// A passage found for a question, from whichever search found it (the embedded indexes, or
+/// Qdrant on a replica): its document, the fragment shown, the whole chunk given to the
+/// generator, and its dense similarity to the question (what "don't know" is decided on).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retrieved {
+    pub document: Document,
+    pub snippet: Snippet,
+    pub text: String,
+    pub similarity: f32,
 }
 
-fn retrieve(shared: &Shared, req: &AskRequest) -> Result<Vec<Found>> {
+fn retrieve(shared: &Shared, req: &AskRequest) -> Result<Vec<Retrieved>> {
     let search = SearchRequest {
         query: req.question.clone(),
         k: req.k,
@@ -181,7 +186,7 @@ fn retrieve(shared: &Shared, req: &AskRequest) -> Result<Vec<Found>> {
                 .flatten()
                 .map_or(f32::MIN, |v| dot(&query, &v)),
         };
-        found.push(Found {
+        found.push(Retrieved {
             document: hit.document,
             snippet: chunk.snippet,
             text: record.text,
@@ -191,7 +196,7 @@ fn retrieve(shared: &Shared, req: &AskRequest) -> Result<Vec<Found>> {
     Ok(found)
 }
 
-fn dont_know(found: &[Found]) -> String {
+fn dont_know(found: &[Retrieved]) -> String {
     let mut text = "I don't know: nothing stored answers this closely enough.".to_owned();
     if !found.is_empty() {
         let list: Vec<String> = found
@@ -250,8 +255,22 @@ pub(crate) fn ask(
     let started = Instant::now();
     req.validate()?;
     let found = retrieve(shared, req)?;
+    answer_from(found, started, req, generator, fallback, on_event)
+}
+
+/// The answer to `req` from passages already `found` (best first; retrieval began at
+/// `started`): the "don't know" decision on their similarity, the prompt, the generator with
+/// the citation check, and the fallback.
+pub fn answer_from(
+    found: Vec<Retrieved>,
+    started: Instant,
+    req: &AskRequest,
+    generator: &dyn Generator,
+    fallback: Option<&dyn Generator>,
+    on_event: &mut dyn FnMut(AnswerEvent<'_>),
+) -> Result<Answer> {
     let retrieval_ms = started.elapsed().as_secs_f64() * 1e3;
-    let (relevant, others): (Vec<Found>, Vec<Found>) = found
+    let (relevant, others): (Vec<Retrieved>, Vec<Retrieved>) = found
         .into_iter()
         .partition(|f| f.similarity >= req.min_similarity);
     if relevant.is_empty() {

@@ -54,7 +54,9 @@ mod store;
 mod update_workers;
 
 pub use ann::{AnnIndex, BruteForce};
-pub use answer::{Answer, AnswerEvent, AnswerTimings, AskRequest, MAX_PASSAGES, Source};
+pub use answer::{
+    Answer, AnswerEvent, AnswerTimings, AskRequest, MAX_PASSAGES, Retrieved, Source, answer_from,
+};
 pub use changelog::{ChangeEntry, ChangeKind, DeadLetter};
 pub use chunking::ChunkingConfig;
 pub use config::{DEFAULT_MIN_FREE_BYTES, EngineConfig};

@@ -102,7 +102,8 @@ impl SearchRequest {
         self
     }
 
-    fn validate(&self) -> Result<Vec<String>, InvalidInput> {
+    /// Checks the request; the filter's metadata terms (as `metadata_terms_of` makes them).
+    pub fn validate(&self) -> Result<Vec<String>, InvalidInput> {
         if self.query.trim().is_empty() {
             return Err(InvalidInput::Search("query is empty".to_owned()));
         }

@@ -150,6 +150,22 @@ def route(method, path, query, body):
             score_threshold=req.score_threshold,
         )
         return {"points": [record(p) for p in res.points]}
+    if rest == "points/query/groups" and method == "POST":
+        req = parse(m.QueryGroupsRequest, body)
+        res = client.query_points_groups(
+            name,
+            group_by=req.group_by,
+            query=req.query,
+            using=req.using,
+            prefetch=req.prefetch,
+            query_filter=req.filter,
+            limit=req.limit or 10,
+            group_size=req.group_size or 3,
+            with_payload=req.with_payload if req.with_payload is not None else False,
+            with_vectors=req.with_vector or False,
+            score_threshold=req.score_threshold,
+        )
+        return {"groups": [{"id": g.id, "hits": [record(h) for h in g.hits]} for g in res.groups]}
     raise Answer(404, f"no route {method} {path}")
 
 

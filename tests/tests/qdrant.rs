@@ -55,7 +55,8 @@ fn watermark(q: &QdrantServer) -> u64 {
         .unwrap_or(0)
 }
 
-/// Waits until Qdrant's watermark reaches `seq`; the chunk points then.
+/// Waits until Qdrant's watermark reaches `seq`; the chunk points then (not the document
+/// points).
 fn wait_for(q: &QdrantServer, seq: u64) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -64,7 +65,8 @@ fn wait_for(q: &QdrantServer, seq: u64) -> Vec<Value> {
             return q
                 .points(COLLECTION, true)
                 .into_iter()
-                .filter(|p| p["payload"]["document_id"].is_string())
+                // Chunk points (the document points carry no ordinal).
+                .filter(|p| p["payload"]["ordinal"].is_u64())
                 .collect();
         }
         assert!(
@@ -171,6 +173,23 @@ fn every_chunk_becomes_one_point_and_reingest_shrink_and_delete_leave_no_stale_p
         .filter_map(|p| p["payload"]["ordinal"].as_u64())
         .collect();
     assert_eq!(ordinals.len(), long.len(), "one point per ordinal");
+
+    // Each document also has one point without vectors holding the whole document.
+    let documents: Vec<Value> = q
+        .points(COLLECTION, false)
+        .into_iter()
+        .filter(|p| p["payload"]["concierge_document"].is_object())
+        .collect();
+    assert_eq!(documents.len(), 6);
+    let long_doc = documents
+        .iter()
+        .find(|p| p["payload"]["document_id"] == "ops:long:1")
+        .expect("the long document's point");
+    assert_eq!(
+        long_doc["payload"]["concierge_document"]["text"],
+        long_text()
+    );
+    assert_eq!(long_doc["payload"]["concierge_document"]["version"], 1);
 
     // The same content again (newer): the same point ids, no duplicate.
     let before = ids(&long);
@@ -452,20 +471,19 @@ fn a_collection_made_for_other_vectors_is_refused_at_start_with_the_reason() {
 }
 
 #[test]
-fn the_qdrant_search_backend_is_refused_until_it_exists_rather_than_ignored() {
+fn the_qdrant_search_backend_needs_qdrant_url() {
     let dir = temp_dir();
     let out = std::process::Command::new(concierge_tests::binary("concierge"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("data"))
         .env("CONCIERGE_SEARCH__BACKEND", "qdrant")
-        .env("CONCIERGE_QDRANT__URL", "http://127.0.0.1:9")
         .current_dir(workspace_root())
         .output()
         .expect("run concierge serve");
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("search.backend = \"qdrant\" is not available yet"),
+            .contains("search.backend = \"qdrant\" needs qdrant.url"),
         "{out:?}"
     );
 }
@@ -556,5 +574,200 @@ fn a_collection_another_node_made_meanwhile_409_is_checked_and_used_with_the_api
         fake.requests()
             .iter()
             .all(|r| r.header("api-key") == Some("qk-secret-1"))
+    );
+}
+
+/// A node that searches and answers through Qdrant (`search.backend = "qdrant"`), with a data
+/// directory of its own that it never writes.
+fn start_searching_through(q: &QdrantServer, data_dir: &std::path::Path) -> Daemon {
+    let model = model_dir();
+    let url = q.url();
+    Daemon::start_with_env(
+        &[
+            "--model-dir",
+            model.to_str().expect("utf-8"),
+            "--data-dir",
+            data_dir.to_str().expect("utf-8"),
+        ],
+        &[
+            ("CONCIERGE_QDRANT__URL", url.as_str()),
+            ("CONCIERGE_SEARCH__BACKEND", "qdrant"),
+        ],
+        &workspace_root(),
+    )
+}
+
+fn top(d: &Daemon, query: &str, mode: &str, filter: Value, min_seq: u64) -> Vec<String> {
+    let (s, b) = d.post_json(
+        "/v1/search",
+        &json!({"query": query, "k": 5, "mode": mode, "filter": filter, "min_seq": min_seq})
+            .to_string(),
+    );
+    assert_eq!(s, 200, "{query}: {b}");
+    serde_json::from_str::<Value>(&b).expect("hits")["hits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| h["document"]["id"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[test]
+fn searches_through_qdrant_find_what_the_embedded_indexes_find_and_answers_cite_it() {
+    const AIRCALL_TOKEN: &str = "wh_tok_fixture_3f9c2a7b81";
+    const GUESTY_SECRET: &str = "whsec_Y29uY2llcmdlLWZpeHR1cmUtc2VjcmV0LTMyYnl0ZXM=";
+    let q = QdrantServer::start();
+    let dir = temp_dir();
+    let model = model_dir();
+    let url = q.url();
+    let primary = Daemon::start_with_env(
+        &[
+            "--model-dir",
+            model.to_str().expect("utf-8"),
+            "--data-dir",
+            dir.path().join("primary").to_str().expect("utf-8"),
+        ],
+        &[
+            ("CONCIERGE_QDRANT__URL", url.as_str()),
+            ("CONCIERGE_AIRCALL__TOKENS", AIRCALL_TOKEN),
+            ("CONCIERGE_GUESTY__SECRET", GUESTY_SECRET),
+        ],
+        &workspace_root(),
+    );
+    concierge_tests::post_fixture_webhooks(&primary, GUESTY_SECRET, "msg_qs_");
+    for i in 0..8 {
+        ingest(
+            &primary,
+            &document(
+                &format!("ops:note:{i}"),
+                &format!("Unit {i}: the dishwasher was serviced and towels restocked."),
+                1_700_000_000_000,
+            ),
+        );
+    }
+    let (_, body) = primary.get("/v1/admin/status");
+    let durable = serde_json::from_str::<Value>(&body).expect("status")["durable_seq"]
+        .as_u64()
+        .expect("durable_seq");
+    let through = start_searching_through(&q, &dir.path().join("through"));
+
+    // Meaning-only and rare-token queries: the same top document on both backends.
+    for (query, expected) in [
+        ("backup code 4471 key box", "aircall:call:987654321"),
+        ("HMX8Q2P4ZT", "guesty:reservation:6651f0c2a1b2c3d4e5f60718"),
+        (
+            "flight lands late, where do we park?",
+            "guesty:conversation:6651f0c2a1b2c3d4e5f69999",
+        ),
+        (
+            "bright flat above the beach with a balcony",
+            "guesty:listing:64aa00bb11cc22dd33ee44ff",
+        ),
+    ] {
+        let local = top(&primary, query, "hybrid", json!({}), durable);
+        let remote = top(&through, query, "hybrid", json!({}), durable);
+        assert_eq!(
+            local.first().map(String::as_str),
+            Some(expected),
+            "local: {query}"
+        );
+        assert_eq!(
+            remote.first().map(String::as_str),
+            Some(expected),
+            "qdrant: {query} {remote:?}"
+        );
+    }
+    // Each leg alone, and filters, through Qdrant.
+    assert_eq!(
+        top(&through, "HMX8Q2P4ZT", "keyword", json!({}), 0)
+            .first()
+            .map(String::as_str),
+        Some("guesty:reservation:6651f0c2a1b2c3d4e5f60718")
+    );
+    assert_eq!(
+        top(
+            &through,
+            "bright flat above the beach with a balcony",
+            "dense",
+            json!({}),
+            0
+        )
+        .first()
+        .map(String::as_str),
+        Some("guesty:listing:64aa00bb11cc22dd33ee44ff")
+    );
+    let only_ops = top(
+        &through,
+        "dishwasher towels",
+        "hybrid",
+        json!({"source": "ops", "metadata": {"unit": 12}}),
+        0,
+    );
+    assert_eq!(only_ops.len(), 5, "{only_ops:?}");
+    assert!(
+        only_ops.iter().all(|id| id.starts_with("ops:note:")),
+        "{only_ops:?}"
+    );
+    let none = top(
+        &through,
+        "dishwasher towels",
+        "hybrid",
+        json!({"source": "guesty", "kind": "note"}),
+        0,
+    );
+    assert!(none.is_empty(), "{none:?}");
+    // Hydrated from the document points: the whole document, its best chunk.
+    let (s, b) = through.post_json(
+        "/v1/search",
+        &json!({"query": "backup code 4471 key box", "k": 1, "include_text": true}).to_string(),
+    );
+    assert_eq!(s, 200, "{b}");
+    let hit = &serde_json::from_str::<Value>(&b).expect("hits")["hits"][0];
+    let stored: Value =
+        serde_json::from_str(&primary.get("/v1/documents/aircall:call:987654321").1).expect("doc");
+    assert_eq!(hit["document"], stored);
+    assert!(
+        hit["chunk"]["snippet"]["text"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "{hit}"
+    );
+
+    // Read-your-writes: a write on the primary, searched through Qdrant with its seq.
+    let seq = ingest(
+        &primary,
+        &document(
+            "ops:note:fresh",
+            "The sauna heater in the garden studio tripped the breaker.",
+            1_700_000_000_000,
+        ),
+    );
+    assert_eq!(
+        top(&through, "sauna breaker tripped", "hybrid", json!({}), seq)
+            .first()
+            .map(String::as_str),
+        Some("ops:note:fresh")
+    );
+    // A sequence Qdrant will not reach in time: the engine's own answer (bounded wait).
+    let (s, b) = through.post_json(
+        "/v1/search",
+        &json!({"query": "x", "min_seq": seq + 1000}).to_string(),
+    );
+    assert!(matches!(s, 503 | 504), "{s} {b}");
+
+    // An answer through Qdrant cites the right document.
+    let (s, b) = through.post_json(
+        "/v1/ask",
+        &json!({"question": "What is the backup code for the key box?"}).to_string(),
+    );
+    assert_eq!(s, 200, "{b}");
+    let answer: Value = serde_json::from_str(&b).expect("answer");
+    assert_eq!(answer["known"], true, "{answer}");
+    assert!(
+        answer["sources"].as_array().is_some_and(|s| s
+            .iter()
+            .any(|s| s["document"]["id"] == "aircall:call:987654321"
+                || s["id"] == "aircall:call:987654321")),
+        "{answer}"
     );
 }

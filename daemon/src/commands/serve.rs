@@ -82,7 +82,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             c
         },
         Arc::new(embedder),
-        query_embedder,
+        query_embedder.clone(),
     )
     .with_context(|| {
         format!(
@@ -116,6 +116,17 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         workers.clone(),
     );
     let transcripts = TranscriptFetcher::new(engine.clone(), &config.aircall, workers.clone());
+    let qdrant_search = match (config.search.backend.as_str(), config.qdrant.target()) {
+        ("qdrant", Ok(Some(target))) => {
+            tracing::info!(collection = %target.collection, "searches and answers go through Qdrant");
+            Some(Arc::new(crate::qdrant::search::QdrantSearch::new(
+                crate::qdrant::QdrantClient::new(target, std::time::Duration::from_secs(30)),
+                query_embedder.clone(),
+                std::time::Duration::from_secs(10),
+            )))
+        }
+        _ => None,
+    };
     let oidc = config
         .auth
         .oidc()
@@ -132,6 +143,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         bot: Arc::new(bot),
         transcripts: Arc::new(transcripts),
         oidc,
+        qdrant_search,
     };
     if let Some(oidc) = &state.oidc {
         tracing::info!(issuer = %oidc.settings().issuer, audience = %oidc.settings().audience, "OIDC access tokens accepted");

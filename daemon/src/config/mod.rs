@@ -572,10 +572,6 @@ impl Config {
         if self.search.backend == "qdrant" && self.qdrant.url.is_none() {
             return Err("search.backend = \"qdrant\" needs qdrant.url".to_owned());
         }
-        if self.search.backend == "qdrant" {
-            // Refused rather than accepted and ignored: the search side is not built yet.
-            return Err("search.backend = \"qdrant\" is not available yet: searches run on the embedded indexes (search.backend = \"local\"); [qdrant] url alone syncs every chunk to Qdrant".to_owned());
-        }
         if !(self.search.rrf_k.is_finite() && self.search.rrf_k >= 0.0) {
             return Err(format!(
                 "search.rrf_k must be a non-negative number, got {}",

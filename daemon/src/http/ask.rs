@@ -54,37 +54,61 @@ async fn ask(
     request.min_seq = body.min_seq;
     request.fusion = state.fusion_defaults();
     let answerer = state.answerer.clone();
+    let engine = state.engine.clone();
+    let qdrant = state.qdrant_search.clone();
+    state.refuse_when_stopping()?;
     if !body.stream {
         let a = answerer.clone();
-        let answer = state
-            .blocking(move |engine| a.ask(engine, &request, &mut |_| {}))
-            .await?;
+        let answer = tokio::task::spawn_blocking(move || {
+            answer(&engine, qdrant.as_deref(), &a, &request, &mut |_| {})
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("answer task failed: {e}")))??;
         return Ok(Json(AnswerView::new(answer, &answerer)).into_response());
     }
-    state.refuse_when_stopping()?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    let engine = state.engine.clone();
     tokio::task::spawn_blocking(move || {
         let send = |name: &str, data: serde_json::Value| {
             let _ = tx.send(Event::default().event(name).data(data.to_string()));
         };
-        let result = answerer.ask(&engine, &request, &mut |event| match event {
-            AnswerEvent::Text(t) => send("text", json!({ "text": t })),
-            AnswerEvent::Restart { reason } => send("restart", json!({ "reason": reason })),
-        });
+        let result = answer(
+            &engine,
+            qdrant.as_deref(),
+            &answerer,
+            &request,
+            &mut |event| match event {
+                AnswerEvent::Text(t) => send("text", json!({ "text": t })),
+                AnswerEvent::Restart { reason } => send("restart", json!({ "reason": reason })),
+            },
+        );
         match result {
             Ok(answer) => send(
                 "answer",
                 serde_json::to_value(AnswerView::new(answer, &answerer)).unwrap_or_default(),
             ),
-            Err(e) => {
-                let problem = ApiError::Engine(e).problem_json();
-                send("error", problem);
-            }
+            Err(e) => send("error", e.problem_json()),
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
     });
     Ok(Sse::new(stream).into_response())
+}
+
+/// Answers through the search backend in use: the embedded indexes, or Qdrant.
+fn answer(
+    engine: &concierge_engine::Engine,
+    qdrant: Option<&crate::qdrant::search::QdrantSearch>,
+    answerer: &crate::answers::Answerer,
+    request: &concierge_engine::AskRequest,
+    on_event: &mut dyn FnMut(AnswerEvent<'_>),
+) -> Result<concierge_engine::Answer, ApiError> {
+    match qdrant {
+        Some(q) => answerer
+            .ask_through_qdrant(q, request, on_event)
+            .map_err(ApiError::from),
+        None => answerer
+            .ask(engine, request, on_event)
+            .map_err(ApiError::Engine),
+    }
 }

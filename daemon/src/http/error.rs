@@ -40,6 +40,17 @@ pub enum ApiError {
     Internal(String),
 }
 
+impl From<crate::qdrant::search::SearchError> for ApiError {
+    fn from(e: crate::qdrant::search::SearchError) -> Self {
+        match e {
+            crate::qdrant::search::SearchError::Engine(e) => ApiError::Engine(e),
+            crate::qdrant::search::SearchError::Qdrant(e) => {
+                ApiError::Unavailable(format!("the search backend (Qdrant) failed: {e}"))
+            }
+        }
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         ApiError::Engine(e)

@@ -49,6 +49,8 @@ pub struct AppState {
     pub transcripts: Arc<crate::workers::transcripts::TranscriptFetcher>,
     /// The OIDC verifier, when `auth.oidc_issuer` is set.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
+    /// Searches and answers through Qdrant, when `search.backend = "qdrant"`.
+    pub qdrant_search: Option<Arc<crate::qdrant::search::QdrantSearch>>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -64,9 +64,19 @@ async fn search(
     request.fusion = fusion;
     request.min_seq = body.min_seq;
     request.ef = body.ef;
-    let response: SearchResponse = state
-        .blocking(move |engine| engine.search(&request))
-        .await?;
+    let response: SearchResponse = match state.qdrant_search.clone() {
+        Some(qdrant) => {
+            state.refuse_when_stopping()?;
+            tokio::task::spawn_blocking(move || qdrant.search(&request))
+                .await
+                .map_err(|e| ApiError::Internal(format!("search task failed: {e}")))??
+        }
+        None => {
+            state
+                .blocking(move |engine| engine.search(&request))
+                .await?
+        }
+    };
     let mut value =
         serde_json::to_value(response).map_err(|e| ApiError::Internal(e.to_string()))?;
     if !body.include_text

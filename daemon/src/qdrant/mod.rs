@@ -10,7 +10,9 @@
 //!   Vectors: `dense` (the stored embedding, never recomputed) and `bm25` (our sparse BM25
 //!   vector, [`concierge_engine::sparse`]). Payload: `document_id`, `ordinal`, `text` (the
 //!   chunk), `title`, `source`, `kind`, `metadata`, `meta_terms` (the filter terms),
-//!   `updated_at`, `version`, `seq`, `chunk_id`.
+//!   `updated_at`, `version`, `seq`, `chunk_id`. Besides, one point without vectors per
+//!   document (id: UUIDv5 of `doc:` + its id) holds the whole document (`concierge_document`),
+//!   for hydrating search hits; vector searches never see it.
 //! - A batch: points upserted with `wait=true` (at most [`MAX_POINTS`] per request), then one
 //!   delete with `wait=true` of every point of those documents that is not one of their new
 //!   points (a shrunk document loses its stale chunks), and of every point of the deleted
@@ -22,6 +24,7 @@
 //!   Qdrant's message.
 
 pub mod client;
+pub mod search;
 
 use std::time::Duration;
 
@@ -34,6 +37,8 @@ pub use client::{QdrantClient, QdrantError, QdrantTarget};
 pub const MAX_POINTS: usize = 256;
 /// The name of the watermark point's id.
 pub const WATERMARK: &str = "concierge:watermark";
+/// The prefix of a document point's id name (`doc:` + the document id).
+pub const DOCUMENT_POINT: &str = "doc:";
 
 /// The sink the engine's `qdrant` consumer writes through.
 #[derive(Debug)]
@@ -112,34 +117,42 @@ impl QdrantSink {
             return Vec::new();
         };
         let meta_terms = concierge_engine::metadata_terms_of(&doc.metadata);
-        change
-            .chunks
-            .iter()
-            .map(|chunk| {
-                let bm25 = sparse::document_vector(&doc.title, &chunk.text);
-                json!({
-                    "id": client::point_id(&chunk.id.to_string()),
-                    "vector": {
-                        client::DENSE: chunk.vector,
-                        client::SPARSE: {"indices": bm25.indices, "values": bm25.values},
-                    },
-                    "payload": {
-                        "document_id": doc.id,
-                        "chunk_id": chunk.id.to_string(),
-                        "ordinal": chunk.ordinal,
-                        "text": chunk.text,
-                        "title": doc.title,
-                        "source": doc.source,
-                        "kind": doc.kind,
-                        "metadata": doc.metadata,
-                        "meta_terms": meta_terms,
-                        "updated_at": doc.updated_at,
-                        "version": doc.version,
-                        "seq": change.seq,
-                    },
-                })
+        // The whole document once, on a point without vectors (searches never find it): what a
+        // search through Qdrant hydrates its hits from.
+        let document_point = json!({
+            "id": client::point_id(&format!("{DOCUMENT_POINT}{}", doc.id)),
+            "vector": {},
+            "payload": {
+                "document_id": doc.id,
+                "concierge_document": doc,
+                "seq": change.seq,
+            },
+        });
+        let chunks = change.chunks.iter().map(|chunk| {
+            let bm25 = sparse::document_vector(&doc.title, &chunk.text);
+            json!({
+                "id": client::point_id(&chunk.id.to_string()),
+                "vector": {
+                    client::DENSE: chunk.vector,
+                    client::SPARSE: {"indices": bm25.indices, "values": bm25.values},
+                },
+                "payload": {
+                    "document_id": doc.id,
+                    "chunk_id": chunk.id.to_string(),
+                    "ordinal": chunk.ordinal,
+                    "text": chunk.text,
+                    "title": doc.title,
+                    "source": doc.source,
+                    "kind": doc.kind,
+                    "metadata": doc.metadata,
+                    "meta_terms": meta_terms,
+                    "updated_at": doc.updated_at,
+                    "version": doc.version,
+                    "seq": change.seq,
+                },
             })
-            .collect()
+        });
+        std::iter::once(document_point).chain(chunks).collect()
     }
 }
 
