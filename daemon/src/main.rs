@@ -7,6 +7,7 @@
 mod aircall_api;
 mod answers;
 mod backup_status;
+mod cluster;
 mod commands;
 mod config;
 mod firestore;

@@ -771,3 +771,202 @@ fn searches_through_qdrant_find_what_the_embedded_indexes_find_and_answers_cite_
         "{answer}"
     );
 }
+
+/// A replica: no store, searches through `q`, writes to `primary`.
+fn start_replica(q: &QdrantServer, primary: &Daemon, data_dir: &std::path::Path) -> Daemon {
+    let model = model_dir();
+    let url = q.url();
+    let primary_url = format!("http://{}", primary.address);
+    Daemon::start_with_env(
+        &[
+            "--model-dir",
+            model.to_str().expect("utf-8"),
+            "--data-dir",
+            data_dir.to_str().expect("utf-8"),
+        ],
+        &[
+            ("CONCIERGE_CLUSTER__ROLE", "replica"),
+            ("CONCIERGE_CLUSTER__PRIMARY_URL", primary_url.as_str()),
+            ("CONCIERGE_CLUSTER__PRIMARY_TOKEN", "primary-admin"),
+            ("CONCIERGE_AUTH__API_TOKENS", "replica-admin"),
+            ("CONCIERGE_QDRANT__URL", url.as_str()),
+            ("CONCIERGE_SEARCH__BACKEND", "qdrant"),
+        ],
+        &workspace_root(),
+    )
+}
+
+fn with_token(d: &Daemon, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    d.request(
+        method,
+        path,
+        body,
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", "Bearer replica-admin"),
+        ],
+    )
+}
+
+#[test]
+fn replicas_forward_writes_to_the_primary_read_through_qdrant_and_keep_searching_when_it_dies() {
+    const AIRCALL_TOKEN: &str = "wh_tok_fixture_3f9c2a7b81";
+    let q = QdrantServer::start();
+    let dir = temp_dir();
+    let model = model_dir();
+    let url = q.url();
+    let primary = Daemon::start_with_env(
+        &[
+            "--model-dir",
+            model.to_str().expect("utf-8"),
+            "--data-dir",
+            dir.path().join("primary").to_str().expect("utf-8"),
+        ],
+        &[
+            ("CONCIERGE_QDRANT__URL", url.as_str()),
+            ("CONCIERGE_AIRCALL__TOKENS", AIRCALL_TOKEN),
+            ("CONCIERGE_AUTH__API_TOKENS", "primary-admin"),
+        ],
+        &workspace_root(),
+    );
+    let a = start_replica(&q, &primary, &dir.path().join("replica-a"));
+    let b = start_replica(&q, &primary, &dir.path().join("replica-b"));
+    let (s, ready) = b.get("/readyz");
+    assert_eq!(s, 200, "{ready}");
+    assert!(ready.contains("\"replica\""), "{ready}");
+
+    // A webhook posted to replica A: acknowledged with the primary's seq...
+    let call =
+        std::fs::read_to_string(concierge_tests::fixture("webhooks/aircall-call.ended.json"))
+            .expect("fixture");
+    let (s, body) = a.post_json("/v1/webhooks/aircall", &call);
+    assert_eq!(s, 202, "{body}");
+    let seq = serde_json::from_str::<Value>(&body).expect("receipt")["seq"]
+        .as_u64()
+        .expect("the primary's seq");
+    // ...and found on replica B with that min_seq.
+    let (s, body) = with_token(
+        &b,
+        "POST",
+        "/v1/search",
+        Some(&json!({"query": "who called about the key box", "min_seq": seq}).to_string()),
+    );
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("aircall:call:987654321"), "{body}");
+    // A refused webhook is the primary's refusal, passed back.
+    let (s, body) = a.post_json(
+        "/v1/webhooks/aircall",
+        &call.replace(AIRCALL_TOKEN, "wrong"),
+    );
+    assert_eq!(s, 403, "{body}");
+
+    // A document through replica A, read back on replica B (from Qdrant) and on the primary.
+    let (s, body) = with_token(
+        &a,
+        "POST",
+        "/v1/documents",
+        Some(&document(
+            "ops:note:via-a",
+            "The boiler in unit 7 was bled on Monday.",
+            1_700_000_000_000,
+        )),
+    );
+    assert_eq!(s, 202, "{body}");
+    let seq = serde_json::from_str::<Value>(&body).expect("receipt")["seq"]
+        .as_u64()
+        .expect("seq");
+    let (s, body) = with_token(
+        &b,
+        "POST",
+        "/v1/search",
+        Some(&json!({"query": "boiler bled", "k": 1, "min_seq": seq}).to_string()),
+    );
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("ops:note:via-a"), "{body}");
+    let (s, on_b) = with_token(&b, "GET", "/v1/documents/ops:note:via-a", None);
+    assert_eq!(s, 200, "{on_b}");
+    let on_primary = primary
+        .request(
+            "GET",
+            "/v1/documents/ops:note:via-a",
+            None,
+            &[("Authorization", "Bearer primary-admin")],
+        )
+        .1;
+    assert_eq!(
+        serde_json::from_str::<Value>(&on_b).expect("doc"),
+        serde_json::from_str::<Value>(&on_primary).expect("doc")
+    );
+    // A replica's token is checked by the replica itself.
+    let (s, _) = b.request("GET", "/v1/documents/ops:note:via-a", None, &[]);
+    assert_eq!(s, 401);
+
+    // An answer on a replica cites the right document.
+    let (s, body) = with_token(
+        &b,
+        "POST",
+        "/v1/ask",
+        Some(
+            &json!({"question": "What was done to the boiler in unit 7?", "min_seq": seq})
+                .to_string(),
+        ),
+    );
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("ops:note:via-a"), "{body}");
+    // No store on either replica.
+    assert!(!dir.path().join("replica-a").exists());
+    assert!(!dir.path().join("replica-b").exists());
+
+    // The primary dies: writes get a clear 503, searches go on.
+    primary.kill();
+    let (s, body) = with_token(
+        &a,
+        "POST",
+        "/v1/documents",
+        Some(&document(
+            "ops:note:lost",
+            "never stored",
+            1_700_000_000_000,
+        )),
+    );
+    assert_eq!(s, 503, "{body}");
+    assert!(
+        body.contains("primary") && body.contains("cannot be reached"),
+        "{body}"
+    );
+    let (s, body) = a.post_json("/v1/webhooks/aircall", &call);
+    assert_eq!(s, 503, "{body}");
+    for replica in [&a, &b] {
+        let (s, body) = with_token(
+            replica,
+            "POST",
+            "/v1/search",
+            Some(&json!({"query": "boiler bled", "k": 1}).to_string()),
+        );
+        assert_eq!(s, 200, "{body}");
+        assert!(body.contains("ops:note:via-a"), "{body}");
+    }
+    assert_eq!(
+        a.get("/readyz").0,
+        200,
+        "a replica's readiness is Qdrant's and the model's"
+    );
+}
+
+#[test]
+fn a_replica_that_would_search_its_own_store_is_refused_at_start() {
+    let dir = temp_dir();
+    let out = std::process::Command::new(concierge_tests::binary("concierge"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("CONCIERGE_CLUSTER__ROLE", "replica")
+        .env("CONCIERGE_CLUSTER__PRIMARY_URL", "http://127.0.0.1:9")
+        .current_dir(workspace_root())
+        .output()
+        .expect("run concierge serve");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("search.backend = \"qdrant\""),
+        "{out:?}"
+    );
+}

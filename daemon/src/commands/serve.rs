@@ -75,47 +75,47 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     // Queries get their own pool over the same weights: a search never waits for an indexing batch.
     let query_embedder: Arc<dyn Embedder> = Arc::new(embedder.with_own_pool(args.query_threads)?);
     let answerer = Arc::new(Answerer::from_config(&config, query_embedder.clone())?);
-    let engine = Engine::open_with_query_embedder(
-        {
-            let mut c = EngineConfig::new(&config.storage.data_dir);
-            c.min_free_bytes = config.storage.min_free_bytes;
-            c
-        },
-        Arc::new(embedder),
-        query_embedder.clone(),
-    )
-    .with_context(|| {
-        format!(
-            "opening the data directory {}",
-            config.storage.data_dir.display()
-        )
-    })?;
-    if let Some(target) = config.firestore.target().map_err(anyhow::Error::msg)? {
-        tracing::info!(base = %target.base, project = %target.project_id, collection = %target.collection, "Firestore write-behind on");
-        engine
-            .start_sync(Box::new(crate::firestore::FirestoreSink::new(target)))
-            .context("starting the Firestore sync")?;
-    }
-    if let Some(target) = config.qdrant.target().map_err(anyhow::Error::msg)? {
-        check_qdrant(&target, model_dim, &model_id)?;
-        tracing::info!(url = %target.url, collection = %target.collection, "Qdrant sync on");
-        engine
-            .start_sync(Box::new(crate::qdrant::QdrantSink::new(
-                target, model_dim, &model_id,
-            )))
-            .context("starting the Qdrant sync")?;
-    }
-    let engine = Arc::new(engine);
     let workers = Workers::default();
-    let fusion = config.search.fusion();
-    let bot = Bot::new(
-        engine.clone(),
-        answerer.clone(),
-        fusion,
-        config.rocketchat.clone(),
-        workers.clone(),
-    );
-    let transcripts = TranscriptFetcher::new(engine.clone(), &config.aircall, workers.clone());
+    // A replica keeps no store: no engine, no syncs, no bot or transcript worker of its own.
+    let (engine, bot, transcripts) = if config.cluster.is_replica() {
+        (None, None, None)
+    } else {
+        let engine = open_primary(
+            &config,
+            embedder,
+            query_embedder.clone(),
+            &model_id,
+            model_dim,
+        )?;
+        let bot = Bot::new(
+            engine.clone(),
+            answerer.clone(),
+            config.search.fusion(),
+            config.rocketchat.clone(),
+            workers.clone(),
+        );
+        let transcripts = TranscriptFetcher::new(engine.clone(), &config.aircall, workers.clone());
+        (
+            Some(engine),
+            Some(Arc::new(bot)),
+            Some(Arc::new(transcripts)),
+        )
+    };
+    let primary = match (config.cluster.is_replica(), &config.cluster.primary_url) {
+        (true, Some(url)) => {
+            tracing::info!(primary = %url, "a replica: writes go to the primary, searches through Qdrant");
+            Some(Arc::new(crate::cluster::Primary::new(
+                url,
+                config
+                    .cluster
+                    .primary_token
+                    .as_ref()
+                    .map(|t| t.expose().to_owned()),
+                std::time::Duration::from_secs(30),
+            )))
+        }
+        _ => None,
+    };
     let qdrant_search = match (config.search.backend.as_str(), config.qdrant.target()) {
         ("qdrant", Ok(Some(target))) => {
             tracing::info!(collection = %target.collection, "searches and answers go through Qdrant");
@@ -140,10 +140,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         model_dim,
         metrics: Arc::new(crate::http::Metrics::default()),
         answerer,
-        bot: Arc::new(bot),
-        transcripts: Arc::new(transcripts),
+        bot,
+        transcripts,
         oidc,
         qdrant_search,
+        primary,
     };
     if let Some(oidc) = &state.oidc {
         tracing::info!(issuer = %oidc.settings().issuer, audience = %oidc.settings().audience, "OIDC access tokens accepted");
@@ -169,16 +170,60 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         ..
     } = state;
     drop((bot, transcripts));
-    match Arc::try_unwrap(engine) {
-        Ok(engine) => engine.close().context("closing the engine")?,
-        Err(shared) => {
-            tracing::warn!(
-                "engine still referenced at shutdown; it closes when the last reference goes"
-            );
-            drop(shared);
+    if let Some(engine) = engine {
+        match Arc::try_unwrap(engine) {
+            Ok(engine) => engine.close().context("closing the engine")?,
+            Err(shared) => {
+                tracing::warn!(
+                    "engine still referenced at shutdown; it closes when the last reference goes"
+                );
+                drop(shared);
+            }
         }
     }
     result
+}
+
+/// The primary's store: the engine on the data directory, with the Firestore and Qdrant syncs
+/// that are configured.
+fn open_primary(
+    config: &Config,
+    embedder: BertEmbedder,
+    query_embedder: Arc<dyn Embedder>,
+    model_id: &str,
+    model_dim: usize,
+) -> anyhow::Result<Arc<Engine>> {
+    let engine = Engine::open_with_query_embedder(
+        {
+            let mut c = EngineConfig::new(&config.storage.data_dir);
+            c.min_free_bytes = config.storage.min_free_bytes;
+            c
+        },
+        Arc::new(embedder),
+        query_embedder,
+    )
+    .with_context(|| {
+        format!(
+            "opening the data directory {}",
+            config.storage.data_dir.display()
+        )
+    })?;
+    if let Some(target) = config.firestore.target().map_err(anyhow::Error::msg)? {
+        tracing::info!(base = %target.base, project = %target.project_id, collection = %target.collection, "Firestore write-behind on");
+        engine
+            .start_sync(Box::new(crate::firestore::FirestoreSink::new(target)))
+            .context("starting the Firestore sync")?;
+    }
+    if let Some(target) = config.qdrant.target().map_err(anyhow::Error::msg)? {
+        check_qdrant(&target, model_dim, model_id)?;
+        tracing::info!(url = %target.url, collection = %target.collection, "Qdrant sync on");
+        engine
+            .start_sync(Box::new(crate::qdrant::QdrantSink::new(
+                target, model_dim, model_id,
+            )))
+            .context("starting the Qdrant sync")?;
+    }
+    Ok(Arc::new(engine))
 }
 
 fn log_config(config: &Config) {
@@ -213,7 +258,9 @@ async fn serve(state: AppState, workers: &Workers) -> anyhow::Result<()> {
     tracing::info!(address = %local, "concierge listening");
     // Tests and scripts read this line to find an ephemeral port.
     println!("listening on http://{local}");
-    state.transcripts.resume();
+    if let Some(transcripts) = &state.transcripts {
+        transcripts.resume();
+    }
     if let Some(oidc) = &state.oidc {
         crate::workers::oidc_keys::keep_fresh(workers, oidc.clone(), state.shutting_down.clone());
     }

@@ -29,6 +29,7 @@ pub struct Config {
     pub search: Search,
     pub qdrant: Qdrant,
     pub firestore: Firestore,
+    pub cluster: Cluster,
 }
 
 /// `[server]`
@@ -461,6 +462,36 @@ impl Qdrant {
     }
 }
 
+/// `[cluster]`: one primary (the default) owns the store and takes every write; replicas keep
+/// no store, search and answer through Qdrant and forward writes to `primary_url`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    /// `primary` or `replica`.
+    pub role: String,
+    /// The primary's base URL, e.g. `http://concierge-primary:8080` (replicas).
+    pub primary_url: Option<String>,
+    /// The bearer token a replica forwards writes with (secret; needs the primary's `write`
+    /// scope, `admin` for deletes).
+    pub primary_token: Option<Secret>,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            role: "primary".to_owned(),
+            primary_url: None,
+            primary_token: None,
+        }
+    }
+}
+
+impl Cluster {
+    pub fn is_replica(&self) -> bool {
+        self.role == "replica"
+    }
+}
+
 /// `[firestore]`
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -539,6 +570,7 @@ pub const SECRET_KEYS: &[(&str, &str)] = &[
     ("rocketchat", "auth_token"),
     ("llm", "api_key"),
     ("qdrant", "api_key"),
+    ("cluster", "primary_token"),
 ];
 
 impl Config {
@@ -571,6 +603,30 @@ impl Config {
         self.qdrant.target()?;
         if self.search.backend == "qdrant" && self.qdrant.url.is_none() {
             return Err("search.backend = \"qdrant\" needs qdrant.url".to_owned());
+        }
+        match self.cluster.role.as_str() {
+            "primary" => {}
+            "replica" => {
+                if self.search.backend != "qdrant" {
+                    return Err("cluster.role = \"replica\" keeps no store, so it searches through Qdrant: set search.backend = \"qdrant\" and qdrant.url (search.backend = \"local\" is for a primary)".to_owned());
+                }
+                match self.cluster.primary_url.as_deref() {
+                    Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
+                    Some(u) => {
+                        return Err(format!(
+                            "cluster.primary_url {u:?}: an http(s) URL, e.g. http://concierge-primary:8080"
+                        ));
+                    }
+                    None => {
+                        return Err("cluster.role = \"replica\" needs cluster.primary_url (where writes are forwarded)".to_owned());
+                    }
+                }
+            }
+            other => {
+                return Err(format!(
+                    "cluster.role must be \"primary\" or \"replica\", got {other:?}"
+                ));
+            }
         }
         if !(self.search.rrf_k.is_finite() && self.search.rrf_k >= 0.0) {
             return Err(format!(

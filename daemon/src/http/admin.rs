@@ -72,17 +72,17 @@ async fn backup_status(
 }
 
 /// Starts a rebuild of both indexes from stored vectors; answers at once (watch the status).
-async fn reindex(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let engine = state.engine.clone();
+async fn reindex(State(state): State<AppState>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let engine = state.engine()?;
     tokio::task::spawn_blocking(move || {
         if let Err(e) = engine.reindex() {
             tracing::error!(error = %e, "reindex failed");
         }
     });
-    (
+    Ok((
         StatusCode::ACCEPTED,
         Json(json!({"status": "rebuilding", "watch": "/v1/admin/status"})),
-    )
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]

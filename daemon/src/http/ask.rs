@@ -60,7 +60,13 @@ async fn ask(
     if !body.stream {
         let a = answerer.clone();
         let answer = tokio::task::spawn_blocking(move || {
-            answer(&engine, qdrant.as_deref(), &a, &request, &mut |_| {})
+            answer(
+                engine.as_deref(),
+                qdrant.as_deref(),
+                &a,
+                &request,
+                &mut |_| {},
+            )
         })
         .await
         .map_err(|e| ApiError::Internal(format!("answer task failed: {e}")))??;
@@ -72,7 +78,7 @@ async fn ask(
             let _ = tx.send(Event::default().event(name).data(data.to_string()));
         };
         let result = answer(
-            &engine,
+            engine.as_deref(),
             qdrant.as_deref(),
             &answerer,
             &request,
@@ -97,18 +103,21 @@ async fn ask(
 
 /// Answers through the search backend in use: the embedded indexes, or Qdrant.
 fn answer(
-    engine: &concierge_engine::Engine,
+    engine: Option<&concierge_engine::Engine>,
     qdrant: Option<&crate::qdrant::search::QdrantSearch>,
     answerer: &crate::answers::Answerer,
     request: &concierge_engine::AskRequest,
     on_event: &mut dyn FnMut(AnswerEvent<'_>),
 ) -> Result<concierge_engine::Answer, ApiError> {
-    match qdrant {
-        Some(q) => answerer
+    match (qdrant, engine) {
+        (Some(q), _) => answerer
             .ask_through_qdrant(q, request, on_event)
             .map_err(ApiError::from),
-        None => answerer
+        (None, Some(engine)) => answerer
             .ask(engine, request, on_event)
             .map_err(ApiError::Engine),
+        (None, None) => Err(ApiError::Internal(
+            "neither a store nor Qdrant to answer from".to_owned(),
+        )),
     }
 }

@@ -33,7 +33,10 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             Json(json!({"status": "shutting_down"})),
         );
     }
-    match state.engine.writable() {
+    let Some(engine) = state.engine.clone() else {
+        return replica_ready(&state).await;
+    };
+    match engine.writable() {
         Ok(()) => {}
         Err(EngineError::Poisoned { cause }) => {
             tracing::warn!(%cause, "not ready: the store is poisoned");
@@ -70,7 +73,39 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     (
         StatusCode::OK,
         Json(
-            json!({"status": "ready", "model": state.model_id.as_str(), "dimension": state.model_dim, "durable_seq": state.engine.durable_seq()}),
+            json!({"status": "ready", "model": state.model_id.as_str(), "dimension": state.model_dim, "durable_seq": engine.durable_seq()}),
         ),
     )
+}
+
+/// A replica is ready when Qdrant answers (its watermark) and the model is loaded (it is, once
+/// the daemon listens).
+async fn replica_ready(state: &AppState) -> (StatusCode, Json<Value>) {
+    let Some(qdrant) = state.qdrant_search.clone() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "detail": "no Qdrant to search through"})),
+        );
+    };
+    match tokio::task::spawn_blocking(move || qdrant.watermark()).await {
+        Ok(Ok(seq)) => (
+            StatusCode::OK,
+            Json(
+                json!({"status": "ready", "role": "replica", "model": state.model_id.as_str(), "dimension": state.model_dim, "qdrant_seq": seq}),
+            ),
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: Qdrant");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "detail": e.to_string()})),
+            )
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({"status": "unavailable", "detail": format!("readiness check failed: {e}")}),
+            ),
+        ),
+    }
 }

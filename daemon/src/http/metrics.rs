@@ -151,6 +151,22 @@ pub fn router() -> Router<AppState> {
 async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
     let mut out = String::new();
     state.metrics.render(&mut out);
+    if state.engine.is_none() {
+        // A replica: its requests, and how far Qdrant (what it searches) has come.
+        let seq = match state.qdrant_search.clone() {
+            Some(q) => tokio::task::spawn_blocking(move || q.watermark().ok())
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        let _ = writeln!(
+            out,
+            "# HELP concierge_replica_qdrant_seq The change-log sequence Qdrant holds, as this replica reads it (-1: Qdrant unreachable).\n# TYPE concierge_replica_qdrant_seq gauge\nconcierge_replica_qdrant_seq {}",
+            seq.map_or(-1.0, |s| s as f64)
+        );
+        return Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response());
+    }
     let (status, engine_metrics) = state
         .blocking(|engine| Ok((engine.status()?, engine.metrics())))
         .await?;

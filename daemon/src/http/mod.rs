@@ -11,6 +11,7 @@ mod extract;
 mod health;
 mod metrics;
 mod problem;
+mod replica;
 mod rocketchat;
 mod search;
 pub mod server;
@@ -30,8 +31,8 @@ pub use metrics::Metrics;
 /// What the handlers share: one `Clone` struct of `Arc`s.
 #[derive(Clone)]
 pub struct AppState {
-    /// The engine (store, indexes, search).
-    pub engine: Arc<Engine>,
+    /// The engine (store, indexes, search); `None` on a replica, which keeps no store.
+    pub engine: Option<Arc<Engine>>,
     /// The validated configuration.
     pub config: Arc<Config>,
     /// Set once a shutdown signal arrived: readiness fails, new writes get 503.
@@ -43,14 +44,16 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// The answer generators.
     pub answerer: Arc<crate::answers::Answerer>,
-    /// The RocketChat bot.
-    pub bot: Arc<crate::rocketchat::bot::Bot>,
-    /// Fetches Aircall transcripts after the acknowledgement.
-    pub transcripts: Arc<crate::workers::transcripts::TranscriptFetcher>,
+    /// The RocketChat bot (primary).
+    pub bot: Option<Arc<crate::rocketchat::bot::Bot>>,
+    /// Fetches Aircall transcripts after the acknowledgement (primary).
+    pub transcripts: Option<Arc<crate::workers::transcripts::TranscriptFetcher>>,
     /// The OIDC verifier, when `auth.oidc_issuer` is set.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
     /// Searches and answers through Qdrant, when `search.backend = "qdrant"`.
     pub qdrant_search: Option<Arc<crate::qdrant::search::QdrantSearch>>,
+    /// On a replica: the primary its writes go to.
+    pub primary: Option<Arc<crate::cluster::Primary>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -72,6 +75,15 @@ impl AppState {
         Ok(())
     }
 
+    /// The store; a replica has none (its routes never ask: writes go to the primary).
+    pub fn engine(&self) -> Result<Arc<Engine>, ApiError> {
+        self.engine.clone().ok_or_else(|| {
+            ApiError::Unavailable(
+                "this node is a replica and keeps no store: send this to the primary".to_owned(),
+            )
+        })
+    }
+
     /// The fusion of hybrid searches as `[search]` configures it.
     pub fn fusion_defaults(&self) -> concierge_engine::Fusion {
         self.config.search.fusion()
@@ -84,7 +96,7 @@ impl AppState {
         F: FnOnce(&Engine) -> concierge_engine::Result<T> + Send + 'static,
     {
         self.refuse_when_stopping()?;
-        let engine = self.engine.clone();
+        let engine = self.engine()?;
         match tokio::task::spawn_blocking(move || work(&engine)).await {
             Ok(result) => result.map_err(ApiError::from),
             Err(e) => Err(ApiError::Internal(format!("engine task failed: {e}"))),
@@ -102,8 +114,11 @@ async fn openapi() -> impl axum::response::IntoResponse {
     )
 }
 
-/// The daemon's routes.
+/// The daemon's routes: a primary's, or a replica's (writes forwarded, reads through Qdrant).
 pub fn app(state: AppState) -> Router {
+    if state.primary.is_some() {
+        return with_layers(replica_routes(&state), state);
+    }
     let protected = Router::new()
         .merge(documents::router())
         .merge(search::router())
@@ -115,11 +130,46 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             auth::require_bearer,
         ));
-    Router::new()
+    let routes = Router::new()
         .merge(health::router())
         .merge(webhooks::router())
         .merge(rocketchat::router())
+        .merge(protected);
+    with_layers(routes, state)
+}
+
+/// A replica's routes: the same paths, scopes and health, writes sent on to the primary.
+fn replica_routes(state: &AppState) -> Router<AppState> {
+    use axum::routing::{get, post, put};
+    let protected = Router::new()
+        .route("/v1/documents", post(replica::forward))
+        .route(
+            "/v1/documents/{id}",
+            get(replica::document).delete(replica::forward),
+        )
+        .merge(search::router())
+        .merge(ask::router())
+        .route("/v1/admin/status", get(replica::status))
+        .route("/v1/admin/reindex", post(replica::forward))
+        .route("/v1/admin/checkpoint", post(replica::forward))
+        .route("/v1/admin/backup-status", put(replica::forward))
+        .merge(metrics::router())
+        .route("/openapi.json", get(openapi))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_bearer,
+        ));
+    Router::new()
+        .merge(health::router())
+        .route("/v1/webhooks/aircall", post(replica::forward))
+        .route("/v1/webhooks/guesty", post(replica::forward))
+        .route("/v1/rocketchat", post(replica::forward))
         .merge(protected)
+}
+
+/// What every request goes through, on either role.
+fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(problem::not_found)
         .layer(axum::middleware::from_fn(problem::framework_errors))
         .layer(axum::middleware::from_fn_with_state(

@@ -34,7 +34,12 @@ async fn rocketchat(
         return Err(ApiError::Forbidden("the RocketChat token does not match"));
     }
     state.refuse_when_stopping()?;
-    match state.bot.handle(message).await {
+    let Some(bot) = state.bot.clone() else {
+        return Err(ApiError::Unavailable(
+            "this node keeps no store: RocketChat's webhook goes to the primary".to_owned(),
+        ));
+    };
+    match bot.handle(message).await {
         // A non-empty body: RocketChat counts an empty one as a failed call.
         Ok(Reply::Nothing) => Ok(Json(json!({})).into_response()),
         Ok(Reply::Message(body)) => Ok(Json(body).into_response()),

@@ -85,7 +85,9 @@ async fn aircall_hook(
         state
             .blocking(move |engine| engine.record_raw_event("aircall", &key, &body))
             .await?;
-        state.transcripts.fetch(call_id, event_ms);
+        if let Some(transcripts) = &state.transcripts {
+            transcripts.fetch(call_id, event_ms);
+        }
         return Ok((
             StatusCode::ACCEPTED,
             Json(json!({"kept": "raw", "transcript": "fetching"})),

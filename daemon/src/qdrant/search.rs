@@ -200,6 +200,11 @@ impl QdrantSearch {
         Ok(out)
     }
 
+    /// One document, from its document point (a replica's `GET /v1/documents/{id}`).
+    pub fn document(&self, id: &str) -> Result<Option<Document>, SearchError> {
+        Ok(self.documents(&[id])?.remove(id))
+    }
+
     /// A search, as `POST /v1/search` takes it.
     pub fn search(&self, req: &SearchRequest) -> Result<SearchResponse, SearchError> {
         let started = Instant::now();
