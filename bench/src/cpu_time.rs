@@ -6,7 +6,13 @@ use std::time::Duration;
 /// User + system CPU time of the whole process so far, from `/proc/self/stat` (Linux).
 /// `None` where that file is not available.
 pub fn process_cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_time_of("self")
+}
+
+/// User + system CPU time of process `pid` (`self` for this one) so far, from
+/// `/proc/<pid>/stat` (Linux).
+pub fn cpu_time_of(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();

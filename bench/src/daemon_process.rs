@@ -54,6 +54,11 @@ impl DaemonProcess {
         Ok(DaemonProcess { child, address })
     }
 
+    /// CPU time (user + system) the daemon has used so far.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        crate::cpu_time::cpu_time_of(&self.child.id().to_string())
+    }
+
     /// Resident memory, MB (NaN if unreadable).
     pub fn rss_mb(&self) -> f64 {
         self.status_mb("VmRSS:")

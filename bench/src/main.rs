@@ -12,6 +12,7 @@
 //! - `scale`: the real daemon at 100k chunks (restart, memory, search over HTTP vs in-process).
 //! - `firestore`: the Firestore write-behind against the emulator (latency, catch-up,
 //!   throughput, rebuild).
+//! - `qdrant`: Qdrant sync throughput and latency, searches through a replica.
 //! - `auth`: bearer-token verification per request, static beside OIDC JWTs.
 //! - `ask`: answer latency over HTTP against a fake LLM with a fixed delay (Concierge's share).
 
@@ -32,6 +33,7 @@ mod load;
 mod peer;
 mod plot;
 mod progress;
+mod qdrant_sync;
 mod retrieval;
 mod run_info;
 mod scale;
@@ -74,6 +76,9 @@ enum Command {
     /// → in Firestore latency at fixed webhook rates, catch-up after an outage, throughput on a
     /// backlog, and a rebuild of a node from Firestore.
     Firestore(firestore_sync::FirestoreArgs),
+    /// The Qdrant sync of a primary (chunks/s, acknowledged → in Qdrant) and searches through a
+    /// replica beside the primary's own, against Qdrant's REST API as the tests serve it.
+    Qdrant(qdrant_sync::QdrantArgs),
     /// What verifying a bearer token costs per request: a static token beside OIDC JWTs (RS256,
     /// ES256) on the real daemon, same run.
     Auth(auth::AuthArgs),
@@ -108,6 +113,7 @@ fn main() -> ExitCode {
         Command::Ask(args) => ask::run(&args),
         Command::Firestore(args) => firestore_sync::run(&args),
         Command::Auth(args) => auth::run(&args),
+        Command::Qdrant(args) => qdrant_sync::run(&args),
         Command::Backup(args) => backup::run(&args),
         Command::PrepareWordnet(args) => wordnet::run(&args),
     };
