@@ -13,10 +13,10 @@
 //!   `updated_at`, `version`, `seq`, `chunk_id`. Besides, one point without vectors per
 //!   document (id: UUIDv5 of `doc:` + its id) holds the whole document (`concierge_document`),
 //!   for hydrating search hits; vector searches never see it.
-//! - A batch: points upserted with `wait=true` (at most [`MAX_POINTS`] per request), then one
-//!   delete with `wait=true` of every point of those documents that is not one of their new
-//!   points (a shrunk document loses its stale chunks), and of every point of the deleted
-//!   documents.
+//! - A batch: points upserted with `wait=true` (at most [`MAX_POINTS`] per request), then a
+//!   delete with `wait=true` per [`DELETE_DOCUMENTS`] documents of every point of theirs that is
+//!   not one of their new points (a shrunk document loses its stale chunks), and of every point
+//!   of the deleted documents.
 //! - After each batch the watermark point (`concierge_watermark: true`, `seq`) records the
 //!   highest change-log sequence Qdrant fully holds: replicas read it for `min_seq`.
 //! - 429, 5xx, timeouts and refused connections are retried (by the engine, with backoff and
@@ -35,6 +35,8 @@ pub use client::{QdrantClient, QdrantError, QdrantTarget};
 
 /// Points per upsert request.
 pub const MAX_POINTS: usize = 256;
+/// Documents whose stale points one delete request removes.
+pub const DELETE_DOCUMENTS: usize = 64;
 /// The name of the watermark point's id.
 pub const WATERMARK: &str = "concierge:watermark";
 /// The prefix of a document point's id name (`doc:` + the document id).
@@ -212,21 +214,20 @@ impl SyncSink for QdrantSink {
                 pending.clear();
             }
         }
-        // Stale and deleted points, in one delete for the batch.
-        let mut clauses = Vec::new();
-        let mut in_delete = Vec::new();
-        for (i, change) in changes.iter().enumerate() {
-            if outcomes[i].is_some() {
-                continue;
-            }
-            clauses.push(stale_filter(&change.id, &points[i]));
-            in_delete.push(i);
-        }
-        if !clauses.is_empty() {
+        // Stale and deleted points: one delete per DELETE_DOCUMENTS documents, so a request's
+        // work stays bounded and a failure redoes only its own documents.
+        let pending: Vec<usize> = (0..changes.len())
+            .filter(|i| outcomes[*i].is_none())
+            .collect();
+        for group in pending.chunks(DELETE_DOCUMENTS) {
+            let clauses: Vec<Value> = group
+                .iter()
+                .map(|i| stale_filter(&changes[*i].id, &points[*i]))
+                .collect();
             self.requests += 1;
             if let Err(e) = self.client.delete_where(&json!({"should": clauses})) {
-                for i in in_delete {
-                    outcomes[i] = Some(Self::outcome(&e));
+                for i in group {
+                    outcomes[*i] = Some(Self::outcome(&e));
                 }
             }
         }
