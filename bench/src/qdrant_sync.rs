@@ -364,7 +364,7 @@ pub fn run(args: &QdrantArgs) -> anyhow::Result<()> {
         for q in queries.iter().take(args.queries) {
             let local = top10(&mut p, &auth, q, "keyword")?;
             let remote = top10(&mut r, &auth, q, "keyword")?;
-            same += usize::from(local.first().is_some() && local.first() == remote.first());
+            same += usize::from(!local.is_empty() && local.first() == remote.first());
             let shared = local.iter().filter(|id| remote.contains(id)).count();
             overlap += shared as f64 / local.len().max(1) as f64;
             progress.inc(1);

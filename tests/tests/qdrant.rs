@@ -970,3 +970,94 @@ fn a_replica_that_would_search_its_own_store_is_refused_at_start() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_qdrant_slower_than_qdrant_timeout_ms_is_retried_like_an_outage_and_nothing_is_lost() {
+    use concierge_tests::{FakeResponse, FakeServer};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let slow = Arc::new(AtomicBool::new(true));
+    let slow_in = slow.clone();
+    let ok = |result: Value| {
+        FakeResponse::json(
+            200,
+            json!({"result": result, "status": "ok", "time": 0.001}),
+        )
+    };
+    let fake = FakeServer::start(move |req| {
+        let path = req.path.split('?').next().unwrap_or("").to_owned();
+        match (req.method.as_str(), path.as_str()) {
+            ("GET", "/collections/concierge_chunks") => {
+                ok(json!({"status": "green", "config": {"params": {
+                "vectors": {"dense": {"size": 384, "distance": "Cosine"}},
+                "sparse_vectors": {"bm25": {"modifier": "idf"}}}}}))
+            }
+            ("POST", "/collections/concierge_chunks/points") => ok(json!([])),
+            ("PUT", "/collections/concierge_chunks/points") if slow_in.load(Ordering::SeqCst) => {
+                ok(json!({"operation_id": 1, "status": "completed"}))
+                    .delayed(Duration::from_millis(1500))
+            }
+            _ => ok(json!({"operation_id": 1, "status": "completed"})),
+        }
+    });
+    let dir = temp_dir();
+    let model = model_dir();
+    let d = Daemon::start_with_env(
+        &[
+            "--model-dir",
+            model.to_str().expect("utf-8"),
+            "--data-dir",
+            dir.path().join("data").to_str().expect("utf-8"),
+        ],
+        &[
+            ("CONCIERGE_QDRANT__URL", fake.base.as_str()),
+            ("CONCIERGE_QDRANT__TIMEOUT_MS", "400"),
+        ],
+        &workspace_root(),
+    );
+    ingest(
+        &d,
+        &document("ops:note:slow", "pool heater", 1_700_000_000_000),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, sync) = qdrant_status(&d);
+        if sync["state"] == "degraded" {
+            assert!(
+                sync["last_error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("timeout"),
+                "{sync}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never degraded: {sync}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Qdrant is fast again: the document arrives, the consumer recovers, nothing dead-lettered.
+    slow.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, sync) = qdrant_status(&d);
+        if sync["state"] == "ok" && consumer_caught_up(&status) {
+            assert_eq!(status["dead_letters"], 0, "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let upserted = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.starts_with("/collections/concierge_chunks/points"))
+        .any(|r| r.body.contains("ops:note:slow"));
+    assert!(upserted);
+}
+
+fn consumer_caught_up(status: &Value) -> bool {
+    status["consumers"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "qdrant"))
+        .is_some_and(|c| c["lag"] == 0)
+}

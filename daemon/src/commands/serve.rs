@@ -120,7 +120,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         ("qdrant", Ok(Some(target))) => {
             tracing::info!(collection = %target.collection, "searches and answers go through Qdrant");
             Some(Arc::new(crate::qdrant::search::QdrantSearch::new(
-                crate::qdrant::QdrantClient::new(target, std::time::Duration::from_secs(30)),
+                crate::qdrant::QdrantClient::new(target),
                 query_embedder.clone(),
                 std::time::Duration::from_secs(10),
             )))

@@ -417,13 +417,27 @@ impl Default for Search {
 }
 
 /// `[qdrant]`
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Qdrant {
     pub url: Option<String>,
     /// API key (secret).
     pub api_key: Option<Secret>,
     pub collection: Option<String>,
+    /// The longest one request to Qdrant may take, milliseconds; a slower one is retried like
+    /// an outage.
+    pub timeout_ms: u64,
+}
+
+impl Default for Qdrant {
+    fn default() -> Self {
+        Qdrant {
+            url: None,
+            api_key: None,
+            collection: None,
+            timeout_ms: 30_000,
+        }
+    }
 }
 
 impl Qdrant {
@@ -458,6 +472,10 @@ impl Qdrant {
                 .filter(|k| !k.is_empty())
                 .map(|k| k.expose().to_owned()),
             collection,
+            timeout: std::time::Duration::from_millis(match self.timeout_ms {
+                0 => return Err("qdrant.timeout_ms must be at least 1".to_owned()),
+                ms => ms,
+            }),
         }))
     }
 }

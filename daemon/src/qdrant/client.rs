@@ -17,6 +17,8 @@ pub struct QdrantTarget {
     /// Sent as `api-key` (never logged).
     pub api_key: Option<String>,
     pub collection: String,
+    /// The longest one request may take (`[qdrant] timeout_ms`).
+    pub timeout: Duration,
 }
 
 impl std::fmt::Debug for QdrantTarget {
@@ -25,6 +27,7 @@ impl std::fmt::Debug for QdrantTarget {
             .field("url", &self.url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("collection", &self.collection)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -72,14 +75,16 @@ pub struct QdrantClient {
 }
 
 impl QdrantClient {
-    pub fn new(target: QdrantTarget, timeout: Duration) -> QdrantClient {
-        let agent = crate::outbound::agent(timeout);
+    /// A client whose requests each end within the target's `timeout`.
+    pub fn new(target: QdrantTarget) -> QdrantClient {
+        let agent = crate::outbound::agent(target.timeout);
         QdrantClient { target, agent }
     }
 
     /// The same client with another time limit per request.
-    pub fn with_timeout(self, timeout: Duration) -> QdrantClient {
-        QdrantClient::new(self.target, timeout)
+    pub fn with_timeout(mut self, timeout: Duration) -> QdrantClient {
+        self.target.timeout = timeout;
+        QdrantClient::new(self.target)
     }
 
     pub fn collection(&self) -> &str {

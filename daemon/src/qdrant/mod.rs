@@ -56,7 +56,7 @@ pub struct QdrantSink {
 impl QdrantSink {
     pub fn new(target: QdrantTarget, dim: usize, model: &str) -> QdrantSink {
         QdrantSink {
-            client: QdrantClient::new(target, Duration::from_secs(30)),
+            client: QdrantClient::new(target),
             dim,
             model: model.to_owned(),
             ready: false,
