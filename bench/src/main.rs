@@ -7,6 +7,7 @@
 //! - `ann`: recall@10 against queries/s of the dense index on a vector file (`.npy`/`.fvecs`),
 //!   unfiltered and filtered, beside the exact scan, hnswlib and FAISS (`bench/peers/*_ann.py`).
 //! - `retrieval`: nDCG@10, recall@100, MRR@10 and latency per search mode on a BEIR dataset.
+//! - `retrieval-qdrant`: the same on a WordNet subset, embedded indexes beside Qdrant.
 //! - `prepare-wordnet`: the WordNet datasets both use (`bench/data/prepare.sh` calls it).
 //! - `load`: HTTP load on a running or started daemon (webhooks or searches, open or closed loop).
 //! - `scale`: the real daemon at 100k chunks (restart, memory, search over HTTP vs in-process).
@@ -35,6 +36,7 @@ mod plot;
 mod progress;
 mod qdrant_sync;
 mod retrieval;
+mod retrieval_qdrant;
 mod run_info;
 mod scale;
 mod texts;
@@ -63,6 +65,9 @@ enum Command {
     /// Retrieval quality (nDCG@10, recall@100, MRR@10) and latency per search mode on a dataset
     /// in the BEIR layout (WordNet by default), ingested through the whole engine.
     Retrieval(retrieval::RetrievalArgs),
+    /// Retrieval quality of a WordNet subset on the embedded indexes (a primary) and through
+    /// Qdrant (a replica), same run, over HTTP.
+    RetrievalQdrant(retrieval_qdrant::RetrievalQdrantArgs),
     /// HTTP load on a running (or a started) daemon: webhooks or searches, fixed rates or fixed
     /// concurrency; throughput and latency p50/p90/p99/max, acknowledgement to searchable.
     Load(load::LoadArgs),
@@ -108,6 +113,7 @@ fn main() -> ExitCode {
         Command::Embed(args) => embed::run(&args),
         Command::Ann(args) => ann::run(&args),
         Command::Retrieval(args) => retrieval::run(&args),
+        Command::RetrievalQdrant(args) => retrieval_qdrant::run(&args),
         Command::Load(args) => load::run(&args),
         Command::Scale(args) => scale::run(&args),
         Command::Ask(args) => ask::run(&args),

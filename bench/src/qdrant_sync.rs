@@ -31,7 +31,7 @@ use crate::progress::Progress;
 use crate::run_info::RunInfo;
 
 const AIRCALL_TOKEN: &str = "bench-token";
-const TOKEN: &str = "bench-admin";
+pub(crate) const TOKEN: &str = "bench-admin";
 
 /// Arguments of `concierge-bench qdrant`.
 #[derive(Debug, clap::Args)]
@@ -124,7 +124,7 @@ fn top10(c: &mut Connection, auth: &str, query: &str, mode: &str) -> anyhow::Res
         .collect())
 }
 
-fn status(address: &str) -> anyhow::Result<Value> {
+pub(crate) fn status(address: &str) -> anyhow::Result<Value> {
     let auth = format!("Bearer {TOKEN}");
     let (code, body) = Connection::new(address).request(
         "GET",
@@ -150,11 +150,11 @@ fn sync(status: &Value) -> &Value {
         .unwrap_or(&Value::Null)
 }
 
-fn qdrant_cursor(status: &Value) -> u64 {
+pub(crate) fn qdrant_cursor(status: &Value) -> u64 {
     consumer(status, "qdrant")["cursor"].as_u64().unwrap_or(0)
 }
 
-fn wait(
+pub(crate) fn wait(
     what: &str,
     timeout: Duration,
     mut done: impl FnMut() -> anyhow::Result<bool>,

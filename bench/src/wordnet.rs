@@ -42,6 +42,10 @@ pub struct PrepareArgs {
     /// Where vectors are cached.
     #[arg(long, default_value = "bench/data/cache")]
     pub cache: PathBuf,
+    /// Only the BEIR files (corpus, queries, qrels), no vectors: what the benchmarks that
+    /// ingest through a running daemon need (it embeds for itself).
+    #[arg(long)]
+    pub beir_only: bool,
 }
 
 /// One synset: its document and its usage examples.
@@ -192,6 +196,9 @@ pub fn run(args: &PrepareArgs) -> anyhow::Result<()> {
         "wrote {}/{{corpus.jsonl,queries.jsonl,qrels/test.tsv}}",
         args.out.display()
     );
+    if args.beir_only {
+        return Ok(());
+    }
 
     let embedder = BertEmbedder::load(
         &args.model_dir,
