@@ -4,15 +4,19 @@
 //!
 //! - Term id: FNV-1a (32 bit) of the term's UTF-8 bytes: stable across versions, processes and
 //!   machines, no vocabulary to ship. Two terms sharing an id (rare in 2^32) add their weights.
-//! - Document side (a chunk, its title first): BM25's term-frequency part,
+//! - Two fields, as the keyword index has them: the chunk's text, and its document's title. A
+//!   title term gets its own id (the hash of `title` + U+0001 + the term), so Qdrant counts its
+//!   IDF over titles and the two fields add up as tantivy's per-field BM25 scores do.
+//! - Document side, per field: BM25's term-frequency part,
 //!   `w(t) = tf·(k1 + 1) / (tf + k1·(1 − b + b·dl/avgdl))` with `k1` = 1.2, `b` = 0.75 (tantivy's
-//!   and Lucene's) and `avgdl` = [`AVG_CHUNK_TERMS`] (a constant: Qdrant sees one chunk at a time,
-//!   never the corpus, so the length normalisation needs a fixed mean; ours is measured on chunks
-//!   of the default 256-token window).
+//!   and Lucene's) and `avgdl` a constant per field ([`AVG_CHUNK_TERMS`], [`AVG_TITLE_TERMS`]):
+//!   Qdrant sees one chunk at a time, never the corpus, so the length normalisation needs a fixed
+//!   mean.
 //! - The IDF factor is Qdrant's (`modifier: idf` on the collection's sparse vector), computed over
 //!   the points it holds.
-//! - Query side: each distinct query term with weight 1 (a repeated term counts once, as tantivy's
-//!   query parser reads it), so the score is `Σ idf(t)·w(t)` over the query's terms: BM25.
+//! - Query side: each distinct query term with weight 1 under both its text id and its title id (a
+//!   repeated term counts once, as tantivy's query parser reads it), so the score is
+//!   `Σ idf(t)·w(t)` over the query's terms and both fields: BM25 as the keyword leg computes it.
 
 use std::collections::BTreeMap;
 
@@ -23,8 +27,12 @@ use tantivy::tokenizer::{TextAnalyzer, TokenizerManager};
 pub const K1: f32 = 1.2;
 /// BM25's length normalisation.
 pub const B: f32 = 0.75;
-/// The mean number of analyzed terms per chunk the length normalisation assumes.
+/// The mean number of analyzed terms per chunk's text the length normalisation assumes.
 pub const AVG_CHUNK_TERMS: f32 = 150.0;
+/// The mean number of analyzed terms per title the length normalisation assumes.
+pub const AVG_TITLE_TERMS: f32 = 6.0;
+/// What a title term's id is hashed with, before the term.
+const TITLE_FIELD: &str = "title\u{1}";
 
 /// A sparse vector as Qdrant takes it: ascending `indices`, one value each.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -74,26 +82,38 @@ pub fn terms(text: &str) -> Vec<String> {
     out
 }
 
-/// The document-side vector of a chunk (title, then text).
-pub fn document_vector(title: &str, text: &str) -> SparseVector {
-    let mut all = terms(title);
-    all.extend(terms(text));
-    let length = all.len() as f32;
+/// The id of a term in the title field.
+pub fn title_term_id(term: &str) -> u32 {
+    term_id(&format!("{TITLE_FIELD}{term}"))
+}
+
+/// Adds one field's BM25 term weights to `out`.
+fn add_field(out: &mut BTreeMap<u32, f32>, terms: &[String], avgdl: f32, id: fn(&str) -> u32) {
     let mut tf: BTreeMap<u32, f32> = BTreeMap::new();
-    for t in &all {
-        *tf.entry(term_id(t)).or_insert(0.0) += 1.0;
+    for t in terms {
+        *tf.entry(id(t)).or_insert(0.0) += 1.0;
     }
-    let norm = K1 * (1.0 - B + B * length / AVG_CHUNK_TERMS);
-    let (indices, values) = tf
-        .into_iter()
-        .map(|(id, f)| (id, f * (K1 + 1.0) / (f + norm)))
-        .unzip();
+    let norm = K1 * (1.0 - B + B * terms.len() as f32 / avgdl);
+    for (id, f) in tf {
+        *out.entry(id).or_insert(0.0) += f * (K1 + 1.0) / (f + norm);
+    }
+}
+
+/// The document-side vector of a chunk: its text's terms and its title's, as two fields.
+pub fn document_vector(title: &str, text: &str) -> SparseVector {
+    let mut weights: BTreeMap<u32, f32> = BTreeMap::new();
+    add_field(&mut weights, &terms(text), AVG_CHUNK_TERMS, term_id);
+    add_field(&mut weights, &terms(title), AVG_TITLE_TERMS, title_term_id);
+    let (indices, values) = weights.into_iter().unzip();
     SparseVector { indices, values }
 }
 
-/// The query-side vector: every distinct term once.
+/// The query-side vector: every distinct term once in each field.
 pub fn query_vector(query: &str) -> SparseVector {
-    let ids: std::collections::BTreeSet<u32> = terms(query).iter().map(|t| term_id(t)).collect();
+    let ids: std::collections::BTreeSet<u32> = terms(query)
+        .iter()
+        .flat_map(|t| [term_id(t), title_term_id(t)])
+        .collect();
     SparseVector {
         values: vec![1.0; ids.len()],
         indices: ids.into_iter().collect(),
@@ -144,7 +164,27 @@ mod tests {
         assert!(v.indices.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(v.indices.len(), v.values.len());
         let q = query_vector("pool pool heater");
-        assert_eq!(q.indices.len(), 2);
+        assert_eq!(
+            q.indices.len(),
+            4,
+            "two terms, each in the text and the title field"
+        );
+        assert!(q.indices.contains(&title_term_id("pool")));
         assert!(q.values.iter().all(|v| *v == 1.0));
+    }
+
+    #[test]
+    fn a_title_term_is_its_own_field_with_its_own_length_normalisation() {
+        let v = document_vector("Pool heater", "The heater broke.");
+        let w = |id: u32| v.values[v.indices.iter().position(|i| *i == id).unwrap_or(0)];
+        assert!(v.indices.contains(&title_term_id("pool")));
+        assert!(
+            !v.indices.contains(&term_id("pool")),
+            "pool is only in the title"
+        );
+        // "heater" is in both fields: two entries, each normalised by its own field's length.
+        let bm25 = |dl: f32, avgdl: f32| (K1 + 1.0) / (1.0 + K1 * (1.0 - B + B * dl / avgdl));
+        assert!((w(title_term_id("heater")) - bm25(2.0, AVG_TITLE_TERMS)).abs() < 1e-6);
+        assert!((w(term_id("heater")) - bm25(3.0, AVG_CHUNK_TERMS)).abs() < 1e-6);
     }
 }
