@@ -350,6 +350,31 @@ impl KeywordIndex {
     }
 
     /// Number of chunks visible to searches.
+    /// The mean number of indexed terms per chunk in the text and the title fields (what BM25
+    /// normalises lengths by); `None` while the index is empty.
+    pub fn average_terms(&self) -> Option<(f32, f32)> {
+        let searcher = self.reader.searcher();
+        let docs = searcher.num_docs();
+        if docs == 0 {
+            return None;
+        }
+        let mut tokens = [0u64; 2];
+        for segment in searcher.segment_readers() {
+            for (slot, field) in [self.fields.text, self.fields.title]
+                .into_iter()
+                .enumerate()
+            {
+                tokens[slot] += segment
+                    .inverted_index(field)
+                    .map_or(0, |index| index.total_num_tokens());
+            }
+        }
+        Some((
+            tokens[0] as f32 / docs as f32,
+            tokens[1] as f32 / docs as f32,
+        ))
+    }
+
     pub fn num_chunks(&self) -> u64 {
         self.reader.searcher().num_docs()
     }
@@ -438,6 +463,27 @@ mod tests {
         let idx = KeywordIndex::open(dir.path()).expect("reopens");
         assert_eq!(idx.committed_seq(), 7);
         assert_eq!(idx.num_chunks(), 2);
+    }
+
+    #[test]
+    fn the_mean_field_lengths_are_what_bm25_normalises_by() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let idx = KeywordIndex::open(dir.path()).expect("opens");
+        assert_eq!(idx.average_terms(), None);
+        let titled = KeywordChunk {
+            chunk_id: 2,
+            title: "Pool heater",
+            text: "one two three four five six",
+        };
+        idx.apply(
+            "guesty:listing:1",
+            Some((&attrs("listing"), vec![chunk(1, "one two")])),
+        )
+        .expect("applies");
+        idx.apply("guesty:listing:2", Some((&attrs("listing"), vec![titled])))
+            .expect("applies");
+        idx.commit(1).expect("commits");
+        assert_eq!(idx.average_terms(), Some((4.0, 1.0)));
     }
 
     #[test]

@@ -9,9 +9,11 @@
 //!   IDF over titles and the two fields add up as tantivy's per-field BM25 scores do.
 //! - Document side, per field: BM25's term-frequency part,
 //!   `w(t) = tf·(k1 + 1) / (tf + k1·(1 − b + b·dl/avgdl))` with `k1` = 1.2, `b` = 0.75 (tantivy's
-//!   and Lucene's) and `avgdl` a constant per field ([`AVG_CHUNK_TERMS`], [`AVG_TITLE_TERMS`]):
-//!   Qdrant sees one chunk at a time, never the corpus, so the length normalisation needs a fixed
-//!   mean.
+//!   and Lucene's) and `avgdl` the field's mean length in the keyword index when the chunk is
+//!   synced ([`Averages`]; Qdrant sees one chunk at a time, never the corpus, so the mean comes
+//!   from the primary's own index; [`Averages::default`] before it has any chunk). A weight is
+//!   fixed when its point is written, so points written while the corpus was small keep that
+//!   day's mean; the difference fades as the corpus grows.
 //! - The IDF factor is Qdrant's (`modifier: idf` on the collection's sparse vector), computed over
 //!   the points it holds.
 //! - Query side: each distinct query term with weight 1 under both its text id and its title id (a
@@ -27,10 +29,26 @@ use tantivy::tokenizer::{TextAnalyzer, TokenizerManager};
 pub const K1: f32 = 1.2;
 /// BM25's length normalisation.
 pub const B: f32 = 0.75;
-/// The mean number of analyzed terms per chunk's text the length normalisation assumes.
+/// The mean number of analyzed terms per chunk's text assumed before the index has any.
 pub const AVG_CHUNK_TERMS: f32 = 150.0;
-/// The mean number of analyzed terms per title the length normalisation assumes.
+/// The mean number of analyzed terms per title assumed before the index has any.
 pub const AVG_TITLE_TERMS: f32 = 6.0;
+
+/// The fields' mean lengths the length normalisation uses.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Averages {
+    pub text: f32,
+    pub title: f32,
+}
+
+impl Default for Averages {
+    fn default() -> Self {
+        Averages {
+            text: AVG_CHUNK_TERMS,
+            title: AVG_TITLE_TERMS,
+        }
+    }
+}
 /// What a title term's id is hashed with, before the term.
 const TITLE_FIELD: &str = "title\u{1}";
 
@@ -100,10 +118,16 @@ fn add_field(out: &mut BTreeMap<u32, f32>, terms: &[String], avgdl: f32, id: fn(
 }
 
 /// The document-side vector of a chunk: its text's terms and its title's, as two fields.
-pub fn document_vector(title: &str, text: &str) -> SparseVector {
+pub fn document_vector(title: &str, text: &str, averages: Averages) -> SparseVector {
     let mut weights: BTreeMap<u32, f32> = BTreeMap::new();
-    add_field(&mut weights, &terms(text), AVG_CHUNK_TERMS, term_id);
-    add_field(&mut weights, &terms(title), AVG_TITLE_TERMS, title_term_id);
+    // An empty field never divides: its mean is at least one term.
+    add_field(&mut weights, &terms(text), averages.text.max(1.0), term_id);
+    add_field(
+        &mut weights,
+        &terms(title),
+        averages.title.max(1.0),
+        title_term_id,
+    );
     let (indices, values) = weights.into_iter().unzip();
     SparseVector { indices, values }
 }
@@ -142,8 +166,8 @@ mod tests {
 
     #[test]
     fn a_repeated_term_saturates_and_a_longer_chunk_weighs_each_term_less() {
-        let once = document_vector("", "heater");
-        let twice = document_vector("", "heater heater");
+        let once = document_vector("", "heater", Averages::default());
+        let twice = document_vector("", "heater heater", Averages::default());
         let w = |v: &SparseVector| {
             v.values[v
                 .indices
@@ -155,12 +179,16 @@ mod tests {
         assert!(w(&twice) < 2.0 * w(&once));
         assert!(w(&twice) < K1 + 1.0);
         let long = format!("heater {}", "word ".repeat(300));
-        assert!(w(&document_vector("", &long)) < w(&once));
+        assert!(w(&document_vector("", &long, Averages::default())) < w(&once));
     }
 
     #[test]
     fn indices_ascend_and_the_query_counts_each_term_once() {
-        let v = document_vector("Pool heater", "The pool heater broke; pool closed.");
+        let v = document_vector(
+            "Pool heater",
+            "The pool heater broke; pool closed.",
+            Averages::default(),
+        );
         assert!(v.indices.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(v.indices.len(), v.values.len());
         let q = query_vector("pool pool heater");
@@ -175,7 +203,7 @@ mod tests {
 
     #[test]
     fn a_title_term_is_its_own_field_with_its_own_length_normalisation() {
-        let v = document_vector("Pool heater", "The heater broke.");
+        let v = document_vector("Pool heater", "The heater broke.", Averages::default());
         let w = |id: u32| v.values[v.indices.iter().position(|i| *i == id).unwrap_or(0)];
         assert!(v.indices.contains(&title_term_id("pool")));
         assert!(

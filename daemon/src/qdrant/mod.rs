@@ -28,7 +28,7 @@ pub mod search;
 
 use std::time::Duration;
 
-use concierge_engine::{SyncChange, SyncSink, WriteOutcome, sparse};
+use concierge_engine::{SyncChange, SyncSink, WriteOutcome};
 use serde_json::{Value, json};
 
 pub use client::{QdrantClient, QdrantError, QdrantTarget};
@@ -131,12 +131,11 @@ impl QdrantSink {
             },
         });
         let chunks = change.chunks.iter().map(|chunk| {
-            let bm25 = sparse::document_vector(&doc.title, &chunk.text);
             json!({
                 "id": client::point_id(&chunk.id.to_string()),
                 "vector": {
                     client::DENSE: chunk.vector,
-                    client::SPARSE: {"indices": bm25.indices, "values": bm25.values},
+                    client::SPARSE: {"indices": chunk.sparse.indices, "values": chunk.sparse.values},
                 },
                 "payload": {
                     "document_id": doc.id,

@@ -59,6 +59,9 @@ pub struct SyncChunk {
     pub ordinal: u32,
     pub text: String,
     pub vector: Vec<f32>,
+    /// Its BM25 sparse vector (title and text), weighted with the keyword index's current
+    /// field lengths.
+    pub sparse: crate::sparse::SparseVector,
 }
 
 /// What a sink did with one change.
@@ -248,7 +251,18 @@ fn chunks_through(shared: &Shared) -> Result<u64> {
 /// Adds each present document's stored chunks and vectors.
 fn with_chunks(shared: &Shared, changes: &mut [SyncChange]) -> Result<()> {
     let dim = shared.embedder.dim();
+    let averages = shared
+        .keyword()
+        .and_then(|k| k.average_terms())
+        .map_or_else(crate::sparse::Averages::default, |(text, title)| {
+            crate::sparse::Averages { text, title }
+        });
     for change in changes.iter_mut().filter(|c| c.document.is_some()) {
+        let title = change
+            .document
+            .as_ref()
+            .map(|d| d.title.clone())
+            .unwrap_or_default();
         let records = chunk_store::chunks_of(&shared.store, &change.id)?;
         let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
         let vectors = chunk_store::vectors(&shared.store, &ids, dim)?;
@@ -258,6 +272,7 @@ fn with_chunks(shared: &Shared, changes: &mut [SyncChange]) -> Result<()> {
             // A chunk without its vector is mid-replacement: the next entry brings it.
             .filter_map(|(r, v)| {
                 v.map(|vector| SyncChunk {
+                    sparse: crate::sparse::document_vector(&title, &r.text, averages),
                     id: r.id,
                     ordinal: r.ordinal,
                     text: r.text,
