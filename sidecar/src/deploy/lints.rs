@@ -180,7 +180,21 @@ services:
             .iter()
             .find(|s| s.name == "concierge_concierge-replica")
             .expect("replica");
-        assert_eq!(replica.spec["Mode"]["Replicated"]["Replicas"], 0);
+        assert_eq!(replica.spec["Mode"]["Replicated"]["Replicas"], 2);
+        // A replica: no store, Qdrant to search, the primary to write to.
+        let env: Vec<&str> = replica.spec["TaskTemplate"]["ContainerSpec"]["Env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.as_str())
+            .collect();
+        for want in [
+            "CONCIERGE_CLUSTER__ROLE=replica",
+            "CONCIERGE_CLUSTER__PRIMARY_URL=http://concierge:8080",
+            "CONCIERGE_SEARCH__BACKEND=qdrant",
+        ] {
+            assert!(env.contains(&want), "{want} in {env:?}");
+        }
         // `$$` in the stack is a literal dollar for the shell in the container.
         let keycloak = d
             .services
