@@ -424,7 +424,7 @@ pub fn run(args: &QdrantArgs) -> anyhow::Result<()> {
     }
     let k = &report.keyword_agreement;
     md.push_str(&format!(
-        "\nKeyword leg through Qdrant (our sparse BM25 vectors, k1 1.2, b 0.75, avgdl 150, Qdrant's IDF) against the embedded keyword index (tantivy's BM25), {} queries: the same first document for **{:.0} %**, top-10 overlap **{:.0} %**.\n",
+        "\nKeyword leg through Qdrant (our sparse BM25 vectors, k1 1.2, b 0.75, each field's mean length from the primary's index, Qdrant's IDF) against the embedded keyword index (tantivy's BM25), {} queries: the same first document for **{:.0} %**, top-10 overlap **{:.0} %**.\n",
         k.queries,
         k.top1_same * 100.0,
         k.overlap_at_10 * 100.0
