@@ -455,3 +455,70 @@ fn each_route_answers_403_naming_the_scope_to_a_token_without_it_and_serves_one_
     );
     problem(r.status, &r.body, 401);
 }
+
+/// The family a sample line belongs to (histogram and summary suffixes folded in).
+fn family_of(sample: &str) -> &str {
+    let name = sample
+        .split(['{', ' '])
+        .next()
+        .unwrap_or("");
+    ["_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name)
+}
+
+#[test]
+fn metrics_follow_the_text_format_every_family_whole_after_its_help_and_type() {
+    let d = start(&[]);
+    // Some traffic, so every family has samples.
+    let doc = json!({"id": "ops:m:1", "text": "pool heater", "updated_at": 1}).to_string();
+    assert_eq!(d.post_json("/v1/documents", &doc).0, 202);
+    let _ = d.post_json("/v1/search", r#"{"query": "pool", "min_seq": 1}"#);
+    let (s, metrics) = d.get("/metrics");
+    assert_eq!(s, 200);
+    let mut helped = std::collections::HashSet::new();
+    let mut typed = std::collections::HashSet::new();
+    let mut finished = std::collections::HashSet::new();
+    let mut current: Option<String> = None;
+    for line in metrics.lines().filter(|l| !l.trim().is_empty()) {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            helped.insert(rest.split(' ').next().unwrap_or("").to_owned());
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            typed.insert(rest.split(' ').next().unwrap_or("").to_owned());
+            continue;
+        }
+        let family = family_of(line).to_owned();
+        assert!(
+            helped.contains(&family),
+            "{family} has no HELP before {line:?}"
+        );
+        assert!(
+            typed.contains(&family),
+            "{family} has no TYPE before {line:?}"
+        );
+        if current.as_deref() != Some(family.as_str()) {
+            assert!(
+                !finished.contains(&family),
+                "{family} comes back after another family: {line:?}\n{metrics}"
+            );
+            if let Some(previous) = current.replace(family.clone()) {
+                finished.insert(previous);
+            }
+        }
+    }
+    assert!(
+        metrics.contains("concierge_build_info{version=\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("le=\"60\""),
+        "latency buckets reach 60 s: {metrics}"
+    );
+    assert!(
+        metrics.contains("concierge_index_lag{index=\"keyword\"}"),
+        "{metrics}"
+    );
+}

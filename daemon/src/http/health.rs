@@ -22,8 +22,22 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(readyz))
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// Alive, unless the store is poisoned (a failed durable write): only a restart recovers that,
+/// so an orchestrator should restart the process. A full disk is not that (writes resume by
+/// themselves once space is free): `/readyz` says so instead.
+async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if let Some(engine) = &state.engine
+        && let Err(EngineError::Poisoned { cause }) = engine.writable()
+        && !no_space(&cause)
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({"status": "poisoned", "detail": "the store failed a durable write; restart the daemon (acknowledged writes are kept)"}),
+            ),
+        );
+    }
+    (StatusCode::OK, Json(json!({ "status": "ok" })))
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {

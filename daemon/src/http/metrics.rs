@@ -22,7 +22,7 @@ use super::error::ApiError;
 
 /// Latency histogram bucket bounds, in seconds.
 const BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
 ];
 
 /// The request metrics, shared by all handlers.
@@ -150,6 +150,12 @@ pub fn router() -> Router<AppState> {
 
 async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
     let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP concierge_build_info The running build (always 1).\n# TYPE concierge_build_info gauge\nconcierge_build_info{{version=\"{}\",role=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        state.config.cluster.role
+    );
     state.metrics.render(&mut out);
     if state.engine.is_none() {
         // A replica: its requests, and how far Qdrant (what it searches) has come.
@@ -257,27 +263,36 @@ async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
             let _ = writeln!(out, "{name}{{consumer=\"{}\"}} {value}", sync.name);
         }
     }
-    out.push_str("# HELP concierge_index_chunks Chunks searchable per index.\n# TYPE concierge_index_chunks gauge\n");
-    out.push_str("# HELP concierge_index_seq Change-log sequence each index includes.\n# TYPE concierge_index_seq gauge\n");
-    out.push_str("# HELP concierge_index_ready 1 when the index serves searches (0 while rebuilding).\n# TYPE concierge_index_ready gauge\n");
-    for (name, index) in [("dense", &status.dense), ("keyword", &status.keyword)] {
-        let _ = writeln!(
-            out,
-            "concierge_index_chunks{{index=\"{name}\"}} {}",
-            index.chunks.unwrap_or(0)
-        );
-        let _ = writeln!(
-            out,
-            "concierge_index_seq{{index=\"{name}\"}} {}",
-            index.seq.unwrap_or(0)
-        );
-        let _ = writeln!(
-            out,
-            "concierge_index_ready{{index=\"{name}\"}} {}",
-            u8::from(index.state == concierge_engine::IndexState::Ready)
-        );
-        let lag = status.durable_seq.saturating_sub(index.seq.unwrap_or(0));
-        let _ = writeln!(out, "concierge_index_lag{{index=\"{name}\"}} {lag}");
+    // The per-index families, each whole before the next (the text format wants a family's
+    // samples together, after its HELP and TYPE).
+    let indexes = [("dense", &status.dense), ("keyword", &status.keyword)];
+    for (family, help) in [
+        ("concierge_index_chunks", "Chunks searchable per index."),
+        (
+            "concierge_index_seq",
+            "Change-log sequence each index includes.",
+        ),
+        (
+            "concierge_index_ready",
+            "1 when the index serves searches (0 while rebuilding).",
+        ),
+        (
+            "concierge_index_lag",
+            "Change-log entries durable but not yet in the index.",
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} gauge");
+        for (name, index) in indexes {
+            let value = match family {
+                "concierge_index_chunks" => index.chunks.unwrap_or(0),
+                "concierge_index_seq" => index.seq.unwrap_or(0),
+                "concierge_index_ready" => {
+                    u64::from(index.state == concierge_engine::IndexState::Ready)
+                }
+                _ => status.durable_seq.saturating_sub(index.seq.unwrap_or(0)),
+            };
+            let _ = writeln!(out, "{family}{{index=\"{name}\"}} {value}");
+        }
     }
     if let Some(t) = status.dense.tombstones {
         gauge(
