@@ -23,13 +23,22 @@ mod workers;
 use std::process::ExitCode;
 
 use clap::Parser;
+use concierge_infra::logging::{self, LogFormat};
 
 /// Concierge: a self-hosted retrieval-augmented answer engine for an operations team.
 #[derive(Debug, Parser)]
 #[command(name = "concierge", version, about)]
 struct Cli {
+    /// Log lines as `text` (coloured only on a terminal) or `json` (one object per line); also
+    /// `CONCIERGE_LOG__FORMAT`, or `[log] format` in the configuration file of `serve`.
+    #[arg(long, global = true, env = "CONCIERGE_LOG__FORMAT", value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: commands::Command,
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    s.parse()
 }
 
 fn main() -> ExitCode {
@@ -39,24 +48,18 @@ fn main() -> ExitCode {
         concierge_models::confine_candle_elementwise_threads()
     };
     let cli = Cli::parse();
-    init_logging(cli.command.default_log_level());
-    match commands::run(cli.command) {
+    // `serve` starts logging once its configuration is read (its `[log] format`).
+    if !matches!(cli.command, commands::Command::Serve(_)) {
+        logging::init(
+            cli.command.default_log_level(),
+            cli.log_format.unwrap_or_default(),
+        );
+    }
+    match commands::run(cli.command, cli.log_format) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("concierge: error: {err:#}");
             ExitCode::from(commands::exit_code(&err))
         }
     }
-}
-
-/// Logs go to stderr (stdout carries command output), filtered by `RUST_LOG`.
-fn init_logging(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
 }

@@ -12,6 +12,8 @@
 //! - [`layered_config`]: defaults → file → `<PREFIX><SECTION>__<KEY>` environment → flags →
 //!   `<key>_file` secrets, strict (a malformed variable is an error naming it), with a
 //!   [`layered_config::Secret`] redacted in `Debug` and durations written as text.
+//! - [`logging`]: how both programs log (stderr, `RUST_LOG`, text coloured only on a terminal, or
+//!   JSON lines).
 //! - [`retry`]: when to try a request again — exponential backoff with full jitter, a server's
 //!   `Retry-After` honoured, a bounded number of attempts.
 //!
@@ -31,5 +33,6 @@
 pub mod atomic_file;
 pub mod backup_status;
 pub mod layered_config;
+pub mod logging;
 pub mod retry;
 pub mod utc;

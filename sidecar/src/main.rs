@@ -10,12 +10,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = commands::Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    concierge_infra::logging::init("info", cli.log_format.unwrap_or_default());
     concierge_sidecar::capture_rustic_log();
     match cli.run() {
         Ok(()) => ExitCode::SUCCESS,

@@ -458,10 +458,7 @@ fn each_route_answers_403_naming_the_scope_to_a_token_without_it_and_serves_one_
 
 /// The family a sample line belongs to (histogram and summary suffixes folded in).
 fn family_of(sample: &str) -> &str {
-    let name = sample
-        .split(['{', ' '])
-        .next()
-        .unwrap_or("");
+    let name = sample.split(['{', ' ']).next().unwrap_or("");
     ["_bucket", "_sum", "_count"]
         .iter()
         .find_map(|s| name.strip_suffix(s))

@@ -39,9 +39,12 @@ impl Command {
 }
 
 /// Runs one subcommand to completion.
-pub fn run(command: Command) -> anyhow::Result<()> {
+pub fn run(
+    command: Command,
+    log_format: Option<concierge_infra::logging::LogFormat>,
+) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => serve::run(&args),
+        Command::Serve(args) => serve::run(&args, log_format),
         Command::Embed(args) => embed::run(&args),
         Command::Ingest(args) => ingest::run(&args),
         Command::Healthcheck(args) => healthcheck::run(&args),

@@ -53,13 +53,21 @@ pub struct ServeArgs {
     pub query_threads: usize,
 }
 
-pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+pub fn run(
+    args: &ServeArgs,
+    log_format: Option<concierge_infra::logging::LogFormat>,
+) -> anyhow::Result<()> {
     let flags = config::Flags {
         config: args.config.clone(),
         listen: args.listen.clone(),
         data_dir: args.data_dir.clone(),
     };
     let config = config::load(&flags, std::env::vars())?;
+    // The flag (or CONCIERGE_LOG__FORMAT) first, else the file's [log] format (validated).
+    concierge_infra::logging::init(
+        "info",
+        log_format.unwrap_or_else(|| config.log.format.parse().unwrap_or_default()),
+    );
     let model_dir = args
         .model_dir
         .clone()

@@ -30,6 +30,24 @@ pub struct Config {
     pub qdrant: Qdrant,
     pub firestore: Firestore,
     pub cluster: Cluster,
+    pub log: Log,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `text` (coloured only on a terminal) or `json` (one object per line); `--log-format`
+    /// wins over it.
+    pub format: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: "text".to_owned(),
+        }
+    }
 }
 
 /// `[server]`
@@ -619,6 +637,10 @@ impl Config {
         }
         self.firestore.target()?;
         self.qdrant.target()?;
+        self.log
+            .format
+            .parse::<concierge_infra::logging::LogFormat>()
+            .map_err(|e| format!("log.format: {e}"))?;
         if self.search.backend == "qdrant" && self.qdrant.url.is_none() {
             return Err("search.backend = \"qdrant\" needs qdrant.url".to_owned());
         }

@@ -42,8 +42,15 @@ pub struct Cli {
     /// The configuration file (default: ./sidecar.toml when it exists).
     #[arg(long, global = true, env = "CONCIERGE_SIDECAR_CONFIG")]
     config: Option<PathBuf>,
+    /// Log lines as `text` (coloured only on a terminal) or `json` (one object per line).
+    #[arg(long, global = true, env = "CONCIERGE_LOG__FORMAT", value_parser = parse_log_format)]
+    pub log_format: Option<concierge_infra::logging::LogFormat>,
     #[command(subcommand)]
     command: Command,
+}
+
+fn parse_log_format(s: &str) -> Result<concierge_infra::logging::LogFormat, String> {
+    s.parse()
 }
 
 #[derive(Debug, Subcommand)]
