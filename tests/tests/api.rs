@@ -519,3 +519,17 @@ fn metrics_follow_the_text_format_every_family_whole_after_its_help_and_type() {
         "{metrics}"
     );
 }
+
+#[test]
+fn version_says_what_runs_without_a_token() {
+    let d = start(&[("CONCIERGE_AUTH__API_TOKENS", "tok-1")]);
+    let (s, body) = d.get("/version");
+    assert_eq!(s, 200, "{body}");
+    let v = json_of(&body);
+    assert_eq!(v["name"], "concierge");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["role"], "primary");
+    assert_eq!(v["search_backend"], "local");
+    assert_eq!(v["model"], "all-MiniLM-L6-v2");
+    assert_eq!(v["dimension"], 384);
+}

@@ -20,6 +20,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/version", get(version))
 }
 
 /// Alive, unless the store is poisoned (a failed durable write): only a restart recovers that,
@@ -122,4 +123,16 @@ async fn replica_ready(state: &AppState) -> (StatusCode, Json<Value>) {
             ),
         ),
     }
+}
+
+/// `GET /version`: what is running (no secret: the build, the role, the model, the backend).
+async fn version(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "name": "concierge",
+        "version": env!("CARGO_PKG_VERSION"),
+        "role": state.config.cluster.role,
+        "search_backend": state.config.search.backend,
+        "model": state.model_id.as_str(),
+        "dimension": state.model_dim,
+    }))
 }
