@@ -29,6 +29,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::daemon_process::DaemonProcess;
+use crate::daemon_status;
 use crate::http_client::Connection;
 use crate::load::{Schedule, Sender, Workload, searchable, step, watch_status};
 use crate::progress::Progress;
@@ -122,28 +123,17 @@ struct Report {
 
 /// The `firestore` consumer's durable cursor, from a status.
 fn firestore_cursor(status: &Value) -> u64 {
-    consumer(status)["cursor"].as_u64().unwrap_or(0)
-}
-
-fn consumer(status: &Value) -> &Value {
-    status["consumers"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == "firestore"))
-        .unwrap_or(&Value::Null)
+    daemon_status::consumer(status, "firestore")["cursor"]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 fn sync(status: &Value) -> &Value {
-    status["sync"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == "firestore"))
-        .unwrap_or(&Value::Null)
+    daemon_status::sync(status, "firestore")
 }
 
-/// The daemon's `/v1/admin/status`.
 fn status(address: &str) -> anyhow::Result<Value> {
-    let (code, body) = Connection::new(address).request("GET", "/v1/admin/status", "", &[])?;
-    anyhow::ensure!(code == 200, "GET /v1/admin/status answered {code}: {body}");
-    Ok(serde_json::from_str(&body)?)
+    daemon_status::status(address, None)
 }
 
 /// Waits (bounded) until `check` holds of the status; the time it took.
@@ -153,18 +143,7 @@ fn wait_status(
     timeout: Duration,
     check: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    loop {
-        let s = status(address)?;
-        if check(&s) {
-            return Ok(started.elapsed());
-        }
-        anyhow::ensure!(
-            started.elapsed() < timeout,
-            "{what}: not reached in {timeout:?}; status: {s}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    daemon_status::wait(what, timeout, || Ok(check(&status(address)?)))
 }
 
 /// Waits until the emulator on `emulator` answers a request; when it did.

@@ -26,6 +26,7 @@ mod corpus;
 mod corpus_vectors;
 mod cpu_time;
 mod daemon_process;
+mod daemon_status;
 mod embed;
 mod firestore_sync;
 mod http_client;

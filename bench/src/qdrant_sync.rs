@@ -25,6 +25,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::daemon_process::{DaemonProcess, percentile};
+use crate::daemon_status::{self, wait};
 use crate::http_client::Connection;
 use crate::load::{Schedule, Sender, Workload, searchable, step, watch_status};
 use crate::progress::Progress;
@@ -125,49 +126,39 @@ fn top10(c: &mut Connection, auth: &str, query: &str, mode: &str) -> anyhow::Res
 }
 
 pub(crate) fn status(address: &str) -> anyhow::Result<Value> {
-    let auth = format!("Bearer {TOKEN}");
-    let (code, body) = Connection::new(address).request(
-        "GET",
-        "/v1/admin/status",
-        "",
-        &[("Authorization", &auth)],
-    )?;
-    anyhow::ensure!(code == 200, "GET /v1/admin/status answered {code}: {body}");
-    Ok(serde_json::from_str(&body)?)
-}
-
-fn consumer<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["consumers"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == name))
-        .unwrap_or(&Value::Null)
+    daemon_status::status(address, Some(TOKEN))
 }
 
 fn sync(status: &Value) -> &Value {
-    status["sync"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == "qdrant"))
-        .unwrap_or(&Value::Null)
+    daemon_status::sync(status, "qdrant")
 }
 
 pub(crate) fn qdrant_cursor(status: &Value) -> u64 {
-    consumer(status, "qdrant")["cursor"].as_u64().unwrap_or(0)
+    daemon_status::consumer(status, "qdrant")["cursor"]
+        .as_u64()
+        .unwrap_or(0)
 }
 
-pub(crate) fn wait(
-    what: &str,
-    timeout: Duration,
-    mut done: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    while !done()? {
-        anyhow::ensure!(
-            started.elapsed() < timeout,
-            "{what}: not reached in {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(started.elapsed())
+/// A replica (no store, searches through Qdrant at `qdrant_url`, writes to `primary_url`), with
+/// the benchmarks' token.
+pub(crate) fn start_replica(
+    data_dir: &std::path::Path,
+    model_dir: &std::path::Path,
+    primary_url: &str,
+    qdrant_url: &str,
+) -> anyhow::Result<DaemonProcess> {
+    DaemonProcess::start(
+        data_dir,
+        model_dir,
+        &[
+            ("CONCIERGE_CLUSTER__ROLE", "replica"),
+            ("CONCIERGE_CLUSTER__PRIMARY_URL", primary_url),
+            ("CONCIERGE_CLUSTER__PRIMARY_TOKEN", TOKEN),
+            ("CONCIERGE_AUTH__API_TOKENS", TOKEN),
+            ("CONCIERGE_QDRANT__URL", qdrant_url),
+            ("CONCIERGE_SEARCH__BACKEND", "qdrant"),
+        ],
+    )
 }
 
 pub fn run(args: &QdrantArgs) -> anyhow::Result<()> {
@@ -290,17 +281,11 @@ pub fn run(args: &QdrantArgs) -> anyhow::Result<()> {
 
     // 3. The same queries on the primary (embedded indexes) and on a replica (Qdrant).
     let primary_url = format!("http://{address}");
-    let replica = DaemonProcess::start(
+    let replica = start_replica(
         &data.path().join("replica"),
         &args.model_dir,
-        &[
-            ("CONCIERGE_CLUSTER__ROLE", "replica"),
-            ("CONCIERGE_CLUSTER__PRIMARY_URL", primary_url.as_str()),
-            ("CONCIERGE_CLUSTER__PRIMARY_TOKEN", TOKEN),
-            ("CONCIERGE_AUTH__API_TOKENS", TOKEN),
-            ("CONCIERGE_QDRANT__URL", url.as_str()),
-            ("CONCIERGE_SEARCH__BACKEND", "qdrant"),
-        ],
+        &primary_url,
+        &url,
     )?;
     let queries = crate::texts::short_texts(args.queries + 1000);
     let mut searches = Vec::new();

@@ -20,10 +20,11 @@ use serde_json::{Value, json};
 
 use crate::beir;
 use crate::daemon_process::{DaemonProcess, percentile};
+use crate::daemon_status::wait;
 use crate::http_client::Connection;
 use crate::ir_metrics::{ndcg_at, recall_at, reciprocal_rank_at};
 use crate::progress::Progress;
-use crate::qdrant_sync::{TOKEN, qdrant_cursor, status, wait};
+use crate::qdrant_sync::{TOKEN, qdrant_cursor, start_replica, status};
 use crate::run_info::RunInfo;
 
 /// Arguments of `concierge-bench retrieval-qdrant`.
@@ -147,17 +148,11 @@ pub fn run(args: &RetrievalQdrantArgs) -> anyhow::Result<()> {
             && qdrant_cursor(&s) >= last)
     })?;
     let primary_url = format!("http://{address}");
-    let replica = DaemonProcess::start(
+    let replica = start_replica(
         &data.path().join("replica"),
         &args.model_dir,
-        &[
-            ("CONCIERGE_CLUSTER__ROLE", "replica"),
-            ("CONCIERGE_CLUSTER__PRIMARY_URL", primary_url.as_str()),
-            ("CONCIERGE_CLUSTER__PRIMARY_TOKEN", TOKEN),
-            ("CONCIERGE_AUTH__API_TOKENS", TOKEN),
-            ("CONCIERGE_QDRANT__URL", url.as_str()),
-            ("CONCIERGE_SEARCH__BACKEND", "qdrant"),
-        ],
+        &primary_url,
+        &url,
     )?;
 
     let mut rows = Vec::new();

@@ -13,8 +13,14 @@ use serde_json::{Value, json};
 const COLLECTION: &str = "concierge_chunks";
 
 fn start(qdrant: &QdrantServer, data_dir: &std::path::Path) -> Daemon {
+    start_with(&qdrant.url(), data_dir, &[])
+}
+
+/// The daemon with the model, `data_dir` and Qdrant at `qdrant_url`, plus `extra` variables.
+fn start_with(qdrant_url: &str, data_dir: &std::path::Path, extra: &[(&str, &str)]) -> Daemon {
     let model = model_dir();
-    let url = qdrant.url();
+    let mut env = vec![("CONCIERGE_QDRANT__URL", qdrant_url)];
+    env.extend_from_slice(extra);
     Daemon::start_with_env(
         &[
             "--model-dir",
@@ -22,7 +28,7 @@ fn start(qdrant: &QdrantServer, data_dir: &std::path::Path) -> Daemon {
             "--data-dir",
             data_dir.to_str().expect("utf-8"),
         ],
-        &[("CONCIERGE_QDRANT__URL", url.as_str())],
+        &env,
         &workspace_root(),
     )
 }
@@ -304,18 +310,8 @@ fn qdrant_down_at_start_delays_the_sync_and_never_the_daemon() {
         .expect("a free port")
         .port();
     let dir = temp_dir();
-    let model = model_dir();
     let url = format!("http://127.0.0.1:{port}");
-    let d = Daemon::start_with_env(
-        &[
-            "--model-dir",
-            model.to_str().expect("utf-8"),
-            "--data-dir",
-            dir.path().join("data").to_str().expect("utf-8"),
-        ],
-        &[("CONCIERGE_QDRANT__URL", url.as_str())],
-        &workspace_root(),
-    );
+    let d = start_with(url.as_str(), &dir.path().join("data"), &[]);
     let mut last = 0;
     for i in 0..20 {
         last = ingest(
@@ -398,21 +394,14 @@ fn every_fixture_webhook_lands_as_points_with_the_documents_payload() {
     const GUESTY_SECRET: &str = "whsec_Y29uY2llcmdlLWZpeHR1cmUtc2VjcmV0LTMyYnl0ZXM=";
     let q = QdrantServer::start();
     let dir = temp_dir();
-    let model = model_dir();
     let url = q.url();
-    let d = Daemon::start_with_env(
+    let d = start_with(
+        url.as_str(),
+        &dir.path().join("data"),
         &[
-            "--model-dir",
-            model.to_str().expect("utf-8"),
-            "--data-dir",
-            dir.path().join("data").to_str().expect("utf-8"),
-        ],
-        &[
-            ("CONCIERGE_QDRANT__URL", url.as_str()),
             ("CONCIERGE_AIRCALL__TOKENS", AIRCALL_TOKEN),
             ("CONCIERGE_GUESTY__SECRET", GUESTY_SECRET),
         ],
-        &workspace_root(),
     );
     concierge_tests::post_fixture_webhooks(&d, GUESTY_SECRET, "msg_q_");
     let (_, body) = d.get("/v1/admin/status");
@@ -525,19 +514,10 @@ fn a_collection_another_node_made_meanwhile_409_is_checked_and_used_with_the_api
         }
     });
     let dir = temp_dir();
-    let model = model_dir();
-    let d = Daemon::start_with_env(
-        &[
-            "--model-dir",
-            model.to_str().expect("utf-8"),
-            "--data-dir",
-            dir.path().join("data").to_str().expect("utf-8"),
-        ],
-        &[
-            ("CONCIERGE_QDRANT__URL", fake.base.as_str()),
-            ("CONCIERGE_QDRANT__API_KEY", "qk-secret-1"),
-        ],
-        &workspace_root(),
+    let d = start_with(
+        fake.base.as_str(),
+        &dir.path().join("data"),
+        &[("CONCIERGE_QDRANT__API_KEY", "qk-secret-1")],
     );
     ingest(
         &d,
@@ -580,20 +560,11 @@ fn a_collection_another_node_made_meanwhile_409_is_checked_and_used_with_the_api
 /// A node that searches and answers through Qdrant (`search.backend = "qdrant"`), with a data
 /// directory of its own that it never writes.
 fn start_searching_through(q: &QdrantServer, data_dir: &std::path::Path) -> Daemon {
-    let model = model_dir();
     let url = q.url();
-    Daemon::start_with_env(
-        &[
-            "--model-dir",
-            model.to_str().expect("utf-8"),
-            "--data-dir",
-            data_dir.to_str().expect("utf-8"),
-        ],
-        &[
-            ("CONCIERGE_QDRANT__URL", url.as_str()),
-            ("CONCIERGE_SEARCH__BACKEND", "qdrant"),
-        ],
-        &workspace_root(),
+    start_with(
+        url.as_str(),
+        data_dir,
+        &[("CONCIERGE_SEARCH__BACKEND", "qdrant")],
     )
 }
 
@@ -618,21 +589,14 @@ fn searches_through_qdrant_find_what_the_embedded_indexes_find_and_answers_cite_
     const GUESTY_SECRET: &str = "whsec_Y29uY2llcmdlLWZpeHR1cmUtc2VjcmV0LTMyYnl0ZXM=";
     let q = QdrantServer::start();
     let dir = temp_dir();
-    let model = model_dir();
     let url = q.url();
-    let primary = Daemon::start_with_env(
+    let primary = start_with(
+        url.as_str(),
+        &dir.path().join("primary"),
         &[
-            "--model-dir",
-            model.to_str().expect("utf-8"),
-            "--data-dir",
-            dir.path().join("primary").to_str().expect("utf-8"),
-        ],
-        &[
-            ("CONCIERGE_QDRANT__URL", url.as_str()),
             ("CONCIERGE_AIRCALL__TOKENS", AIRCALL_TOKEN),
             ("CONCIERGE_GUESTY__SECRET", GUESTY_SECRET),
         ],
-        &workspace_root(),
     );
     concierge_tests::post_fixture_webhooks(&primary, GUESTY_SECRET, "msg_qs_");
     for i in 0..8 {
@@ -774,25 +738,18 @@ fn searches_through_qdrant_find_what_the_embedded_indexes_find_and_answers_cite_
 
 /// A replica: no store, searches through `q`, writes to `primary`.
 fn start_replica(q: &QdrantServer, primary: &Daemon, data_dir: &std::path::Path) -> Daemon {
-    let model = model_dir();
     let url = q.url();
     let primary_url = format!("http://{}", primary.address);
-    Daemon::start_with_env(
-        &[
-            "--model-dir",
-            model.to_str().expect("utf-8"),
-            "--data-dir",
-            data_dir.to_str().expect("utf-8"),
-        ],
+    start_with(
+        url.as_str(),
+        data_dir,
         &[
             ("CONCIERGE_CLUSTER__ROLE", "replica"),
             ("CONCIERGE_CLUSTER__PRIMARY_URL", primary_url.as_str()),
             ("CONCIERGE_CLUSTER__PRIMARY_TOKEN", "primary-admin"),
             ("CONCIERGE_AUTH__API_TOKENS", "replica-admin"),
-            ("CONCIERGE_QDRANT__URL", url.as_str()),
             ("CONCIERGE_SEARCH__BACKEND", "qdrant"),
         ],
-        &workspace_root(),
     )
 }
 
@@ -813,21 +770,14 @@ fn replicas_forward_writes_to_the_primary_read_through_qdrant_and_keep_searching
     const AIRCALL_TOKEN: &str = "wh_tok_fixture_3f9c2a7b81";
     let q = QdrantServer::start();
     let dir = temp_dir();
-    let model = model_dir();
     let url = q.url();
-    let primary = Daemon::start_with_env(
+    let primary = start_with(
+        url.as_str(),
+        &dir.path().join("primary"),
         &[
-            "--model-dir",
-            model.to_str().expect("utf-8"),
-            "--data-dir",
-            dir.path().join("primary").to_str().expect("utf-8"),
-        ],
-        &[
-            ("CONCIERGE_QDRANT__URL", url.as_str()),
             ("CONCIERGE_AIRCALL__TOKENS", AIRCALL_TOKEN),
             ("CONCIERGE_AUTH__API_TOKENS", "primary-admin"),
         ],
-        &workspace_root(),
     );
     let a = start_replica(&q, &primary, &dir.path().join("replica-a"));
     let b = start_replica(&q, &primary, &dir.path().join("replica-b"));
@@ -1001,19 +951,10 @@ fn a_qdrant_slower_than_qdrant_timeout_ms_is_retried_like_an_outage_and_nothing_
         }
     });
     let dir = temp_dir();
-    let model = model_dir();
-    let d = Daemon::start_with_env(
-        &[
-            "--model-dir",
-            model.to_str().expect("utf-8"),
-            "--data-dir",
-            dir.path().join("data").to_str().expect("utf-8"),
-        ],
-        &[
-            ("CONCIERGE_QDRANT__URL", fake.base.as_str()),
-            ("CONCIERGE_QDRANT__TIMEOUT_MS", "400"),
-        ],
-        &workspace_root(),
+    let d = start_with(
+        fake.base.as_str(),
+        &dir.path().join("data"),
+        &[("CONCIERGE_QDRANT__TIMEOUT_MS", "400")],
     );
     ingest(
         &d,
