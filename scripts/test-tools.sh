@@ -4,6 +4,9 @@
 #   moto_server   (pip `moto[server]`, pinned, in tests/.venv) the S3-compatible server on loopback
 #   qdrant-client (pip, pinned, in tests/.venv) whose local mode tests/qdrant/server.py serves
 #                 as Qdrant's REST API (no Qdrant server can be had here)
+#   schemathesis + prometheus_client (pip, pinned, in tests/.venv-api: their own venv, apart from
+#                 moto's and qdrant-client's pins) fuzz the HTTP API against openapi.json and
+#                 parse /metrics
 #   oidc-provider (npm, pinned by tests/oidc/package-lock.json) the real OIDC issuer
 #                 tests/oidc/issuer.mjs runs (Node.js and npm from Debian when missing)
 # Idempotent; ./test.sh and CI call it.
@@ -26,6 +29,12 @@ fi
 if ! "$venv/bin/python" -c 'import qdrant_client' 2>/dev/null; then
   echo "test-tools: installing qdrant-client into tests/.venv" >&2
   "$venv/bin/python" -m pip install --quiet 'qdrant-client==1.20.0'
+fi
+api_venv="$root/tests/.venv-api"
+if ! "$api_venv/bin/python" -c 'import schemathesis, prometheus_client' 2>/dev/null; then
+  echo "test-tools: installing schemathesis and prometheus_client into tests/.venv-api" >&2
+  python3 -m venv "$api_venv"
+  "$api_venv/bin/python" -m pip install --quiet 'schemathesis==4.32.5' 'prometheus_client==0.26.0'
 fi
 if ! [ -f "$root/tests/oidc/node_modules/oidc-provider/package.json" ]; then
   if ! command -v npm >/dev/null 2>&1; then

@@ -31,6 +31,37 @@ pub struct Answerer {
     /// The LLM client, to check its model at start.
     openai: Option<Arc<OpenAiGenerator>>,
     config: crate::config::Answers,
+    /// How the answers turned out, for `/metrics`.
+    pub outcomes: Arc<AnswerOutcomes>,
+}
+
+/// Answers counted by outcome: `known` (the generator answered), `dont_know` (nothing close
+/// enough was found), `fallback` (the generator failed and the fallback answered), `failed`
+/// (no answer at all).
+#[derive(Debug, Default)]
+pub struct AnswerOutcomes {
+    counts: [std::sync::atomic::AtomicU64; 4],
+}
+
+impl AnswerOutcomes {
+    /// The outcomes' names, in the order `counts` returns them.
+    pub const NAMES: [&'static str; 4] = ["known", "dont_know", "fallback", "failed"];
+
+    /// Counts an answer, or a failure to answer (`None`) that was not the question's fault.
+    fn record(&self, answer: Option<&Answer>) {
+        let slot = match answer {
+            Some(a) if !a.known => 1,
+            Some(a) if a.fallback.is_some() => 2,
+            Some(_) => 0,
+            None => 3,
+        };
+        self.counts[slot].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The count of each outcome of `NAMES`.
+    pub fn counts(&self) -> [u64; 4] {
+        std::array::from_fn(|i| self.counts[i].load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 impl Answerer {
@@ -71,6 +102,7 @@ impl Answerer {
             fallback,
             openai,
             config: config.answers.clone(),
+            outcomes: Arc::default(),
         })
     }
 
@@ -82,17 +114,39 @@ impl Answerer {
         request: &AskRequest,
         on_event: &mut dyn FnMut(AnswerEvent<'_>),
     ) -> concierge_engine::Result<Answer> {
-        engine.ask(
+        let result = engine.ask(
             request,
             self.generator.as_ref(),
             self.fallback.as_deref(),
             on_event,
-        )
+        );
+        if !matches!(result, Err(concierge_engine::Error::InvalidInput(_))) {
+            self.outcomes.record(result.as_ref().ok());
+        }
+        result
     }
 
     /// Answers `request` from passages found through Qdrant (`search.backend = "qdrant"`), with
     /// the same generator, fallback and checks (blocking).
     pub fn ask_through_qdrant(
+        &self,
+        qdrant: &crate::qdrant::search::QdrantSearch,
+        request: &AskRequest,
+        on_event: &mut dyn FnMut(AnswerEvent<'_>),
+    ) -> Result<Answer, crate::qdrant::search::SearchError> {
+        let result = self.qdrant_answer(qdrant, request, on_event);
+        if !matches!(
+            result,
+            Err(crate::qdrant::search::SearchError::Engine(
+                concierge_engine::Error::InvalidInput(_)
+            ))
+        ) {
+            self.outcomes.record(result.as_ref().ok());
+        }
+        result
+    }
+
+    fn qdrant_answer(
         &self,
         qdrant: &crate::qdrant::search::QdrantSearch,
         request: &AskRequest,

@@ -16,8 +16,15 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// True when `candidate` equals one of `accepted` (every one is compared).
 pub fn matches_any(candidate: &str, accepted: &[Secret]) -> bool {
-    accepted.iter().fold(false, |found, t| {
-        found | constant_time_eq(candidate.as_bytes(), t.expose().as_bytes())
+    position_of(candidate, accepted).is_some()
+}
+
+/// Which of `accepted` `candidate` is (the first, when listed twice), comparing with every one
+/// of them in constant time.
+pub fn position_of(candidate: &str, accepted: &[Secret]) -> Option<usize> {
+    accepted.iter().enumerate().fold(None, |found, (i, t)| {
+        let same = constant_time_eq(candidate.as_bytes(), t.expose().as_bytes());
+        found.or(same.then_some(i))
     })
 }
 
@@ -32,6 +39,8 @@ mod tests {
         assert!(!matches_any("bet", &accepted));
         assert!(!matches_any("betaa", &accepted));
         assert!(!matches_any("", &accepted));
+        assert_eq!(position_of("beta", &accepted), Some(1));
+        assert_eq!(position_of("gamma", &accepted), None);
         assert!(constant_time_eq(b"x", b"x") && !constant_time_eq(b"x", b"y"));
     }
 }

@@ -272,7 +272,7 @@ pub(crate) fn trim(store: &Store) -> Result<()> {
     store.write(batch)
 }
 
-fn deadletter_key(consumer: &str, seq: u64) -> Vec<u8> {
+pub(crate) fn deadletter_key(consumer: &str, seq: u64) -> Vec<u8> {
     let mut key = consumer.as_bytes().to_vec();
     key.push(0);
     key.extend_from_slice(&seq.to_be_bytes());

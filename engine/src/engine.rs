@@ -33,6 +33,8 @@ pub struct Engine {
     indexer: Option<JoinHandle<()>>,
     /// The sync consumers started with [`Engine::start_sync`].
     syncs: std::sync::Mutex<Vec<SyncThread>>,
+    /// The last document counts and when they were made.
+    counts: std::sync::Mutex<Option<(std::time::Instant, crate::DocumentCounts)>>,
 }
 
 struct SyncThread {
@@ -75,6 +77,9 @@ pub struct IndexStatus {
     /// Dense only: points that are tombstones.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tombstones: Option<u64>,
+    /// While rebuilding: documents done of the total.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebuild: Option<crate::shared::RebuildProgress>,
 }
 
 /// What an operator looks at.
@@ -205,6 +210,7 @@ impl Engine {
             requests: tx,
             indexer: Some(handle),
             syncs: std::sync::Mutex::new(Vec::new()),
+            counts: std::sync::Mutex::new(None),
         })
     }
 
@@ -355,6 +361,7 @@ impl Engine {
                     seq: Some(seq),
                     chunks: Some(live as u64),
                     tombstones: Some(tombstones as u64),
+                    rebuild: self.rebuild_progress(true),
                 }
             }
             None => IndexStatus {
@@ -362,6 +369,7 @@ impl Engine {
                 seq: None,
                 chunks: None,
                 tombstones: None,
+                rebuild: self.rebuild_progress(true),
             },
         };
         let keyword = match self.shared.keyword() {
@@ -370,12 +378,14 @@ impl Engine {
                 seq: Some(k.committed_seq()),
                 chunks: Some(k.num_chunks()),
                 tombstones: None,
+                rebuild: self.rebuild_progress(false),
             },
             None => IndexStatus {
                 state: self.shared.state(false),
                 seq: None,
                 chunks: None,
                 tombstones: None,
+                rebuild: self.rebuild_progress(false),
             },
         };
         let now_ms = concierge_infra::utc::now_ms();
@@ -414,9 +424,63 @@ impl Engine {
         })
     }
 
+    /// A rebuild's progress, while the index is rebuilding.
+    fn rebuild_progress(&self, dense: bool) -> Option<crate::shared::RebuildProgress> {
+        match self.shared.state(dense) {
+            crate::shared::IndexState::Rebuilding(_) => {
+                Some(self.shared.rebuild_counter(dense).read())
+            }
+            crate::shared::IndexState::Ready => None,
+        }
+    }
+
     /// Entries consumers gave up on.
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
         changelog::deadletters(&self.shared.store)
+    }
+
+    /// One dead letter, if it is there.
+    pub fn dead_letter(&self, key: &crate::LetterKey<'_>) -> Result<Option<DeadLetter>> {
+        crate::dead_letters::find(&self.shared, key)
+    }
+
+    /// Gives a dead letter's document to every consumer again (a new change-log entry for its
+    /// current state) and removes the letter: the new entry's sequence, `None` if no such letter.
+    pub fn retry_dead_letter(&self, key: &crate::LetterKey<'_>) -> Result<Option<u64>> {
+        crate::dead_letters::retry(&self.shared, key)
+    }
+
+    /// Removes a dead letter for good; false if there was none.
+    pub fn discard_dead_letter(&self, key: &crate::LetterKey<'_>) -> Result<bool> {
+        crate::ingest::check_writable(&self.shared)?;
+        crate::dead_letters::discard(&self.shared, key)
+    }
+
+    /// Up to `limit` (at most [`crate::MAX_PAGE`]) live documents whose ids start with `prefix`
+    /// ([`crate::id_prefix`]), in id order, after the id `after`.
+    pub fn documents(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<crate::DocumentPage> {
+        crate::browse::page(&self.shared.store, prefix, after, limit)
+    }
+
+    /// Live documents per `source:kind` (a pass over the ids; remembered for 10 s).
+    pub fn document_counts(&self) -> Result<crate::DocumentCounts> {
+        let mut cached = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, counts)) = cached.as_ref()
+            && at.elapsed() < std::time::Duration::from_secs(10)
+        {
+            return Ok(counts.clone());
+        }
+        let counts = crate::browse::counts(&self.shared.store)?;
+        *cached = Some((std::time::Instant::now(), counts.clone()));
+        Ok(counts)
     }
 
     /// Writes a consistent copy (store checkpoint + index snapshots) into `dir`, which must not

@@ -188,7 +188,7 @@ fn validate_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_writable(shared: &Shared) -> Result<()> {
+pub(crate) fn check_writable(shared: &Shared) -> Result<()> {
     shared.store.check_poison()?;
     if shared.stopping() {
         return Err(Error::Closed);
@@ -198,7 +198,7 @@ fn check_writable(shared: &Shared) -> Result<()> {
 
 /// Locks the stripes of the documents and the idempotency key, in index order (no deadlock
 /// between calls that share stripes).
-fn lock_stripes<'a>(
+pub(crate) fn lock_stripes<'a>(
     shared: &'a Shared,
     ids: &[&str],
     idempotency_key: Option<&str>,

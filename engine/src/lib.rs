@@ -30,10 +30,12 @@
 
 mod ann;
 mod answer;
+mod browse;
 mod changelog;
 mod chunk_store;
 mod chunking;
 mod citations;
+mod dead_letters;
 mod config;
 mod dense;
 mod dense_snapshot;
@@ -57,7 +59,9 @@ pub use ann::{AnnIndex, BruteForce};
 pub use answer::{
     Answer, AnswerEvent, AnswerTimings, AskRequest, MAX_PASSAGES, Retrieved, Source, answer_from,
 };
+pub use browse::{DocumentCounts, DocumentPage, MAX_PAGE, id_prefix};
 pub use changelog::{ChangeEntry, ChangeKind, DeadLetter};
+pub use dead_letters::LetterKey;
 pub use chunking::ChunkingConfig;
 pub use config::{DEFAULT_MIN_FREE_BYTES, EngineConfig};
 pub use dense::{DenseStats, HnswParams};
@@ -72,7 +76,7 @@ pub use ingest::{
 pub use keyword::Snippet;
 pub use metrics::{EngineMetrics, Histogram, SEARCHABLE_BUCKETS};
 pub use search::{HitChunk, MAX_K, SearchHit, SearchMode, SearchRequest, SearchResponse};
-pub use shared::IndexState;
+pub use shared::{IndexState, RebuildProgress};
 pub use store::FORMAT_VERSION;
 pub use update_workers::{
     CheckpointInfo, SyncChange, SyncChunk, SyncHealth, SyncSink, SyncStatus, WriteOutcome,

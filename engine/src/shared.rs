@@ -32,6 +32,41 @@ pub enum IndexState {
     Rebuilding(String),
 }
 
+/// How far a rebuild has come, in documents.
+#[derive(Debug, Default)]
+pub(crate) struct RebuildCounter {
+    pub done: std::sync::atomic::AtomicU64,
+    pub total: std::sync::atomic::AtomicU64,
+}
+
+/// A rebuild's progress as the status shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RebuildProgress {
+    /// Documents put into the new index so far.
+    pub done: u64,
+    /// Live documents when the rebuild started.
+    pub total: u64,
+}
+
+impl RebuildCounter {
+    pub fn start(&self, total: u64) {
+        self.done.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.total
+            .store(total, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn step(&self) {
+        self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn read(&self) -> RebuildProgress {
+        RebuildProgress {
+            done: self.done.load(std::sync::atomic::Ordering::Relaxed),
+            total: self.total.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
 pub(crate) struct Shared {
     pub store: Store,
     pub sequencer: Sequencer,
@@ -53,6 +88,8 @@ pub(crate) struct Shared {
     pub metrics: Recorder,
     /// Free space on the data disk, checked before writes.
     pub disk: DiskSpace,
+    /// The progress of the dense and the keyword rebuild (when one runs).
+    pub rebuild_progress: [RebuildCounter; 2],
 }
 
 impl std::fmt::Debug for Shared {
@@ -90,6 +127,7 @@ impl Shared {
             last_error: Mutex::new(None),
             metrics: Recorder::new(),
             disk: DiskSpace::new(config_dir, min_free),
+            rebuild_progress: Default::default(),
         }
     }
 
@@ -132,6 +170,11 @@ impl Shared {
         *slot
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = state;
+    }
+
+    /// The progress counter of the dense (`true`) or keyword rebuild.
+    pub fn rebuild_counter(&self, dense: bool) -> &RebuildCounter {
+        &self.rebuild_progress[usize::from(!dense)]
     }
 
     pub fn state(&self, dense: bool) -> IndexState {

@@ -5,9 +5,14 @@
 //! "updated_at": <ms since epoch>, "metadata": {...}}`, or `{"id": ..., "updated_at": ...,
 //! "deleted": true}`. Output line: `{"line": n, "id": ..., "seq": ..., "outcome": ...}`; a line
 //! that cannot be ingested is reported on stderr and the load goes on (exit code 1 at the end).
-//! Indexing happens in the background and resumes at the next start if the load stops first.
+//! On a terminal a progress bar shows the load (bytes of a file, lines of standard input); at
+//! the end a summary goes to stderr: applied, stale, unchanged, failed. Indexing happens in the
+//! background and resumes at the next start if the load stops first; with `--wait-indexed` the
+//! command waits until both indexes serve everything loaded (a bar of change-log entries), up
+//! to `--wait-timeout` seconds (exit 1 when they did not get there).
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::{Duration, Instant};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -29,6 +34,51 @@ pub struct IngestArgs {
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,
+    /// Wait until both indexes serve everything loaded before exiting.
+    #[arg(long)]
+    pub wait_indexed: bool,
+    /// With --wait-indexed: give up (exit 1) after this many seconds.
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    pub wait_timeout: u64,
+}
+
+/// What the load did, line by line.
+#[derive(Debug, Default)]
+struct Tally {
+    applied: u64,
+    stale: u64,
+    unchanged: u64,
+    failed: u64,
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} applied, {} stale, {} unchanged, {} failed",
+            self.applied, self.stale, self.unchanged, self.failed
+        )
+    }
+}
+
+/// A bar on stderr when it is a terminal: bytes of a file of known size, else a line counter.
+fn load_bar(total_bytes: Option<u64>) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match total_bytes {
+        Some(n) => {
+            let bar = indicatif::ProgressBar::new(n);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:30} {bytes}/{total_bytes} {msg} ({eta} left)",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        }
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    Some(bar)
 }
 
 /// One input line.
@@ -72,18 +122,29 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
     let embedder = Arc::new(BertEmbedder::load(args.model.dir(), &config)?);
     let engine = Engine::open(EngineConfig::new(&args.data_dir), embedder)
         .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
-    let input: Box<dyn BufRead> = if args.input == "-" {
-        Box::new(std::io::stdin().lock())
+    let (input, size): (Box<dyn BufRead>, Option<u64>) = if args.input == "-" {
+        (Box::new(std::io::stdin().lock()), None)
     } else {
         let file =
             std::fs::File::open(&args.input).with_context(|| format!("opening {}", args.input))?;
-        Box::new(std::io::BufReader::new(file))
+        let size = file.metadata().ok().map(|m| m.len());
+        (Box::new(std::io::BufReader::new(file)), size)
     };
+    let bar = load_bar(size);
+    let started_seq = engine.durable_seq();
     let mut stdout = std::io::stdout().lock();
-    let mut failed = 0usize;
+    let mut tally = Tally::default();
     for (n, line) in input.lines().enumerate() {
         let n = n + 1;
         let line = line.with_context(|| format!("reading line {n}"))?;
+        if let Some(bar) = &bar {
+            if size.is_some() {
+                bar.inc(line.len() as u64 + 1);
+            } else {
+                bar.set_message(format!("{n} lines"));
+                bar.tick();
+            }
+        }
         if line.trim().is_empty() {
             continue;
         }
@@ -93,8 +154,12 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
         let req = match parsed {
             Ok(req) => req,
             Err(e) => {
-                eprintln!("concierge: line {n}: {e:#}");
-                failed += 1;
+                let message = format!("concierge: line {n}: {e:#}");
+                match &bar {
+                    Some(bar) => bar.println(message),
+                    None => eprintln!("{message}"),
+                }
+                tally.failed += 1;
                 continue;
             }
         };
@@ -102,9 +167,18 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
         match engine.ingest(req) {
             Ok(receipt) => {
                 let outcome = match receipt.outcomes.first() {
-                    Some(Outcome::Applied { .. }) => "applied",
-                    Some(Outcome::Stale) => "stale",
-                    Some(Outcome::Unchanged) | None => "unchanged",
+                    Some(Outcome::Applied { .. }) => {
+                        tally.applied += 1;
+                        "applied"
+                    }
+                    Some(Outcome::Stale) => {
+                        tally.stale += 1;
+                        "stale"
+                    }
+                    Some(Outcome::Unchanged) | None => {
+                        tally.unchanged += 1;
+                        "unchanged"
+                    }
                 };
                 let out = Receipt {
                     line: n,
@@ -117,15 +191,84 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
                 stdout.flush().context("writing a receipt")?;
             }
             Err(e @ concierge_engine::Error::InvalidInput(_)) => {
-                eprintln!("concierge: line {n}: {e}");
-                failed += 1;
+                let message = format!("concierge: line {n}: {e}");
+                match &bar {
+                    Some(bar) => bar.println(message),
+                    None => eprintln!("{message}"),
+                }
+                tally.failed += 1;
             }
             Err(e) => return Err(e).with_context(|| format!("ingesting line {n}")),
         }
     }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    eprintln!("concierge: loaded: {tally}");
+    let waited = if args.wait_indexed {
+        wait_indexed(&engine, started_seq, Duration::from_secs(args.wait_timeout))
+    } else {
+        Ok(())
+    };
     engine.close().context("closing the engine")?;
-    if failed > 0 {
-        anyhow::bail!("{failed} line(s) could not be ingested (see above)");
+    waited?;
+    if tally.failed > 0 {
+        anyhow::bail!("{} line(s) could not be ingested (see above)", tally.failed);
     }
     Ok(())
+}
+
+/// Waits until both indexes include the change log up to its durable end, with a bar of
+/// entries indexed since `from` on a terminal (a log line every 10 s elsewhere).
+fn wait_indexed(engine: &Engine, from: u64, timeout: Duration) -> anyhow::Result<()> {
+    let target = engine.durable_seq();
+    let deadline = Instant::now() + timeout;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(target.saturating_sub(from));
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} entries indexed {msg}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let mut logged = Instant::now();
+    loop {
+        let status = engine.status().context("reading the indexes' status")?;
+        let reached = status
+            .dense
+            .seq
+            .unwrap_or(0)
+            .min(status.keyword.seq.unwrap_or(0));
+        let ready = status.dense.state == concierge_engine::IndexState::Ready
+            && status.keyword.state == concierge_engine::IndexState::Ready;
+        if let Some(bar) = &bar {
+            bar.set_position(reached.saturating_sub(from).min(target - from.min(target)));
+            bar.set_message(status.last_error.clone().unwrap_or_default());
+        } else if logged.elapsed() >= Duration::from_secs(10) {
+            eprintln!("concierge: indexed through {reached} of {target}");
+            logged = Instant::now();
+        }
+        if ready && reached >= target {
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            eprintln!("concierge: both indexes serve everything loaded (sequence {target})");
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            if let Some(bar) = bar {
+                bar.abandon();
+            }
+            let why = status
+                .last_error
+                .map(|e| format!(" (the indexer's last error: {e})"))
+                .unwrap_or_default();
+            anyhow::bail!(
+                "the indexes reached sequence {reached} of {target} within {} s{why}; they go on at the next start",
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -17,7 +17,7 @@ use axum::response::Response;
 use super::AppState;
 use super::error::ApiError;
 use crate::config::Auth;
-use crate::verify::matches_any;
+use crate::verify::position_of;
 
 /// What a token may do; each level includes the ones below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -52,7 +52,9 @@ impl Scope {
 /// The scope each protected route needs (method, route as axum matches it). A protected route
 /// missing here needs `admin`; a test checks that every route of the OpenAPI document is here.
 pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
+    ("GET", "/v1/documents", Scope::Read),
     ("GET", "/v1/documents/{id}", Scope::Read),
+    ("GET", "/v1/admin/dead-letters", Scope::Read),
     ("POST", "/v1/search", Scope::Read),
     ("POST", "/v1/ask", Scope::Read),
     ("GET", "/v1/admin/status", Scope::Read),
@@ -65,6 +67,8 @@ pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("PUT", "/v1/admin/backup-status", Scope::Write),
     ("DELETE", "/v1/documents/{id}", Scope::Admin),
     ("POST", "/v1/admin/reindex", Scope::Admin),
+    ("POST", "/v1/admin/dead-letters/{consumer}/{seq}/retry", Scope::Admin),
+    ("DELETE", "/v1/admin/dead-letters/{consumer}/{seq}", Scope::Admin),
 ];
 
 /// The scope `method` on `route` needs.
@@ -75,21 +79,23 @@ pub fn required_scope(method: &str, route: &str) -> Scope {
         .map_or(Scope::Admin, |(_, _, s)| *s)
 }
 
-/// The highest scope `token` is configured with; every list is compared in full (constant
-/// time over the configured tokens).
-pub fn granted_scope(token: &str, auth: &Auth) -> Option<Scope> {
+/// The highest scope `token` is configured with (every list is compared in full: constant
+/// time over the configured tokens), and where (`auth.read_tokens[1]`: what the
+/// access log names instead of the token).
+fn static_token(token: &str, auth: &Auth) -> Option<(Scope, String)> {
     [
-        (Scope::Read, &auth.read_tokens),
-        (Scope::Write, &auth.write_tokens),
-        (Scope::Admin, &auth.admin_tokens),
-        (Scope::Admin, &auth.api_tokens),
+        (Scope::Read, "read_tokens", &auth.read_tokens),
+        (Scope::Write, "write_tokens", &auth.write_tokens),
+        (Scope::Admin, "admin_tokens", &auth.admin_tokens),
+        (Scope::Admin, "api_tokens", &auth.api_tokens),
     ]
     .into_iter()
-    .fold(None, |best, (scope, tokens)| {
-        if matches_any(token, tokens) {
-            best.max(Some(scope))
-        } else {
-            best
+    .fold(None, |best, (scope, list, tokens)| {
+        match position_of(token, tokens) {
+            Some(i) if best.as_ref().is_none_or(|(b, _)| scope > *b) => {
+                Some((scope, format!("auth.{list}[{i}]")))
+            }
+            _ => best,
         }
     })
 }
@@ -112,6 +118,7 @@ pub fn scope_of_roles(roles: &[String], auth: &Auth) -> Option<Scope> {
 pub struct Identity {
     /// `token` (a static token) or `oidc`.
     pub via: &'static str,
+    /// The OIDC subject, or which configured token (`auth.read_tokens[0]`), never the token.
     pub subject: Option<String>,
     pub username: Option<String>,
 }
@@ -122,12 +129,12 @@ async fn authenticate(
     token: &str,
 ) -> Result<(Option<Scope>, Identity), ApiError> {
     let auth = &state.config.auth;
-    if let Some(scope) = granted_scope(token, auth) {
+    if let Some((scope, which)) = static_token(token, auth) {
         return Ok((
             Some(scope),
             Identity {
                 via: "token",
-                subject: None,
+                subject: Some(which),
                 username: None,
             },
         ));
@@ -235,14 +242,21 @@ pub async fn require_bearer(
         span.in_scope(|| tracing::info!(%route, needed = needed.name(), granted = granted.name(), "a token without the route's scope was refused"));
         return Err(ApiError::Forbidden(needed.refusal()));
     }
-    request.extensions_mut().insert(identity);
-    Ok(tracing::Instrument::instrument(next.run(request), span).await)
+    request.extensions_mut().insert(identity.clone());
+    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
+    // For the access log, which runs outside this layer.
+    response.extensions_mut().insert(identity);
+    Ok(response)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use concierge_infra::layered_config::Secret;
+
+    fn granted_scope(token: &str, auth: &Auth) -> Option<Scope> {
+        static_token(token, auth).map(|(scope, _)| scope)
+    }
 
     #[test]
     fn each_token_list_grants_its_scope_and_the_highest_wins() {
@@ -259,6 +273,11 @@ mod tests {
         assert_eq!(granted_scope("all", &auth), Some(Scope::Admin));
         assert_eq!(granted_scope("both", &auth), Some(Scope::Admin));
         assert_eq!(granted_scope("nope", &auth), None);
+        assert_eq!(
+            static_token("both", &auth).map(|(_, which)| which).as_deref(),
+            Some("auth.admin_tokens[1]"),
+            "the access log names the list and place of the highest grant"
+        );
     }
 
     #[test]

@@ -58,46 +58,51 @@ impl From<EngineError> for ApiError {
 }
 
 impl ApiError {
-    fn status_and_detail(self) -> (StatusCode, String) {
+    /// The status, the stable `code` of the problem body and its detail.
+    fn status_and_detail(self) -> (StatusCode, &'static str, String) {
         match self {
-            ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, d),
-            ApiError::Unprocessable(d) => (StatusCode::UNPROCESSABLE_ENTITY, d),
-            ApiError::Unauthorized(d) => (StatusCode::UNAUTHORIZED, d.to_owned()),
-            ApiError::InvalidToken(d) => (StatusCode::UNAUTHORIZED, d),
-            ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, d.to_owned()),
-            ApiError::NotFound(d) => (StatusCode::NOT_FOUND, d),
+            ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad_request", d),
+            ApiError::Unprocessable(d) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", d),
+            ApiError::Unauthorized(d) => (StatusCode::UNAUTHORIZED, "unauthorized", d.to_owned()),
+            ApiError::InvalidToken(d) => (StatusCode::UNAUTHORIZED, "invalid_token", d),
+            ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", d.to_owned()),
+            ApiError::NotFound(d) => (StatusCode::NOT_FOUND, "not_found", d),
             ApiError::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
                 format!("the request body is larger than {limit} bytes"),
             ),
             ApiError::HeadTooLarge(limit) => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "header_too_large",
                 format!(
                     "the request line and headers are larger than {limit} bytes (server.max_header_bytes)"
                 ),
             ),
             ApiError::RequestTimeout(ms) => (
                 StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
                 format!("the request body did not arrive within {ms} ms (server.body_timeout_ms)"),
             ),
-            ApiError::UnsupportedMediaType(d) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, d),
-            ApiError::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, d),
+            ApiError::UnsupportedMediaType(d) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", d),
+            ApiError::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", d),
             ApiError::Internal(cause) => internal(cause),
             ApiError::Engine(e) => match e {
-                EngineError::InvalidInput(i) => (StatusCode::UNPROCESSABLE_ENTITY, i.to_string()),
+                EngineError::InvalidInput(i) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", i.to_string()),
                 EngineError::Poisoned { ref cause } if no_space(cause) => {
                     tracing::error!(error = %e, "refusing a write: the store is poisoned by a full disk");
-                    (StatusCode::INSUFFICIENT_STORAGE, "the data disk filled up during a write: writes are refused until space is freed and the daemon restarts (acknowledged writes are kept)".to_owned())
+                    (StatusCode::INSUFFICIENT_STORAGE, "disk_full", "the data disk filled up during a write: writes are refused until space is freed and the daemon restarts (acknowledged writes are kept)".to_owned())
                 }
                 EngineError::Poisoned { .. } => {
                     tracing::error!(error = %e, "refusing a write: the store is poisoned");
-                    (StatusCode::SERVICE_UNAVAILABLE, "the store failed a durable write and refuses writes until the daemon restarts".to_owned())
+                    (StatusCode::SERVICE_UNAVAILABLE, "store_poisoned", "the store failed a durable write and refuses writes until the daemon restarts".to_owned())
                 }
                 EngineError::StorageFull { .. } => {
-                    (StatusCode::INSUFFICIENT_STORAGE, e.to_string())
+                    (StatusCode::INSUFFICIENT_STORAGE, "disk_full", e.to_string())
                 }
                 EngineError::Closed => (
                     StatusCode::SERVICE_UNAVAILABLE,
+                    "shutting_down",
                     "the daemon is shutting down".to_owned(),
                 ),
                 EngineError::NotYetIndexed {
@@ -106,6 +111,7 @@ impl ApiError {
                     waited_ms,
                 } => (
                     StatusCode::SERVICE_UNAVAILABLE,
+                    "not_yet_indexed",
                     format!(
                         "the indexes have not reached sequence {wanted} within {waited_ms} ms (they are at {reached}); retry"
                     ),
@@ -114,6 +120,7 @@ impl ApiError {
                     tracing::error!(error = %cause, "answer generation failed");
                     (
                         StatusCode::BAD_GATEWAY,
+                        "generation_failed",
                         "the answer generator failed; the cause is in the daemon's log".to_owned(),
                     )
                 }
@@ -136,19 +143,38 @@ pub fn no_space(cause: &str) -> bool {
     cause.contains("No space left on device") || cause.contains("os error 28")
 }
 
-fn internal(cause: String) -> (StatusCode, String) {
+fn internal(cause: String) -> (StatusCode, &'static str, String) {
     tracing::error!(error = %cause, "request failed");
     (
         StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
         "internal error; the cause is in the daemon's log".to_owned(),
     )
 }
 
 impl ApiError {
+    /// Whether the caller is at fault (a 4xx): for counting outcomes without answering.
+    pub fn is_client_error(&self) -> bool {
+        match self {
+            ApiError::Engine(e) => matches!(e, EngineError::InvalidInput(_)),
+            ApiError::Unavailable(_) | ApiError::Internal(_) => false,
+            ApiError::BadRequest(_)
+            | ApiError::Unprocessable(_)
+            | ApiError::Unauthorized(_)
+            | ApiError::InvalidToken(_)
+            | ApiError::Forbidden(_)
+            | ApiError::NotFound(_)
+            | ApiError::TooLarge(_)
+            | ApiError::RequestTimeout(_)
+            | ApiError::HeadTooLarge(_)
+            | ApiError::UnsupportedMediaType(_) => true,
+        }
+    }
+
     /// The problem body as JSON (for errors sent inside an event stream).
     pub fn problem_json(self) -> serde_json::Value {
-        let (status, detail) = self.status_and_detail();
-        serde_json::to_value(Problem::new(status, detail)).unwrap_or_default()
+        let (status, code, detail) = self.status_and_detail();
+        serde_json::to_value(Problem::coded(status, code, detail)).unwrap_or_default()
     }
 }
 
@@ -169,8 +195,8 @@ impl IntoResponse for ApiError {
             | ApiError::Unavailable(_)
             | ApiError::Internal(_) => None,
         };
-        let (status, detail) = self.status_and_detail();
-        let mut response = Problem::new(status, detail).into_response();
+        let (status, code, detail) = self.status_and_detail();
+        let mut response = Problem::coded(status, code, detail).into_response();
         if let Some(challenge) = challenge {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

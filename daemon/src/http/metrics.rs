@@ -30,9 +30,36 @@ const BUCKETS: &[f64] = &[
 pub struct Metrics {
     /// (route, method, status) -> latency histogram.
     requests: Mutex<BTreeMap<(String, String, u16), Histogram>>,
+    /// (source, outcome) -> webhooks.
+    webhooks: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl Metrics {
+    /// Counts one webhook delivery.
+    pub fn count_webhook(&self, source: &'static str, outcome: &'static str) {
+        *self
+            .webhooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((source, outcome))
+            .or_default() += 1;
+    }
+
+    fn render_webhooks(&self, out: &mut String) {
+        let map = self
+            .webhooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        out.push_str("# HELP concierge_webhooks_total Webhook deliveries by source and outcome (applied, unchanged, duplicate, kept_raw, refused, failed).\n# TYPE concierge_webhooks_total counter\n");
+        for ((source, outcome), n) in &map {
+            let _ = writeln!(
+                out,
+                "concierge_webhooks_total{{source=\"{source}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+    }
+
     fn observe(&self, route: String, method: String, status: u16, seconds: f64) {
         self.requests
             .lock()
@@ -157,6 +184,12 @@ async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
         state.config.cluster.role
     );
     state.metrics.render(&mut out);
+    state.metrics.render_webhooks(&mut out);
+    out.push_str("# HELP concierge_answers_total Answers by outcome: known, dont_know (nothing close enough), fallback (the generator failed, the fallback answered), failed.\n# TYPE concierge_answers_total counter\n");
+    let answers = state.answerer.outcomes.counts();
+    for (name, n) in crate::answers::AnswerOutcomes::NAMES.iter().zip(answers) {
+        let _ = writeln!(out, "concierge_answers_total{{outcome=\"{name}\"}} {n}");
+    }
     if state.engine.is_none() {
         // A replica: its requests, and how far Qdrant (what it searches) has come.
         let seq = match state.qdrant_search.clone() {
@@ -292,6 +325,27 @@ async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
                 _ => status.durable_seq.saturating_sub(index.seq.unwrap_or(0)),
             };
             let _ = writeln!(out, "{family}{{index=\"{name}\"}} {value}");
+        }
+    }
+    // The sidecar's backups, as its last status report says (absent until it sent one).
+    let backup = crate::backup_status::load(&state.config.storage.data_dir)
+        .and_then(|v| serde_json::from_value::<concierge_infra::backup_status::StatusFile>(v).ok());
+    if let Some(backup) = backup {
+        if let Some(ok) = &backup.last_success {
+            gauge(
+                &mut out,
+                "concierge_backup_last_success_timestamp_seconds",
+                "When the last successful backup finished (Unix time), as the sidecar reported it.",
+                ok.finished_at_unix as f64,
+            );
+        }
+        if let Some(run) = &backup.last_run {
+            gauge(
+                &mut out,
+                "concierge_backup_last_run_ok",
+                "1 when the sidecar's last backup run succeeded.",
+                f64::from(u8::from(run.outcome == "ok")),
+            );
         }
     }
     if let Some(t) = status.dense.tombstones {

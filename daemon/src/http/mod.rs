@@ -2,6 +2,7 @@
 //! nothing more. `app(state)` builds the router so tests can call it without a socket. One router
 //! per resource file, merged here; engine calls run on the blocking pool.
 
+mod access;
 mod admin;
 mod ask;
 mod auth;
@@ -142,7 +143,10 @@ pub fn app(state: AppState) -> Router {
 fn replica_routes(state: &AppState) -> Router<AppState> {
     use axum::routing::{get, post, put};
     let protected = Router::new()
-        .route("/v1/documents", post(replica::forward))
+        .route(
+            "/v1/documents",
+            post(replica::forward).get(replica::forward),
+        )
         .route(
             "/v1/documents/{id}",
             get(replica::document).delete(replica::forward),
@@ -153,6 +157,15 @@ fn replica_routes(state: &AppState) -> Router<AppState> {
         .route("/v1/admin/reindex", post(replica::forward))
         .route("/v1/admin/checkpoint", post(replica::forward))
         .route("/v1/admin/backup-status", put(replica::forward))
+        .route("/v1/admin/dead-letters", get(replica::forward))
+        .route(
+            "/v1/admin/dead-letters/{consumer}/{seq}",
+            axum::routing::delete(replica::forward),
+        )
+        .route(
+            "/v1/admin/dead-letters/{consumer}/{seq}/retry",
+            post(replica::forward),
+        )
         .merge(metrics::router())
         .route("/openapi.json", get(openapi))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -185,5 +198,6 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
             extract::refuse_large_head,
         ))
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
+        .layer(axum::middleware::from_fn(access::trace))
         .with_state(state)
 }

@@ -1,11 +1,14 @@
-//! RFC 9457 problem details: every error the HTTP API returns is `application/problem+json`.
+//! RFC 9457 problem details: every error the HTTP API returns is `application/problem+json`,
+//! with two members of our own: `code`, a stable machine-readable name of the failure (the
+//! `title` is the HTTP reason, the `detail` prose that may change), and `request_id`, the id the
+//! response's `x-request-id` carries and the daemon's log lines of the request show.
 
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// An error response body: `{type, title, status, detail}`.
+/// An error response body: `{type, title, status, detail, code, request_id}`.
 #[derive(Debug, Serialize)]
 pub struct Problem {
     #[serde(rename = "type")]
@@ -13,17 +16,50 @@ pub struct Problem {
     title: &'static str,
     status: u16,
     detail: String,
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
 impl Problem {
-    /// A problem with the standard title of `status`.
+    /// A problem with the standard title of `status` and its generic code.
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self::coded(status, generic_code(status), detail)
+    }
+
+    /// A problem with a code more precise than its status's.
+    pub fn coded(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         Self {
             kind: "about:blank",
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: detail.into(),
+            code,
+            request_id: super::access::current(),
         }
+    }
+}
+
+/// The code of a failure nothing more precise is known about than its status.
+pub fn generic_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        422 => "invalid_request",
+        429 => "too_many_requests",
+        431 => "header_too_large",
+        502 => "bad_gateway",
+        503 => "unavailable",
+        504 => "gateway_timeout",
+        507 => "insufficient_storage",
+        500..=599 => "internal",
+        _ => "error",
     }
 }
 
@@ -68,7 +104,13 @@ pub async fn framework_errors(request: axum::extract::Request, next: Next) -> Re
     } else {
         text
     };
-    let problem = Problem::new(status, detail).into_response();
+    let code = if status == StatusCode::BAD_REQUEST {
+        // axum's rejections of a query string or a path segment.
+        "invalid_parameters"
+    } else {
+        generic_code(status)
+    };
+    let problem = Problem::coded(status, code, detail).into_response();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,

@@ -20,8 +20,40 @@ use crate::webhooks::{aircall, guesty, svix};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/webhooks/aircall", post(aircall_hook))
-        .route("/v1/webhooks/guesty", post(guesty_hook))
+        .route(
+            "/v1/webhooks/aircall",
+            post(|state: State<AppState>, headers: HeaderMap, body: RawBody| async move {
+                let metrics = state.metrics.clone();
+                counted(&metrics, "aircall", aircall_hook(state, headers, body).await)
+            }),
+        )
+        .route(
+            "/v1/webhooks/guesty",
+            post(|state: State<AppState>, headers: HeaderMap, body: RawBody| async move {
+                let metrics = state.metrics.clone();
+                counted(&metrics, "guesty", guesty_hook(state, headers, body).await)
+            }),
+        )
+}
+
+/// Counts a webhook by source and outcome (`concierge_webhooks_total`): `applied`, `unchanged`
+/// (a redelivery or a change older than the stored one), `duplicate` (an idempotency key seen
+/// before), `kept_raw`, `refused` (4xx), `failed` (5xx).
+fn counted(
+    metrics: &super::Metrics,
+    source: &'static str,
+    result: Result<Accepted, ApiError>,
+) -> Result<Accepted, ApiError> {
+    let outcome = match &result {
+        Ok((_, Json(body))) if body.get("kept").is_some() => "kept_raw",
+        Ok((_, Json(body))) if body["duplicate"] == json!(true) => "duplicate",
+        Ok((_, Json(body))) if body["applied"] == json!(false) => "unchanged",
+        Ok(_) => "applied",
+        Err(e) if e.is_client_error() => "refused",
+        Err(_) => "failed",
+    };
+    metrics.count_webhook(source, outcome);
+    result
 }
 
 type Accepted = (StatusCode, Json<Value>);
@@ -56,10 +88,18 @@ async fn merge_or_keep(
         })
         .await?;
     match outcome.map_err(ApiError::Unprocessable)? {
-        Updated::Written(receipt) => Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({"id": id, "seq": receipt.seq, "duplicate": receipt.duplicate})),
-        )),
+        Updated::Written(receipt) => {
+            let applied = receipt
+                .outcomes
+                .iter()
+                .any(|o| matches!(o, concierge_engine::Outcome::Applied { .. }));
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(
+                    json!({"id": id, "seq": receipt.seq, "duplicate": receipt.duplicate, "applied": applied}),
+                ),
+            ))
+        }
         Updated::Kept => Ok(kept_raw()),
     }
 }

@@ -21,6 +21,7 @@ pub(crate) fn start_dense(shared: &Arc<Shared>, reason: &str) -> RebuildHandle<D
     shared.set_state(true, IndexState::Rebuilding(reason.to_owned()));
     let shared = shared.clone();
     std::thread::spawn(move || {
+        start_counting(&shared, true);
         let dim = shared.embedder.dim();
         let index = DenseIndex::new(dim, shared.config.hnsw, 1024);
         let mut pending = Vec::new();
@@ -34,6 +35,7 @@ pub(crate) fn start_dense(shared: &Arc<Shared>, reason: &str) -> RebuildHandle<D
                 })
                 .collect();
             pending.push((Arc::from(stored.doc.id.as_str()), attrs, items));
+            shared.rebuild_counter(true).step();
             if pending.len() >= 1_000 {
                 index.bulk_insert(std::mem::take(&mut pending));
             }
@@ -49,6 +51,13 @@ pub(crate) fn start_dense(shared: &Arc<Shared>, reason: &str) -> RebuildHandle<D
     })
 }
 
+/// Resets a rebuild's progress: nothing done of the live documents there are now (a count
+/// that fails leaves the total at 0: progress unknown, the rebuild goes on).
+fn start_counting(shared: &Shared, dense: bool) {
+    let total = crate::browse::counts(&shared.store).map_or(0, |c| c.total);
+    shared.rebuild_counter(dense).start(total);
+}
+
 /// Starts a background rebuild of the keyword index into an emptied directory.
 pub(crate) fn start_keyword(shared: &Arc<Shared>, reason: &str) -> RebuildHandle<KeywordIndex> {
     tracing::info!(reason, "rebuilding the keyword index in the background");
@@ -56,6 +65,7 @@ pub(crate) fn start_keyword(shared: &Arc<Shared>, reason: &str) -> RebuildHandle
     shared.set_keyword(None);
     let shared = shared.clone();
     std::thread::spawn(move || {
+        start_counting(&shared, false);
         let dir = shared.config.keyword_dir();
         if dir.exists() {
             std::fs::remove_dir_all(&dir)
@@ -76,6 +86,7 @@ pub(crate) fn start_keyword(shared: &Arc<Shared>, reason: &str) -> RebuildHandle
                     })
                     .collect();
                 index.apply(&stored.doc.id, Some((&attrs, kc)))?;
+                shared.rebuild_counter(false).step();
                 if shared.stopping() {
                     Err(Error::Closed)
                 } else {
