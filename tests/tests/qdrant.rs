@@ -300,6 +300,54 @@ fn qdrant_faults_are_retried_while_ingest_keeps_acknowledging() {
     let points = wait_for(&q, good);
     assert!(of(&points, "ops:note:bad").is_empty());
     assert_eq!(of(&points, "ops:note:good").len(), 1);
+
+    // The operator lists the letter, and retries it: a new entry, the letter gone, the
+    // document in Qdrant.
+    let (code, body) = d.get("/v1/admin/dead-letters?consumer=qdrant");
+    assert_eq!(code, 200, "{body}");
+    let listed: Value = serde_json::from_str(&body).expect("letters");
+    assert_eq!(listed["total"], 1, "{listed}");
+    let letter = &listed["dead_letters"][0];
+    assert_eq!(letter["entry"]["id"], "ops:note:bad", "{listed}");
+    let letter_seq = letter["entry"]["seq"].as_u64().expect("seq");
+    let (code, body) = d.request(
+        "POST",
+        &format!("/v1/admin/dead-letters/qdrant/{letter_seq}/retry"),
+        None,
+        &[],
+    );
+    assert_eq!(code, 202, "{body}");
+    let retried = serde_json::from_str::<Value>(&body).expect("receipt")["seq"]
+        .as_u64()
+        .expect("seq");
+    assert!(retried > good, "a new change-log entry: {retried} after {good}");
+    let points = wait_for(&q, retried);
+    assert_eq!(of(&points, "ops:note:bad").len(), 1, "the retried document arrived");
+    let (_, body) = d.get("/v1/admin/dead-letters");
+    assert_eq!(serde_json::from_str::<Value>(&body).expect("letters")["total"], 0, "{body}");
+    let (code, body) = d.request(
+        "POST",
+        &format!("/v1/admin/dead-letters/qdrant/{letter_seq}/retry"),
+        None,
+        &[],
+    );
+    assert_eq!(code, 404, "a retried letter is gone: {body}");
+
+    // Another refusal, dropped for good this time.
+    q.fault(400, 1, "PUT", "/points", None);
+    let dropped = ingest(&d, &document("ops:note:drop", "refused", 1_700_000_000_000));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while watermark(&q) < dropped || d.get("/v1/admin/status").1.contains("\"dead_letters\":0") {
+        assert!(Instant::now() < deadline, "no second dead letter");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let path = format!("/v1/admin/dead-letters/qdrant/{dropped}");
+    assert_eq!(d.request("DELETE", &path, None, &[]).0, 204);
+    assert_eq!(d.request("DELETE", &path, None, &[]).0, 404);
+    let (code, body) = d.request("DELETE", "/v1/admin/dead-letters/qdrant/x", None, &[]);
+    assert_eq!(code, 422, "{body}");
+    let (_, body) = d.get("/v1/admin/status");
+    assert_eq!(serde_json::from_str::<Value>(&body).expect("status")["dead_letters"], 0);
 }
 
 #[test]

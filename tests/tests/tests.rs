@@ -15,6 +15,7 @@ mod firestore;
 mod ingest;
 mod llm;
 mod oidc;
+mod operators;
 mod qdrant;
 mod retention;
 mod secrets;
