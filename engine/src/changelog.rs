@@ -111,6 +111,11 @@ impl Sequencer {
         self.advanced.notify_all();
     }
 
+    /// The highest sequence handed out so far (written, being written, or abandoned).
+    pub fn issued(&self) -> u64 {
+        self.lock().next - 1
+    }
+
     /// Every sequence up to this one is in the log (or was abandoned by a failed write).
     pub fn durable(&self) -> u64 {
         self.lock().durable

@@ -191,6 +191,15 @@ pub(crate) fn search_with_vector(
         )
     };
     if let Some(min_seq) = req.min_seq {
+        // A sequence no write was given cannot come from a receipt: waiting for it would
+        // only time out.
+        let issued = shared.sequencer.issued();
+        if min_seq > issued {
+            return Err(InvalidInput::Search(format!(
+                "min_seq {min_seq} is beyond the last write's sequence ({issued}): pass the seq of a receipt"
+            ))
+            .into());
+        }
         let reached = || {
             let (d, k) = legs();
             d.is_none_or(|d| d.seq() >= min_seq) && k.is_none_or(|k| k.committed_seq() >= min_seq)

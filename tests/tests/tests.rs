@@ -7,6 +7,7 @@ mod api;
 mod backup;
 mod cli;
 mod connections;
+mod contract;
 mod deploy;
 mod disk_full;
 mod ephemeral;

@@ -53,6 +53,10 @@ async fn ask(
     }
     request.min_seq = body.min_seq;
     request.fusion = state.fusion_defaults();
+    // A bad question is a 422 before anything streams, not an error event after a 200.
+    request
+        .validate()
+        .map_err(|e| ApiError::Engine(concierge_engine::Error::InvalidInput(e)))?;
     let answerer = state.answerer.clone();
     let engine = state.engine.clone();
     let qdrant = state.qdrant_search.clone();
@@ -73,6 +77,7 @@ async fn ask(
         return Ok(Json(AnswerView::new(answer, &answerer)).into_response());
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let request_id = super::access::current();
     tokio::task::spawn_blocking(move || {
         let send = |name: &str, data: serde_json::Value| {
             let _ = tx.send(Event::default().event(name).data(data.to_string()));
@@ -92,7 +97,13 @@ async fn ask(
                 "answer",
                 serde_json::to_value(AnswerView::new(answer, &answerer)).unwrap_or_default(),
             ),
-            Err(e) => send("error", e.problem_json()),
+            Err(e) => {
+                let mut problem = e.problem_json();
+                if let (Some(id), Some(fields)) = (request_id, problem.as_object_mut()) {
+                    fields.insert("request_id".to_owned(), json!(id));
+                }
+                send("error", problem)
+            }
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {

@@ -59,16 +59,23 @@ impl Generator for ExtractiveGenerator {
 
     fn generate(&self, prompt: &Prompt) -> Result<String, ModelError> {
         // (passage number, position, sentence)
+        // Sentences of two words or more; when the passages hold none, any that is not blank
+        // (a passage of one word still answers better than no answer at all).
         let mut candidates: Vec<(usize, usize, String)> = Vec::new();
-        for p in &prompt.passages {
-            for (i, s) in p.text.unicode_sentences().enumerate() {
-                let s = quote(s);
-                if s.split_whitespace().count() >= 2
-                    && !candidates.iter().any(|(_, _, c)| *c == s)
-                    && candidates.len() < MAX_CANDIDATES
-                {
-                    candidates.push((p.number, i, s));
+        for min_words in [2, 1] {
+            for p in &prompt.passages {
+                for (i, s) in p.text.unicode_sentences().enumerate() {
+                    let s = quote(s);
+                    if s.split_whitespace().count() >= min_words
+                        && !candidates.iter().any(|(_, _, c)| *c == s)
+                        && candidates.len() < MAX_CANDIDATES
+                    {
+                        candidates.push((p.number, i, s));
+                    }
                 }
+            }
+            if !candidates.is_empty() {
+                break;
             }
         }
         if candidates.is_empty() {
