@@ -25,9 +25,17 @@ use std::process::ExitCode;
 use clap::Parser;
 use concierge_infra::logging::{self, LogFormat};
 
+/// The exit codes, shown by `--help`.
+const EXIT_CODES: &str = "Exit codes:
+  0  success (healthcheck: the daemon is ready)
+  1  a runtime failure or an invalid configuration (healthcheck: not ready or unreachable;
+     ingest: a line could not be stored, or --wait-indexed timed out)
+  2  bad usage: unknown or malformed arguments
+  3  the model files are not installed (run models/fetch.sh)";
+
 /// Concierge: a self-hosted retrieval-augmented answer engine for an operations team.
 #[derive(Debug, Parser)]
-#[command(name = "concierge", version, about)]
+#[command(name = "concierge", version, about, after_long_help = EXIT_CODES)]
 struct Cli {
     /// Log lines as `text` (coloured only on a terminal) or `json` (one object per line); also
     /// `CONCIERGE_LOG__FORMAT`, or `[log] format` in the configuration file of `serve`.
@@ -55,7 +63,11 @@ fn main() -> ExitCode {
             cli.log_format.unwrap_or_default(),
         );
     }
-    match commands::run(cli.command, cli.log_format) {
+    match commands::run(
+        cli.command,
+        cli.log_format,
+        <Cli as clap::CommandFactory>::command(),
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("concierge: error: {err:#}");

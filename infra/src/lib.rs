@@ -32,6 +32,7 @@
 
 pub mod atomic_file;
 pub mod backup_status;
+pub mod cli_docs;
 pub mod layered_config;
 pub mod logging;
 pub mod retry;

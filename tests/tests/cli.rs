@@ -161,3 +161,37 @@ fn healthcheck_exits_0_for_a_ready_daemon_and_1_with_the_reason_otherwise() {
         "{out:?}"
     );
 }
+
+#[test]
+fn both_binaries_print_completions_write_man_pages_and_list_exit_codes_in_help() {
+    let dir = concierge_tests::temp_dir();
+    for (binary, sub, code_line) in [
+        ("concierge", "ingest", "3  the model files are not installed"),
+        ("concierge-sidecar", "backup-run", "5"),
+    ] {
+        let out = run(binary, &["completions", "bash"], &workspace_root());
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains("complete -F"), "{binary}: {script}");
+        let out = run(binary, &["completions", "fish"], &workspace_root());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("complete -c"));
+
+        let pages = dir.path().join(binary);
+        let out = run(
+            binary,
+            &["manpages", pages.to_str().expect("utf-8")],
+            &workspace_root(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let top = std::fs::read_to_string(pages.join(format!("{binary}.1"))).expect("top page");
+        assert!(top.starts_with(".ie") || top.contains(".TH"), "{top}");
+        let page = std::fs::read_to_string(pages.join(format!("{binary}-{sub}.1")))
+            .unwrap_or_else(|e| panic!("{binary}-{sub}.1: {e}"));
+        assert!(page.contains(".SH OPTIONS") || page.contains(".SH NAME"), "{page}");
+
+        let out = run(binary, &["--help"], &workspace_root());
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("Exit codes"), "{binary}: {help}");
+        assert!(help.contains(code_line), "{binary}: {help}");
+    }
+}

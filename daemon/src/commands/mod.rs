@@ -22,6 +22,12 @@ pub enum Command {
     Healthcheck(healthcheck::HealthcheckArgs),
     /// Fill an empty data directory from the Firestore copy ([firestore]).
     RestoreFromFirestore(restore_from_firestore::RestoreArgs),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        shell: concierge_infra::cli_docs::Shell,
+    },
+    /// Write a man page per command into DIR (concierge.1, concierge-serve.1, ...).
+    Manpages { dir: std::path::PathBuf },
 }
 
 impl Command {
@@ -33,7 +39,9 @@ impl Command {
             Command::Embed(_)
             | Command::Ingest(_)
             | Command::Healthcheck(_)
-            | Command::RestoreFromFirestore(_) => "warn",
+            | Command::RestoreFromFirestore(_)
+            | Command::Completions { .. }
+            | Command::Manpages { .. } => "warn",
         }
     }
 }
@@ -42,8 +50,20 @@ impl Command {
 pub fn run(
     command: Command,
     log_format: Option<concierge_infra::logging::LogFormat>,
+    cli: clap::Command,
 ) -> anyhow::Result<()> {
     match command {
+        Command::Completions { shell } => {
+            let mut cli = cli;
+            concierge_infra::cli_docs::write_completions(&mut cli, shell, &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpages { dir } => {
+            for page in concierge_infra::cli_docs::write_man_pages(cli, &dir)? {
+                println!("{}", page.display());
+            }
+            Ok(())
+        }
         Command::Serve(args) => serve::run(&args, log_format),
         Command::Embed(args) => embed::run(&args),
         Command::Ingest(args) => ingest::run(&args),

@@ -67,6 +67,12 @@ enum Command {
     /// git-crypt encrypted files in the deploy repository as versioned Docker secrets.
     #[command(subcommand, after_long_help = exit_codes_help())]
     Secrets(Secrets),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        shell: concierge_infra::cli_docs::Shell,
+    },
+    /// Write a man page per command into DIR (concierge-sidecar.1, concierge-sidecar-backup-run.1, ...).
+    Manpages { dir: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +128,24 @@ impl Cli {
     /// Loads the configuration and runs the command.
     pub fn run(self) -> Result<(), Error> {
         let command = match self.command {
+            Command::Completions { shell } => {
+                let mut cli = <Cli as clap::CommandFactory>::command();
+                concierge_infra::cli_docs::write_completions(
+                    &mut cli,
+                    shell,
+                    &mut std::io::stdout(),
+                );
+                return Ok(());
+            }
+            Command::Manpages { dir } => {
+                let cli = <Cli as clap::CommandFactory>::command();
+                let pages = concierge_infra::cli_docs::write_man_pages(cli, &dir)
+                    .map_err(|e| Error::Fatal(e.to_string()))?;
+                for page in pages {
+                    println!("{}", page.display());
+                }
+                return Ok(());
+            }
             Command::Deploy(command) => {
                 // A deploy host needs no backup repository.
                 let config: Config = load_deploy_config(self.config.as_deref(), std::env::vars())?;
@@ -149,7 +173,10 @@ impl Cli {
         };
         let config: Config = load_config(self.config.as_deref(), std::env::vars())?;
         match command {
-            Command::Deploy(_) | Command::Secrets(_) => Ok(()),
+            Command::Deploy(_)
+            | Command::Secrets(_)
+            | Command::Completions { .. }
+            | Command::Manpages { .. } => Ok(()),
             Command::Schedule => schedule::run(&config, self.config.as_deref()),
             Command::Backup(command) => {
                 exit_when_interrupted()?;
