@@ -154,6 +154,48 @@ impl Browser {
         }
     }
 
+    /// Saves a PNG of the window to `path`.
+    pub fn screenshot(&self, path: &std::path::Path) {
+        use base64::Engine as _;
+        let shot = self.call("GET", &self.at("/screenshot"), None);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot.as_str().unwrap_or_default())
+            .expect("a base64 PNG");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("screenshot directory");
+        }
+        std::fs::write(path, png).expect("write the screenshot");
+    }
+
+    /// Scrolls the element `css` to the top of the window (before a screenshot of it).
+    pub fn scroll_to(&self, css: &str) {
+        self.call(
+            "POST",
+            &self.at("/execute/sync"),
+            Some(json!({
+                "script": "document.querySelector(arguments[0]).scrollIntoView({block: 'start'});",
+                "args": [css],
+            })),
+        );
+    }
+
+    /// The address the window shows.
+    pub fn url(&self) -> String {
+        self.call("GET", &self.at("/url"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Sets the window's size (a phone's, say).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            &self.at("/window/rect"),
+            Some(json!({"width": width, "height": height})),
+        );
+    }
+
     /// The value of cookie `name` the browser keeps for the page.
     pub fn cookie(&self, name: &str) -> Option<Value> {
         let all = self.call("GET", &self.at("/cookie"), None);

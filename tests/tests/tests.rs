@@ -7,6 +7,7 @@ mod api;
 mod backup;
 mod cli;
 mod connections;
+mod console;
 mod contract;
 mod deploy;
 mod disk_full;

@@ -161,6 +161,9 @@ pub struct Auth {
     pub oidc_refresh_seconds: u64,
     /// The least time between two fetches, also when tokens name unknown keys, seconds.
     pub oidc_min_refresh_seconds: u64,
+    /// The console's client id at the issuer (a public client with PKCE, the console's URL
+    /// as its redirect URI and web origin): offers "Sign in with single sign-on" on `/`.
+    pub oidc_console_client_id: Option<String>,
 }
 
 impl Default for Auth {
@@ -180,6 +183,7 @@ impl Default for Auth {
             oidc_leeway_seconds: 30,
             oidc_refresh_seconds: 600,
             oidc_min_refresh_seconds: 10,
+            oidc_console_client_id: None,
         }
     }
 }

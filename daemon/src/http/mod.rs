@@ -6,6 +6,7 @@ mod access;
 mod admin;
 mod ask;
 mod auth;
+mod console;
 mod documents;
 mod error;
 mod extract;
@@ -133,6 +134,7 @@ pub fn app(state: AppState) -> Router {
         ));
     let routes = Router::new()
         .merge(health::router())
+        .merge(console::router())
         .merge(webhooks::router())
         .merge(rocketchat::router())
         .merge(protected);
@@ -174,6 +176,7 @@ fn replica_routes(state: &AppState) -> Router<AppState> {
         ));
     Router::new()
         .merge(health::router())
+        .merge(console::router())
         .route("/v1/webhooks/aircall", post(replica::forward))
         .route("/v1/webhooks/guesty", post(replica::forward))
         .route("/v1/rocketchat", post(replica::forward))
