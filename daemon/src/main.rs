@@ -1,26 +1,13 @@
 //! `concierge`: the Concierge daemon's binary.
 //!
-//! Only command-line parsing and glue live here; what the commands do lives in the library crates
-//! (`concierge-models`, `concierge-engine`). `main` maps failures to exit codes that mean something:
-//! 1 for a runtime failure, 2 for bad usage (clap's), 3 when the model files are not installed.
-
-mod aircall_api;
-mod answers;
-mod backup_status;
-mod cluster;
-mod commands;
-mod config;
-mod firestore;
-mod http;
-mod oidc;
-mod outbound;
-mod qdrant;
-mod rocketchat;
-mod verify;
-mod webhooks;
-mod workers;
+//! Only command-line parsing and glue live here; what the commands do lives in the daemon's
+//! library (`concierge_daemon::commands`) and the crates below it. `main` maps failures to exit
+//! codes that mean something: 1 for a runtime failure, 2 for bad usage (clap's), 3 when the
+//! model files are not installed.
 
 use std::process::ExitCode;
+
+use concierge_daemon::commands;
 
 use clap::Parser;
 use concierge_infra::logging::{self, LogFormat};

@@ -12,7 +12,6 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::JsonBody;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -80,10 +79,10 @@ enum UpsertBody {
     One(DocumentInput),
 }
 
-async fn upsert(
-    State(state): State<AppState>,
-    JsonBody(body): JsonBody<serde_json::Value>,
-) -> Result<(StatusCode, Json<IngestReceipt>), ApiError> {
+/// The ingest request of a `POST /v1/documents` body: one document, or `{documents: [...],
+/// idempotency_key}` (what the fuzz target `document_body` feeds).
+pub fn upsert_request(bytes: &[u8]) -> Result<IngestRequest, ApiError> {
+    let body: serde_json::Value = super::extract::parse(bytes)?;
     // Parsed in two steps so a shape error names the field (untagged enums hide it).
     let body: UpsertBody = if body.get("documents").is_some() {
         let many: ManyBody = serde_json::from_value(body)
@@ -98,7 +97,7 @@ async fn upsert(
                 .map_err(|e| ApiError::Unprocessable(format!("invalid request: {e}")))?,
         )
     };
-    let request = match body {
+    Ok(match body {
         UpsertBody::One(doc) => IngestRequest::upsert(doc.into_document()?),
         UpsertBody::Many {
             documents,
@@ -110,7 +109,16 @@ async fn upsert(
                 .collect::<Result<_, _>>()?,
             idempotency_key,
         },
-    };
+    })
+}
+
+async fn upsert(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    super::extract::RawBody(bytes): super::extract::RawBody,
+) -> Result<(StatusCode, Json<IngestReceipt>), ApiError> {
+    super::extract::require_json(&headers)?;
+    let request = upsert_request(&bytes)?;
     let receipt = state.blocking(move |engine| engine.ingest(request)).await?;
     Ok((StatusCode::ACCEPTED, Json(receipt)))
 }

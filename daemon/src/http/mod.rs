@@ -7,15 +7,15 @@ mod admin;
 mod ask;
 mod auth;
 mod console;
-mod documents;
+pub mod documents;
 mod error;
-mod extract;
+pub mod extract;
 mod health;
 mod metrics;
 mod problem;
 mod replica;
 mod rocketchat;
-mod search;
+pub mod search;
 pub mod server;
 mod webhooks;
 

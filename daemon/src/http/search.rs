@@ -11,7 +11,6 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::JsonBody;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/search", post(search))
@@ -38,12 +37,15 @@ struct SearchBody {
     include_text: bool,
 }
 
-async fn search(
-    State(state): State<AppState>,
-    JsonBody(body): JsonBody<SearchBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    // Fusion: the configured defaults, overridden field by field by the request.
-    let mut fusion = state.fusion_defaults();
+/// The engine's request from a search body's bytes, with `defaults` fusion overridden field by
+/// field by the body's; also whether hits keep their whole text. What `POST /v1/search` parses
+/// (and the fuzz target `search_body` feeds).
+pub fn search_request(
+    bytes: &[u8],
+    defaults: concierge_engine::Fusion,
+) -> Result<(SearchRequest, bool), ApiError> {
+    let body: SearchBody = super::extract::parse(bytes)?;
+    let mut fusion = defaults;
     if let Some(overrides) = body.fusion {
         let mut merged =
             serde_json::to_value(fusion).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -64,6 +66,16 @@ async fn search(
     request.fusion = fusion;
     request.min_seq = body.min_seq;
     request.ef = body.ef;
+    Ok((request, body.include_text))
+}
+
+async fn search(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    super::extract::RawBody(bytes): super::extract::RawBody,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    super::extract::require_json(&headers)?;
+    let (request, include_text) = search_request(&bytes, state.fusion_defaults())?;
     let response: SearchResponse = match state.qdrant_search.clone() {
         Some(qdrant) => {
             state.refuse_when_stopping()?;
@@ -79,7 +91,7 @@ async fn search(
     };
     let mut value =
         serde_json::to_value(response).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if !body.include_text
+    if !include_text
         && let Some(hits) = value["hits"].as_array_mut()
     {
         for hit in hits {

@@ -276,7 +276,7 @@ impl QdrantSearch {
 }
 
 /// The Qdrant filter of a search filter over the payload the sync writes.
-fn qdrant_filter(filter: &Filter, meta_terms: &[String]) -> Value {
+pub fn qdrant_filter(filter: &Filter, meta_terms: &[String]) -> Value {
     let mut must = Vec::new();
     if !filter.source.is_empty() {
         must.push(json!({"key": "source", "match": {"any": filter.source}}));
