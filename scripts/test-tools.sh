@@ -7,6 +7,7 @@
 #   schemathesis + prometheus_client (pip, pinned, in tests/.venv-api: their own venv, apart from
 #                 moto's and qdrant-client's pins) fuzz the HTTP API against openapi.json and
 #                 parse /metrics
+#   cargo-fuzz    (crates.io, pinned) and rustup's nightly toolchain: scripts/fuzz.sh
 #   oidc-provider (npm, pinned by tests/oidc/package-lock.json) the real OIDC issuer
 #                 tests/oidc/issuer.mjs runs (Node.js and npm from Debian when missing)
 # Idempotent; ./test.sh and CI call it.
@@ -35,6 +36,15 @@ if ! "$api_venv/bin/python" -c 'import schemathesis, prometheus_client' 2>/dev/n
   echo "test-tools: installing schemathesis and prometheus_client into tests/.venv-api" >&2
   python3 -m venv "$api_venv"
   "$api_venv/bin/python" -m pip install --quiet 'schemathesis==4.32.5' 'prometheus_client==0.26.0'
+fi
+# cargo fuzz (libFuzzer) and the nightly toolchain it builds with, for scripts/fuzz.sh.
+if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  echo "test-tools: installing the nightly toolchain (cargo fuzz builds with it)" >&2
+  rustup toolchain install nightly --profile minimal
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "test-tools: installing cargo-fuzz" >&2
+  cargo install cargo-fuzz --locked --version 0.13.2
 fi
 if ! [ -f "$root/tests/oidc/node_modules/oidc-provider/package.json" ]; then
   if ! command -v npm >/dev/null 2>&1; then

@@ -24,6 +24,17 @@ pub struct RealIssuer {
 impl RealIssuer {
     /// Starts it for `audience` (the API's client id the tokens are issued for).
     pub fn start(audience: &str) -> RealIssuer {
+        RealIssuer::start_with(audience, None)
+    }
+
+    /// [`RealIssuer::start`], plus the console's public client `concierge-console` sending
+    /// people back to `redirect_uri`, and the development sign-in pages (any login; the login
+    /// `ops-person` has the role `concierge-read`).
+    pub fn start_for_console(audience: &str, redirect_uri: &str) -> RealIssuer {
+        RealIssuer::start_with(audience, Some(redirect_uri))
+    }
+
+    fn start_with(audience: &str, console_redirect: Option<&str>) -> RealIssuer {
         let dir = workspace_root().join("tests/oidc");
         assert!(
             dir.join("node_modules/oidc-provider/package.json")
@@ -38,9 +49,11 @@ impl RealIssuer {
             .arg(dir.join("issuer.mjs"))
             .arg(port.to_string())
             .arg(audience)
+            .args(console_redirect)
             .current_dir(&dir)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // Its warnings and errors show in a failing test's output.
+            .stderr(Stdio::inherit())
             .spawn()
             .expect("start node tests/oidc/issuer.mjs");
         let mut line = String::new();

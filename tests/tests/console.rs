@@ -147,3 +147,69 @@ fn the_console_signs_in_shows_health_searches_answers_and_browses() {
     let html = browser.wait_for("primary · local", Duration::from_secs(10));
     assert!(html.contains("id=\"app\" hidden"), "signed out stays signed out: {html}");
 }
+
+#[test]
+fn single_sign_on_through_the_issuer_signs_the_console_in_with_the_persons_roles() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let base = format!("http://127.0.0.1:{port}/");
+    let issuer = concierge_tests::RealIssuer::start_for_console("concierge", &base);
+    let dir = concierge_tests::temp_dir();
+    let model = model_dir();
+    let mut daemon = KillOnDrop(std::process::Command::new(concierge_tests::binary("concierge"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--model-dir")
+        .arg(&model)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("CONCIERGE_AUTH__OIDC_ISSUER", &issuer.issuer)
+        .env("CONCIERGE_AUTH__OIDC_AUDIENCE", "concierge")
+        .env("CONCIERGE_AUTH__OIDC_CONSOLE_CLIENT_ID", "concierge-console")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start concierge serve"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(daemon.0.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("the listening line");
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+
+    let browser = Browser::start();
+    browser.resize(1280, 900);
+    browser.open(&base);
+    browser.wait_for("Sign in with single sign-on", Duration::from_secs(10));
+    browser.click("#oidc-sign-in");
+    // The issuer's sign-in page (oidc-provider's development pages), then its consent.
+    browser.wait_for("name=\"login\"", Duration::from_secs(10));
+    browser.screenshot(&shots().join("7-sso-issuer.png"));
+    browser.type_into("input[name=login]", "ops-person");
+    browser.type_into("input[name=password]", "any");
+    browser.click("button[type=submit]");
+    let html = browser.wait_for("<", Duration::from_secs(10));
+    if html.contains("name=\"prompt\" value=\"consent\"") || html.contains("Authorize") {
+        browser.click("button[type=submit]");
+    }
+    let html = browser.wait_for("Dense index", Duration::from_secs(20));
+    assert!(html.contains("Keyword index"), "{html}");
+    let address = browser.url();
+    assert!(
+        !address.contains("code=") && !address.contains("state="),
+        "the code leaves the address bar: {address}"
+    );
+    browser.screenshot(&shots().join("8-sso-signed-in.png"));
+}
+
+/// A process killed when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
