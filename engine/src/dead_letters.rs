@@ -7,8 +7,8 @@
 use rocksdb::WriteBatch;
 
 use crate::changelog::{self, ChangeEntry, ChangeKind, DeadLetter, seq_key};
-use crate::shared::Shared;
 use crate::error::Result;
+use crate::shared::Shared;
 use crate::store::{cf, put_json};
 
 /// Which dead letter: the consumer that gave up and the entry's sequence.

@@ -285,7 +285,10 @@ impl KeywordIndex {
         }
         // A range with neither bound (`"updated_at": {}`) restricts nothing (and tantivy's
         // range query panics on it).
-        if let Some(range) = filter.updated_at.filter(|r| r.gte.is_some() || r.lt.is_some()) {
+        if let Some(range) = filter
+            .updated_at
+            .filter(|r| r.gte.is_some() || r.lt.is_some())
+        {
             let lower = range.gte.map_or(Bound::Unbounded, |v| {
                 Bound::Included(Term::from_field_i64(f.updated_at, v))
             });

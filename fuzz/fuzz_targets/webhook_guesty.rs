@@ -8,7 +8,14 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let key = b"concierge-fuzz-secret-32-bytes!!";
-    let _ = svix::verify(key, Some("msg_1"), Some("1700000000"), Some("v1,AAAA"), data, 1_700_000_000);
+    let _ = svix::verify(
+        key,
+        Some("msg_1"),
+        Some("1700000000"),
+        Some("v1,AAAA"),
+        data,
+        1_700_000_000,
+    );
     let Ok(payload) = parse::<serde_json::Value>(data) else {
         return;
     };

@@ -68,7 +68,11 @@ mod tests {
     fn demo() -> clap::Command {
         clap::Command::new("demo")
             .about("A demo")
-            .subcommand(clap::Command::new("run").about("Runs").arg(clap::arg!(--fast "Quickly")))
+            .subcommand(
+                clap::Command::new("run")
+                    .about("Runs")
+                    .arg(clap::arg!(--fast "Quickly")),
+            )
             .subcommand(clap::Command::new("stop").about("Stops"))
     }
 

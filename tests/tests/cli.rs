@@ -166,7 +166,11 @@ fn healthcheck_exits_0_for_a_ready_daemon_and_1_with_the_reason_otherwise() {
 fn both_binaries_print_completions_write_man_pages_and_list_exit_codes_in_help() {
     let dir = concierge_tests::temp_dir();
     for (binary, sub, code_line) in [
-        ("concierge", "ingest", "3  the model files are not installed"),
+        (
+            "concierge",
+            "ingest",
+            "3  the model files are not installed",
+        ),
         ("concierge-sidecar", "backup-run", "5"),
     ] {
         let out = run(binary, &["completions", "bash"], &workspace_root());
@@ -187,7 +191,10 @@ fn both_binaries_print_completions_write_man_pages_and_list_exit_codes_in_help()
         assert!(top.starts_with(".ie") || top.contains(".TH"), "{top}");
         let page = std::fs::read_to_string(pages.join(format!("{binary}-{sub}.1")))
             .unwrap_or_else(|e| panic!("{binary}-{sub}.1: {e}"));
-        assert!(page.contains(".SH OPTIONS") || page.contains(".SH NAME"), "{page}");
+        assert!(
+            page.contains(".SH OPTIONS") || page.contains(".SH NAME"),
+            "{page}"
+        );
 
         let out = run(binary, &["--help"], &workspace_root());
         let help = String::from_utf8_lossy(&out.stdout);

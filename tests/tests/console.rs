@@ -29,9 +29,21 @@ fn the_console_signs_in_shows_health_searches_answers_and_browses() {
     let data = dir.path().join("data");
     let input = dir.path().join("docs.jsonl");
     let docs = [
-        ("ops:note:1", "Boiler", "The boiler in unit 4 was serviced on Monday. The pressure is fine now."),
-        ("ops:note:2", "Pool", "The pool heater is broken; a technician comes on Friday."),
-        ("guesty:reservation:9", "Late arrival", "The guest arrives at midnight and needs the door code."),
+        (
+            "ops:note:1",
+            "Boiler",
+            "The boiler in unit 4 was serviced on Monday. The pressure is fine now.",
+        ),
+        (
+            "ops:note:2",
+            "Pool",
+            "The pool heater is broken; a technician comes on Friday.",
+        ),
+        (
+            "guesty:reservation:9",
+            "Late arrival",
+            "The guest arrives at midnight and needs the door code.",
+        ),
     ];
     let lines: String = docs
         .iter()
@@ -52,7 +64,11 @@ fn the_console_signs_in_shows_health_searches_answers_and_browses() {
         .arg(&model)
         .output()
         .expect("ingest");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let d = Daemon::start_with_env(
         &[
             "--model-dir",
@@ -68,7 +84,10 @@ fn the_console_signs_in_shows_health_searches_answers_and_browses() {
     // The page itself is public and strict about where it loads from.
     let page = d.exchange("GET", "/", None, &[]);
     assert_eq!(page.status, 200);
-    assert!(page.header("content-security-policy").is_some_and(|p| p.contains("default-src 'self'")));
+    assert!(
+        page.header("content-security-policy")
+            .is_some_and(|p| p.contains("default-src 'self'"))
+    );
     let weight: usize = ["/", "/console.js", "/console.css"]
         .iter()
         .map(|p| d.get(p).1.len())
@@ -89,9 +108,15 @@ fn the_console_signs_in_shows_health_searches_answers_and_browses() {
     browser.type_into("#token", TOKEN);
     browser.click("#token-form button[type=submit]");
     let html = browser.wait_for("Dense index", Duration::from_secs(10));
-    assert!(html.contains("Keyword index") && html.contains("Backups"), "{html}");
+    assert!(
+        html.contains("Keyword index") && html.contains("Backups"),
+        "{html}"
+    );
     assert!(html.contains(">ready<"), "{html}");
-    assert!(!browser.url().contains(TOKEN), "the token never goes into the address");
+    assert!(
+        !browser.url().contains(TOKEN),
+        "the token never goes into the address"
+    );
     browser.screenshot(&shots().join("2-health.png"));
 
     // Search: each leg's rank and score per hit.
@@ -104,7 +129,10 @@ fn the_console_signs_in_shows_health_searches_answers_and_browses() {
         html.contains("class=\"leg-dense\">#1 (") && html.contains("class=\"leg-keyword\">#1 ("),
         "the boiler note is first in both legs:\n{html}"
     );
-    assert!(html.contains("<mark>"), "matched terms are highlighted: {html}");
+    assert!(
+        html.contains("<mark>"),
+        "matched terms are highlighted: {html}"
+    );
     browser.scroll_to("#search-title");
     browser.screenshot(&shots().join("3-search.png"));
 
@@ -126,8 +154,14 @@ fn the_console_signs_in_shows_health_searches_answers_and_browses() {
         .nth(1)
         .and_then(|rest| rest.split("id=\"docs-next\"").next())
         .unwrap_or_default();
-    assert!(listing.contains("ops:note:1") && listing.contains("ops:note:2"), "{listing}");
-    assert!(!listing.contains("guesty:reservation:9"), "only the source asked for: {listing}");
+    assert!(
+        listing.contains("ops:note:1") && listing.contains("ops:note:2"),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains("guesty:reservation:9"),
+        "only the source asked for: {listing}"
+    );
     browser.click("#docs tbody tr:first-child button");
     browser.wait_for("serviced on Monday", Duration::from_secs(10));
     browser.scroll_to("#docs-title");
@@ -145,7 +179,10 @@ fn the_console_signs_in_shows_health_searches_answers_and_browses() {
     browser.wait_for("API token", Duration::from_secs(10));
     browser.open(&base);
     let html = browser.wait_for("primary · local", Duration::from_secs(10));
-    assert!(html.contains("id=\"app\" hidden"), "signed out stays signed out: {html}");
+    assert!(
+        html.contains("id=\"app\" hidden"),
+        "signed out stays signed out: {html}"
+    );
 }
 
 #[test]
@@ -158,19 +195,24 @@ fn single_sign_on_through_the_issuer_signs_the_console_in_with_the_persons_roles
     let issuer = concierge_tests::RealIssuer::start_for_console("concierge", &base);
     let dir = concierge_tests::temp_dir();
     let model = model_dir();
-    let mut daemon = KillOnDrop(std::process::Command::new(concierge_tests::binary("concierge"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--model-dir")
-        .arg(&model)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("CONCIERGE_AUTH__OIDC_ISSUER", &issuer.issuer)
-        .env("CONCIERGE_AUTH__OIDC_AUDIENCE", "concierge")
-        .env("CONCIERGE_AUTH__OIDC_CONSOLE_CLIENT_ID", "concierge-console")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("start concierge serve"));
+    let mut daemon = KillOnDrop(
+        std::process::Command::new(concierge_tests::binary("concierge"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--model-dir")
+            .arg(&model)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("CONCIERGE_AUTH__OIDC_ISSUER", &issuer.issuer)
+            .env("CONCIERGE_AUTH__OIDC_AUDIENCE", "concierge")
+            .env(
+                "CONCIERGE_AUTH__OIDC_CONSOLE_CLIENT_ID",
+                "concierge-console",
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start concierge serve"),
+    );
     let mut line = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(daemon.0.stdout.take().expect("stdout")),

@@ -49,7 +49,10 @@ fn a_request_id_is_taken_from_the_caller_or_made_and_comes_back_in_the_header_an
     let problem = json_of(&made.body);
     assert_eq!(problem["request_id"], id.as_str());
     assert_eq!(problem["code"], "method_not_allowed");
-    assert_eq!(made.header("content-type"), Some("application/problem+json"));
+    assert_eq!(
+        made.header("content-type"),
+        Some("application/problem+json")
+    );
 
     // A bad query string is a problem body too, with its own code.
     let (status, body) = d.get("/v1/documents?limit=many");
@@ -72,7 +75,10 @@ fn the_access_log_names_the_route_status_and_token_list_and_never_the_token() {
         .arg(&model)
         .arg("--data-dir")
         .arg(dir.path().join("data"))
-        .env("CONCIERGE_AUTH__READ_TOKENS", "reader-secret-1,reader-secret-2")
+        .env(
+            "CONCIERGE_AUTH__READ_TOKENS",
+            "reader-secret-1,reader-secret-2",
+        )
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
@@ -102,7 +108,10 @@ fn the_access_log_names_the_route_status_and_token_list_and_never_the_token() {
     let _ = child.kill();
     let _ = child.wait();
     let text = std::fs::read_to_string(&log).expect("log");
-    assert!(!text.contains("reader-secret"), "a token in the log:\n{text}");
+    assert!(
+        !text.contains("reader-secret"),
+        "a token in the log:\n{text}"
+    );
     let access: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
@@ -148,7 +157,10 @@ fn documents_are_listed_a_page_at_a_time_by_source_and_kind_without_the_deleted_
         let page = json_of(&body);
         let docs = page["documents"].as_array().expect("documents");
         assert!(docs.len() <= 2, "{body}");
-        seen.extend(docs.iter().map(|d| d["id"].as_str().unwrap_or("").to_owned()));
+        seen.extend(
+            docs.iter()
+                .map(|d| d["id"].as_str().unwrap_or("").to_owned()),
+        );
         match page["next_cursor"].as_str() {
             Some(c) => path = format!("/v1/documents?source=ops&kind=note&limit=2&cursor={c}"),
             None => break,
@@ -165,7 +177,10 @@ fn documents_are_listed_a_page_at_a_time_by_source_and_kind_without_the_deleted_
         .collect();
     assert_eq!(all_ops.len(), 4, "{body}");
     let (_, body) = d.get("/v1/documents");
-    assert_eq!(json_of(&body)["documents"].as_array().map(Vec::len), Some(5));
+    assert_eq!(
+        json_of(&body)["documents"].as_array().map(Vec::len),
+        Some(5)
+    );
 
     for bad in [
         "/v1/documents?kind=note",
@@ -226,7 +241,10 @@ fn a_fetched_document_posted_back_changes_only_what_was_edited() {
         "/v1/documents",
         &json!({"id": "ops:note:8", "updated_at": 1, "version": "one"}).to_string(),
     );
-    assert_eq!(status, 422, "a read-only field is still type-checked: {body}");
+    assert_eq!(
+        status, 422,
+        "a read-only field is still type-checked: {body}"
+    );
 }
 
 /// The value of a sample (`name{labels}` exactly as written).
@@ -284,9 +302,17 @@ fn webhooks_are_counted_by_source_and_outcome_and_answers_by_outcome() {
     );
     let answered: f64 = ["known", "dont_know", "fallback"]
         .iter()
-        .filter_map(|o| sample(&metrics, &format!("concierge_answers_total{{outcome=\"{o}\"}}")))
+        .filter_map(|o| {
+            sample(
+                &metrics,
+                &format!("concierge_answers_total{{outcome=\"{o}\"}}"),
+            )
+        })
         .sum();
-    assert_eq!(answered, 1.0, "one answer; the empty question is not one: {metrics}");
+    assert_eq!(
+        answered, 1.0,
+        "one answer; the empty question is not one: {metrics}"
+    );
     assert_eq!(
         sample(&metrics, "concierge_answers_total{outcome=\"failed\"}"),
         Some(0.0)
@@ -334,7 +360,12 @@ print(len(names))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{} (scripts/test-tools.sh installs it): {e}", python.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} (scripts/test-tools.sh installs it): {e}",
+                python.display()
+            )
+        });
     std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), metrics.as_bytes())
         .expect("write");
     let out = child.wait_with_output().expect("parser");
@@ -378,7 +409,11 @@ fn ingest_prints_a_summary_and_waits_until_both_indexes_serve_the_load() {
         .output()
         .expect("run ingest");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "a bad line fails the load: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a bad line fails the load: {stderr}"
+    );
     assert!(
         stderr.contains("40 applied, 1 stale, 0 unchanged, 1 failed"),
         "{stderr}"
@@ -417,7 +452,11 @@ fn inputs_the_fuzzer_found_are_answered_not_failed() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(json_of(&body)["answer"], "0 [1]", "{body}");
     for path in ["/v1/ask", "/v1/search"] {
-        let field = if path == "/v1/ask" { "question" } else { "query" };
+        let field = if path == "/v1/ask" {
+            "question"
+        } else {
+            "query"
+        };
         let body = json!({field: "zero", "filter": {"updated_at": {}}, "min_seq": 1});
         let (status, answer) = d.post_json(path, &body.to_string());
         assert_eq!(status, 200, "{path}: {answer}");

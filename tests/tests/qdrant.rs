@@ -320,11 +320,22 @@ fn qdrant_faults_are_retried_while_ingest_keeps_acknowledging() {
     let retried = serde_json::from_str::<Value>(&body).expect("receipt")["seq"]
         .as_u64()
         .expect("seq");
-    assert!(retried > good, "a new change-log entry: {retried} after {good}");
+    assert!(
+        retried > good,
+        "a new change-log entry: {retried} after {good}"
+    );
     let points = wait_for(&q, retried);
-    assert_eq!(of(&points, "ops:note:bad").len(), 1, "the retried document arrived");
+    assert_eq!(
+        of(&points, "ops:note:bad").len(),
+        1,
+        "the retried document arrived"
+    );
     let (_, body) = d.get("/v1/admin/dead-letters");
-    assert_eq!(serde_json::from_str::<Value>(&body).expect("letters")["total"], 0, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("letters")["total"],
+        0,
+        "{body}"
+    );
     let (code, body) = d.request(
         "POST",
         &format!("/v1/admin/dead-letters/qdrant/{letter_seq}/retry"),
@@ -347,7 +358,10 @@ fn qdrant_faults_are_retried_while_ingest_keeps_acknowledging() {
     let (code, body) = d.request("DELETE", "/v1/admin/dead-letters/qdrant/x", None, &[]);
     assert_eq!(code, 422, "{body}");
     let (_, body) = d.get("/v1/admin/status");
-    assert_eq!(serde_json::from_str::<Value>(&body).expect("status")["dead_letters"], 0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("status")["dead_letters"],
+        0
+    );
 }
 
 #[test]

@@ -12,9 +12,9 @@
 //! to `--wait-timeout` seconds (exit 1 when they did not get there).
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::time::{Duration, Instant};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use concierge_engine::{Document, Engine, EngineConfig, IngestRequest, Outcome};

@@ -33,7 +33,8 @@ fn accepted(value: &HeaderValue) -> Option<String> {
     let fine = !s.is_empty()
         && s.len() <= 128
         && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=' | b'@')
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=' | b'@')
         });
     fine.then(|| s.to_owned())
 }

@@ -75,9 +75,8 @@ fn letter_key(consumer: &str, seq: &str) -> Result<u64, ApiError> {
     if consumer.is_empty() {
         return Err(ApiError::Unprocessable("the consumer is empty".to_owned()));
     }
-    seq.parse::<u64>().map_err(|_| {
-        ApiError::Unprocessable(format!("the sequence {seq:?} is not a whole number"))
-    })
+    seq.parse::<u64>()
+        .map_err(|_| ApiError::Unprocessable(format!("the sequence {seq:?} is not a whole number")))
 }
 
 /// Gives the dead letter's document to every consumer again: 202 `{seq}` of the new change-log

@@ -67,8 +67,16 @@ pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("PUT", "/v1/admin/backup-status", Scope::Write),
     ("DELETE", "/v1/documents/{id}", Scope::Admin),
     ("POST", "/v1/admin/reindex", Scope::Admin),
-    ("POST", "/v1/admin/dead-letters/{consumer}/{seq}/retry", Scope::Admin),
-    ("DELETE", "/v1/admin/dead-letters/{consumer}/{seq}", Scope::Admin),
+    (
+        "POST",
+        "/v1/admin/dead-letters/{consumer}/{seq}/retry",
+        Scope::Admin,
+    ),
+    (
+        "DELETE",
+        "/v1/admin/dead-letters/{consumer}/{seq}",
+        Scope::Admin,
+    ),
 ];
 
 /// The scope `method` on `route` needs.
@@ -274,7 +282,9 @@ mod tests {
         assert_eq!(granted_scope("both", &auth), Some(Scope::Admin));
         assert_eq!(granted_scope("nope", &auth), None);
         assert_eq!(
-            static_token("both", &auth).map(|(_, which)| which).as_deref(),
+            static_token("both", &auth)
+                .map(|(_, which)| which)
+                .as_deref(),
             Some("auth.admin_tokens[1]"),
             "the access log names the list and place of the highest grant"
         );

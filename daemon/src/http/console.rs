@@ -96,9 +96,15 @@ mod tests {
     #[test]
     fn the_page_loads_nothing_from_elsewhere_and_stays_small() {
         for asset in [PAGE, SCRIPT, STYLE] {
-            assert!(!asset.contains("http://") && !asset.contains("//cdn"), "an external asset");
+            assert!(
+                !asset.contains("http://") && !asset.contains("//cdn"),
+                "an external asset"
+            );
         }
-        assert!(!SCRIPT.contains("innerHTML"), "data goes in as text, never as HTML");
+        assert!(
+            !SCRIPT.contains("innerHTML"),
+            "data goes in as text, never as HTML"
+        );
         assert!(page_weight() < 40_000, "{} bytes", page_weight());
     }
 }

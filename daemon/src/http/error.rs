@@ -84,11 +84,19 @@ impl ApiError {
                 "request_timeout",
                 format!("the request body did not arrive within {ms} ms (server.body_timeout_ms)"),
             ),
-            ApiError::UnsupportedMediaType(d) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", d),
+            ApiError::UnsupportedMediaType(d) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                d,
+            ),
             ApiError::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", d),
             ApiError::Internal(cause) => internal(cause),
             ApiError::Engine(e) => match e {
-                EngineError::InvalidInput(i) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", i.to_string()),
+                EngineError::InvalidInput(i) => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_request",
+                    i.to_string(),
+                ),
                 EngineError::Poisoned { ref cause } if no_space(cause) => {
                     tracing::error!(error = %e, "refusing a write: the store is poisoned by a full disk");
                     (StatusCode::INSUFFICIENT_STORAGE, "disk_full", "the data disk filled up during a write: writes are refused until space is freed and the daemon restarts (acknowledged writes are kept)".to_owned())

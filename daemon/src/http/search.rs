@@ -91,9 +91,7 @@ async fn search(
     };
     let mut value =
         serde_json::to_value(response).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if !include_text
-        && let Some(hits) = value["hits"].as_array_mut()
-    {
+    if !include_text && let Some(hits) = value["hits"].as_array_mut() {
         for hit in hits {
             if let Some(document) = hit["document"].as_object_mut()
                 && let Some(text) = document.remove("text")

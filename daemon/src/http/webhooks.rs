@@ -22,17 +22,25 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/v1/webhooks/aircall",
-            post(|state: State<AppState>, headers: HeaderMap, body: RawBody| async move {
-                let metrics = state.metrics.clone();
-                counted(&metrics, "aircall", aircall_hook(state, headers, body).await)
-            }),
+            post(
+                |state: State<AppState>, headers: HeaderMap, body: RawBody| async move {
+                    let metrics = state.metrics.clone();
+                    counted(
+                        &metrics,
+                        "aircall",
+                        aircall_hook(state, headers, body).await,
+                    )
+                },
+            ),
         )
         .route(
             "/v1/webhooks/guesty",
-            post(|state: State<AppState>, headers: HeaderMap, body: RawBody| async move {
-                let metrics = state.metrics.clone();
-                counted(&metrics, "guesty", guesty_hook(state, headers, body).await)
-            }),
+            post(
+                |state: State<AppState>, headers: HeaderMap, body: RawBody| async move {
+                    let metrics = state.metrics.clone();
+                    counted(&metrics, "guesty", guesty_hook(state, headers, body).await)
+                },
+            ),
         )
 }
 
