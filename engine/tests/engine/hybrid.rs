@@ -8,7 +8,7 @@ use concierge_engine::{
 };
 use serde_json::json;
 
-use super::common::{SENTENCES, config, doc, put, real_embedder, wait_indexed};
+use super::common::{CountingEmbedder, SENTENCES, config, doc, put, real_embedder, wait_indexed};
 
 fn corpus(dir: &std::path::Path) -> Engine {
     let engine = Engine::open(config(dir), real_embedder()).expect("opens");
@@ -225,7 +225,7 @@ fn fusion_settings_change_the_ranking_and_legs_report_their_ranks() {
 }
 
 #[test]
-fn bad_requests_are_refused_and_min_seq_waits_a_bounded_time() {
+fn bad_requests_and_a_min_seq_never_issued_are_refused_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut c = config(dir.path());
     c.min_seq_timeout = Duration::from_millis(300);
@@ -246,19 +246,40 @@ fn bad_requests_are_refused_and_min_seq_waits_a_bounded_time() {
         engine.search(&bad_fusion),
         Err(Error::InvalidInput(_))
     ));
+    // A sequence no write was given cannot come from a receipt: refused at once.
     let started = std::time::Instant::now();
     let err = engine
         .search(&SearchRequest::new("x").min_seq(1_000))
-        .expect_err("not indexed");
-    assert!(
-        matches!(err, Error::NotYetIndexed { wanted: 1_000, .. }),
-        "{err}"
-    );
-    assert!(started.elapsed() < Duration::from_secs(5));
+        .expect_err("never issued");
+    assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+    assert!(started.elapsed() < Duration::from_millis(250));
     // An ingest followed by a search at its sequence sees it.
     let seq = put(&engine, doc("aircall:call:1", "", "Read your writes.", 1));
     let found = engine
         .search(&SearchRequest::new("read your writes").min_seq(seq))
         .expect("search");
     assert_eq!(found.hits.len(), 1);
+}
+
+#[test]
+fn min_seq_of_a_write_the_indexer_cannot_reach_waits_a_bounded_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(dir.path());
+    c.min_seq_timeout = Duration::from_millis(300);
+    // The indexer cannot embed this document, so it never passes its sequence.
+    let engine = Engine::open(c, CountingEmbedder::new(Some("UNEMBEDDABLE"))).expect("opens");
+    let seq = put(&engine, doc("aircall:call:1", "", "UNEMBEDDABLE text", 1));
+    let started = std::time::Instant::now();
+    let err = engine
+        .search(&SearchRequest::new("x").min_seq(seq))
+        .expect_err("not indexed");
+    assert!(
+        matches!(err, Error::NotYetIndexed { wanted, .. } if wanted == seq),
+        "{err}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
 }
