@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
-use super::auth::Identity;
+use super::identity::Identity;
 
 /// The header that carries the id, both ways.
 pub const HEADER: &str = "x-request-id";

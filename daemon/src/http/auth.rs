@@ -16,6 +16,7 @@ use axum::response::Response;
 
 use super::AppState;
 use super::error::ApiError;
+pub use super::identity::Identity;
 use crate::config::Auth;
 use crate::verify::position_of;
 
@@ -119,16 +120,6 @@ pub fn scope_of_roles(roles: &[String], auth: &Auth) -> Option<Scope> {
     .filter(|(_, wanted)| roles.iter().any(|r| wanted.contains(r)))
     .map(|(scope, _)| scope)
     .max()
-}
-
-/// Who made a request, for the log and the handlers (request extension).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// `token` (a static token) or `oidc`.
-    pub via: &'static str,
-    /// The OIDC subject, or which configured token (`auth.read_tokens[0]`), never the token.
-    pub subject: Option<String>,
-    pub username: Option<String>,
 }
 
 /// A static token's scope, or an OIDC token's caller and scope (`None`: no role grants one).

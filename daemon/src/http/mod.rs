@@ -11,6 +11,7 @@ pub mod documents;
 mod error;
 pub mod extract;
 mod health;
+mod identity;
 mod metrics;
 mod problem;
 mod replica;
