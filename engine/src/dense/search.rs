@@ -163,16 +163,22 @@ impl DenseIndex {
                     *x = u32::try_from(i).unwrap_or(u32::MAX);
                 }
             }
-            for point in self.hnsw.get_point_indexation() {
-                let Some(&i) = by_slot.get(point.get_origin_id()) else {
-                    continue;
-                };
-                if let Some((_, chunk_id, doc_id)) = candidates.get(i as usize) {
-                    scored.push(DenseHit {
-                        chunk_id: *chunk_id,
-                        doc_id: doc_id.clone(),
-                        score: dot(query, point.get_v()),
-                    });
+            // Layer by layer: each layer's iterator holds one read lock of hnsw_rs's points.
+            // (Its whole-graph iterator takes that lock a second time while holding it, which
+            // deadlocks behind an inserting writer.) A point sits in the layer of its level.
+            let points = self.hnsw.get_point_indexation();
+            for layer in 0..=usize::from(points.get_max_level_observed()) {
+                for point in points.get_layer_iterator(layer) {
+                    let Some(&i) = by_slot.get(point.get_origin_id()) else {
+                        continue;
+                    };
+                    if let Some((_, chunk_id, doc_id)) = candidates.get(i as usize) {
+                        scored.push(DenseHit {
+                            chunk_id: *chunk_id,
+                            doc_id: doc_id.clone(),
+                            score: dot(query, point.get_v()),
+                        });
+                    }
                 }
             }
         }
@@ -216,6 +222,74 @@ mod tests {
     use super::super::{DenseItem, HnswParams, unit};
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn an_exact_scan_of_the_graph_completes_while_the_indexer_inserts() {
+        // hnsw_rs's point iterator takes its read lock a second time while holding it; with
+        // parking_lot that waits behind an inserting writer that waits for the first: a
+        // deadlock. The scan (more than FETCHED_SCAN_MAX candidates: k above the matching
+        // documents sends the search there) must finish however inserts interleave.
+        let idx = std::sync::Arc::new(DenseIndex::new(8, HnswParams::default(), 8_000));
+        for i in 0..5_000u64 {
+            let kind = if i % 2 == 0 { "even" } else { "odd" };
+            idx.apply(
+                &format!("t:{kind}:{i}"),
+                Some((
+                    attrs(kind),
+                    vec![DenseItem {
+                        chunk_id: i,
+                        vector: unit(i, 8),
+                    }],
+                )),
+            )
+            .expect("applies");
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (idx, stop) = (idx.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = 5_000u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = idx.apply(
+                        &format!("t:new:{i}"),
+                        Some((
+                            attrs("new"),
+                            vec![DenseItem {
+                                chunk_id: i,
+                                vector: unit(i, 8),
+                            }],
+                        )),
+                    );
+                    i += 1;
+                }
+            })
+        };
+        let (done, finished) = std::sync::mpsc::channel();
+        {
+            let idx = idx.clone();
+            std::thread::spawn(move || {
+                let filter = Filter {
+                    kind: vec!["even".into()],
+                    ..Filter::default()
+                };
+                let fetch = |_: &[u64]| Ok(Vec::new());
+                for _ in 0..200 {
+                    let hits = idx
+                        .search(&unit(3, 8), 3_000, 64, &filter, &[], &fetch)
+                        .expect("searches");
+                    assert_eq!(hits.len(), 2_500);
+                }
+                let _ = done.send(());
+            });
+        }
+        let outcome = finished.recv_timeout(std::time::Duration::from_secs(60));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            outcome.is_ok(),
+            "the scan deadlocked with the inserting indexer (or panicked)"
+        );
+        writer.join().expect("the writer");
+    }
 
     #[test]
     fn a_selective_filter_is_answered_by_an_exact_scan() {
