@@ -229,7 +229,7 @@ mod tests {
         // parking_lot that waits behind an inserting writer that waits for the first: a
         // deadlock. The scan (more than FETCHED_SCAN_MAX candidates: k above the matching
         // documents sends the search there) must finish however inserts interleave.
-        let idx = std::sync::Arc::new(DenseIndex::new(8, HnswParams::default(), 8_000));
+        let idx = std::sync::Arc::new(DenseIndex::new(8, HnswParams::default(), 200_000));
         for i in 0..5_000u64 {
             let kind = if i % 2 == 0 { "even" } else { "odd" };
             idx.apply(
@@ -248,19 +248,20 @@ mod tests {
         let writer = {
             let (idx, stop) = (idx.clone(), stop.clone());
             std::thread::spawn(move || {
-                let mut i = 5_000u64;
+                // Documents of many chunks, as a long call transcript: their graph inserts
+                // (no lock of ours held) run while searches come and go.
+                let mut next = 5_000u64;
+                let mut doc = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let _ = idx.apply(
-                        &format!("t:new:{i}"),
-                        Some((
-                            attrs("new"),
-                            vec![DenseItem {
-                                chunk_id: i,
-                                vector: unit(i, 8),
-                            }],
-                        )),
-                    );
-                    i += 1;
+                    let chunks = (next..next + 300)
+                        .map(|c| DenseItem {
+                            chunk_id: c,
+                            vector: unit(c, 8),
+                        })
+                        .collect();
+                    next += 300;
+                    let _ = idx.apply(&format!("t:new:{doc}"), Some((attrs("new"), chunks)));
+                    doc += 1;
                 }
             })
         };
@@ -273,7 +274,7 @@ mod tests {
                     ..Filter::default()
                 };
                 let fetch = |_: &[u64]| Ok(Vec::new());
-                for _ in 0..200 {
+                for _ in 0..50 {
                     let hits = idx
                         .search(&unit(3, 8), 3_000, 64, &filter, &[], &fetch)
                         .expect("searches");
