@@ -11,6 +11,31 @@ use crate::distance::dot;
 use crate::error::Result;
 use crate::filter::{DocAttrs, Filter, TimeRange};
 
+/// A frozen copy of an [`AnnIndex`]'s graph (flat level-0 links, contiguous vectors, our own
+/// search kernel): what the dense index is to serve from once issue 22 lands; for benchmarks.
+#[derive(Debug)]
+pub struct FrozenAnn {
+    graph: crate::dense::frozen::FrozenGraph,
+    /// Point (slot) → id.
+    ids: Vec<u64>,
+}
+
+impl FrozenAnn {
+    /// The `k` nearest ids with their cosine similarity, best first.
+    pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<(u64, f32)> {
+        self.graph
+            .search(query, k, ef)
+            .into_iter()
+            .filter_map(|f| Some((*self.ids.get(f.id as usize)?, 1.0 - f.distance)))
+            .collect()
+    }
+
+    /// Bytes of its links and vectors.
+    pub fn bytes(&self) -> usize {
+        self.graph.bytes() + self.ids.len() * 8
+    }
+}
+
 /// Stored vectors by id (`None` where missing), for the exact scan of selective filters.
 pub type VectorLookup<'a> = dyn Fn(&[u64]) -> Vec<Option<Vec<f32>>> + 'a;
 
@@ -123,6 +148,14 @@ impl AnnIndex {
             .into_iter()
             .map(|h| (h.chunk_id, h.score))
             .collect())
+    }
+
+    /// A frozen copy of the built graph, searched by our own kernel (`dense::frozen`); `None`
+    /// when the index is empty. Take it once inserts are done.
+    pub fn frozen(&self) -> Option<FrozenAnn> {
+        let graph = crate::dense::frozen::FrozenGraph::freeze(self.inner.hnsw(), self.inner.dim())?;
+        let ids = self.inner.read().slots.clone();
+        Some(FrozenAnn { graph, ids })
     }
 
     /// Live vectors.

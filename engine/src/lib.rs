@@ -55,7 +55,7 @@ pub mod sparse;
 mod store;
 mod update_workers;
 
-pub use ann::{AnnIndex, BruteForce};
+pub use ann::{AnnIndex, BruteForce, FrozenAnn};
 pub use answer::{
     Answer, AnswerEvent, AnswerTimings, AskRequest, MAX_PASSAGES, Retrieved, Source, answer_from,
 };

@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use hnsw_rs::prelude::Hnsw;
 use serde::{Deserialize, Serialize};
 
+pub(crate) mod frozen;
 mod search;
 
 use crate::distance::UnitCosine;
