@@ -161,8 +161,9 @@ impl FrozenGraph {
             }
             let epoch = *epoch;
             // candidates: nearest first; results: the ef best so far, farthest on top.
-            let mut candidates = BinaryHeap::new();
-            let mut results = BinaryHeap::new();
+            let mut candidates = BinaryHeap::with_capacity(ef * 2);
+            let mut results = BinaryHeap::with_capacity(ef + 1);
+            let mut fresh: Vec<u32> = Vec::with_capacity(self.width);
             marks[current as usize] = epoch;
             candidates.push(Reverse(ByDistance(best, current)));
             results.push(ByDistance(best, current));
@@ -172,14 +173,19 @@ impl FrozenGraph {
                     break;
                 }
                 let row = &self.level0[id as usize * self.width..(id as usize + 1) * self.width];
+                // The unvisited neighbours first, then their distances in one run (the
+                // vectors' loads overlap instead of waiting on the marks in between).
+                fresh.clear();
                 for &nb in row.iter().take_while(|&&nb| nb != NONE) {
                     let Some(mark) = marks.get_mut(nb as usize) else {
                         continue;
                     };
-                    if *mark == epoch {
-                        continue;
+                    if *mark != epoch {
+                        *mark = epoch;
+                        fresh.push(nb);
                     }
-                    *mark = epoch;
+                }
+                for &nb in &fresh {
                     let dn = self.distance(query, nb);
                     if results.len() < ef || results.peek().is_some_and(|w| dn < w.0) {
                         candidates.push(Reverse(ByDistance(dn, nb)));
