@@ -159,6 +159,8 @@ struct Report {
 const OURS: &str = "concierge";
 /// The frozen copy of our graph (flat arrays, our own search; its bytes are its own structure).
 const FROZEN: &str = "concierge-frozen";
+/// The frozen graph walked over int8 codes, its candidates rescored with the f32 vectors.
+const FROZEN_INT8: &str = "concierge-frozen-int8";
 const EXACT: &str = "exact";
 
 /// The filter label of row `i`: a fixed hash, uniform over 0..100.
@@ -400,30 +402,33 @@ pub fn run(args: &AnnArgs) -> anyhow::Result<()> {
         let freeze_s = started.elapsed().as_secs_f64();
         let frozen_bytes = frozen.bytes() as f64 / base.len() as f64;
         if let Some(set) = truth.sets.iter().find(|s| s.selectivity.is_none()) {
-            let pb = Progress::new(args.efs.len(), "frozen graph");
-            for &ef in &args.efs {
-                let started = Instant::now();
-                let found: Vec<Vec<u64>> = queries
-                    .iter()
-                    .map(|q| {
-                        frozen
-                            .search(q, args.k, ef)
-                            .into_iter()
-                            .map(|(id, _)| id)
-                            .collect()
-                    })
-                    .collect();
-                let qps = queries.len() as f64 / started.elapsed().as_secs_f64();
-                rows.push(Row {
-                    library: FROZEN.into(),
-                    selectivity: None,
-                    ef_search: Some(ef),
-                    recall_at_10: recall(&found, &set.truth),
-                    qps,
-                    build_s: build_s + freeze_s,
-                    bytes_per_vector: frozen_bytes,
-                });
-                pb.inc(1);
+            let pb = Progress::new(args.efs.len() * 2, "frozen graph");
+            for (library, int8) in [(FROZEN, false), (FROZEN_INT8, true)] {
+                for &ef in &args.efs {
+                    let started = Instant::now();
+                    let found: Vec<Vec<u64>> = queries
+                        .iter()
+                        .map(|q| {
+                            let hits = if int8 {
+                                frozen.search_int8(q, args.k, ef)
+                            } else {
+                                frozen.search(q, args.k, ef)
+                            };
+                            hits.into_iter().map(|(id, _)| id).collect()
+                        })
+                        .collect();
+                    let qps = queries.len() as f64 / started.elapsed().as_secs_f64();
+                    rows.push(Row {
+                        library: library.into(),
+                        selectivity: None,
+                        ef_search: Some(ef),
+                        recall_at_10: recall(&found, &set.truth),
+                        qps,
+                        build_s: build_s + freeze_s,
+                        bytes_per_vector: frozen_bytes,
+                    });
+                    pb.inc(1);
+                }
             }
             pb.finish();
         }

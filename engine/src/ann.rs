@@ -30,7 +30,17 @@ impl FrozenAnn {
             .collect()
     }
 
-    /// Bytes of its links and vectors.
+    /// [`FrozenAnn::search`] walking the graph over int8 codes of the vectors, then rescoring
+    /// the `ef` candidates with the f32 vectors.
+    pub fn search_int8(&self, query: &[f32], k: usize, ef: usize) -> Vec<(u64, f32)> {
+        self.graph
+            .search_int8(query, k, ef)
+            .into_iter()
+            .filter_map(|f| Some((*self.ids.get(f.id as usize)?, 1.0 - f.distance)))
+            .collect()
+    }
+
+    /// Bytes of its links, vectors and their int8 codes.
     pub fn bytes(&self) -> usize {
         self.graph.bytes() + self.ids.len() * 8
     }
