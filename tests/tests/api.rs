@@ -5,12 +5,7 @@ use concierge_tests::{Daemon, model_dir, workspace_root};
 use serde_json::{Value, json};
 
 fn start(env: &[(&str, &str)]) -> Daemon {
-    let model = model_dir();
-    Daemon::start_with_env(
-        &["--model-dir", model.to_str().expect("utf-8")],
-        env,
-        &workspace_root(),
-    )
+    Daemon::with_model(env)
 }
 
 fn json_of(body: &str) -> Value {

@@ -55,15 +55,7 @@ fn the_console_signs_in_shows_health_searches_answers_and_browses() {
         })
         .collect();
     std::fs::write(&input, lines).expect("input");
-    let out = std::process::Command::new(concierge_tests::binary("concierge"))
-        .args(["ingest", "--wait-indexed"])
-        .arg(&input)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--model-dir")
-        .arg(&model)
-        .output()
-        .expect("ingest");
+    let out = concierge_tests::ingest_and_wait(&input, &data);
     assert!(
         out.status.success(),
         "{}",
@@ -195,31 +187,22 @@ fn single_sign_on_through_the_issuer_signs_the_console_in_with_the_persons_roles
     let issuer = concierge_tests::RealIssuer::start_for_console("concierge", &base);
     let dir = concierge_tests::temp_dir();
     let model = model_dir();
-    let mut daemon = KillOnDrop(
-        std::process::Command::new(concierge_tests::binary("concierge"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--model-dir")
-            .arg(&model)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .env("CONCIERGE_AUTH__OIDC_ISSUER", &issuer.issuer)
-            .env("CONCIERGE_AUTH__OIDC_AUDIENCE", "concierge")
-            .env(
-                "CONCIERGE_AUTH__OIDC_CONSOLE_CLIENT_ID",
-                "concierge-console",
-            )
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("start concierge serve"),
-    );
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(daemon.0.stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("the listening line");
-    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    let mut command = std::process::Command::new(concierge_tests::binary("concierge"));
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--model-dir")
+        .arg(&model)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("CONCIERGE_AUTH__OIDC_ISSUER", &issuer.issuer)
+        .env("CONCIERGE_AUTH__OIDC_AUDIENCE", "concierge")
+        .env(
+            "CONCIERGE_AUTH__OIDC_CONSOLE_CLIENT_ID",
+            "concierge-console",
+        )
+        .stderr(std::process::Stdio::inherit());
+    let daemon = Daemon::from_command(command, dir.path().join("data"));
+    assert_eq!(daemon.address, format!("127.0.0.1:{port}"));
 
     let browser = Browser::start();
     browser.resize(1280, 900);
@@ -258,14 +241,4 @@ fn single_sign_on_through_the_issuer_signs_the_console_in_with_the_persons_roles
         "the code leaves the address bar: {address}"
     );
     browser.screenshot(&shots().join("8-sso-signed-in.png"));
-}
-
-/// A process killed when the test ends, however it ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

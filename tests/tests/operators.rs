@@ -9,12 +9,7 @@ use concierge_tests::{Daemon, binary, model_dir, temp_dir, workspace_root};
 use serde_json::{Value, json};
 
 fn start(env: &[(&str, &str)]) -> Daemon {
-    let model = model_dir();
-    Daemon::start_with_env(
-        &["--model-dir", model.to_str().expect("utf-8")],
-        env,
-        &workspace_root(),
-    )
+    Daemon::with_model(env)
 }
 
 fn json_of(body: &str) -> Value {
@@ -69,7 +64,8 @@ fn the_access_log_names_the_route_status_and_token_list_and_never_the_token() {
     let dir = temp_dir();
     let log = dir.path().join("daemon.log");
     let model = model_dir();
-    let mut child = Command::new(binary("concierge"))
+    let mut command = Command::new(binary("concierge"));
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .arg("--model-dir")
         .arg(&model)
@@ -79,23 +75,9 @@ fn the_access_log_names_the_route_status_and_token_list_and_never_the_token() {
             "CONCIERGE_AUTH__READ_TOKENS",
             "reader-secret-1,reader-secret-2",
         )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("start");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("listening line");
-    let address = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .expect("address")
-        .to_owned();
-    let reply = concierge_tests::http_exchange(
-        &address,
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    let d = Daemon::from_command(command, dir.path().join("data"));
+    let reply = d.exchange(
         "GET",
         "/v1/admin/status",
         None,
@@ -105,8 +87,7 @@ fn the_access_log_names_the_route_status_and_token_list_and_never_the_token() {
         ],
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let _ = child.kill();
-    let _ = child.wait();
+    d.kill();
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(
         !text.contains("reader-secret"),
@@ -399,15 +380,7 @@ fn ingest_prints_a_summary_and_waits_until_both_indexes_serve_the_load() {
     std::fs::write(&input, lines).expect("input");
     let data = dir.path().join("data");
     let model = model_dir();
-    let out = Command::new(binary("concierge"))
-        .args(["ingest", "--wait-indexed"])
-        .arg(&input)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--model-dir")
-        .arg(&model)
-        .output()
-        .expect("run ingest");
+    let out = concierge_tests::ingest_and_wait(&input, &data);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),

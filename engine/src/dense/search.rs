@@ -223,6 +223,21 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// Document `t:{kind}:{i}` with one 8-dimensional chunk `i`.
+    fn put_one(idx: &DenseIndex, kind: &str, i: u64) {
+        idx.apply(
+            &format!("t:{kind}:{i}"),
+            Some((
+                attrs(kind),
+                vec![DenseItem {
+                    chunk_id: i,
+                    vector: unit(i, 8),
+                }],
+            )),
+        )
+        .expect("applies");
+    }
+
     #[test]
     fn an_exact_scan_of_the_graph_completes_while_the_indexer_inserts() {
         // hnsw_rs's point iterator takes its read lock a second time while holding it; with
@@ -232,17 +247,7 @@ mod tests {
         let idx = std::sync::Arc::new(DenseIndex::new(8, HnswParams::default(), 200_000));
         for i in 0..5_000u64 {
             let kind = if i % 2 == 0 { "even" } else { "odd" };
-            idx.apply(
-                &format!("t:{kind}:{i}"),
-                Some((
-                    attrs(kind),
-                    vec![DenseItem {
-                        chunk_id: i,
-                        vector: unit(i, 8),
-                    }],
-                )),
-            )
-            .expect("applies");
+            put_one(&idx, kind, i);
         }
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = {
@@ -299,17 +304,7 @@ mod tests {
         for i in 0..100u64 {
             let kind = if i % 50 == 0 { "rare" } else { "common" };
             store.insert(i, unit(i, 8));
-            idx.apply(
-                &format!("t:{kind}:{i}"),
-                Some((
-                    attrs(kind),
-                    vec![DenseItem {
-                        chunk_id: i,
-                        vector: unit(i, 8),
-                    }],
-                )),
-            )
-            .expect("applies");
+            put_one(&idx, kind, i);
         }
         let fetch = |ids: &[u64]| Ok(ids.iter().map(|i| store.get(i).cloned()).collect());
         let filter = Filter {
