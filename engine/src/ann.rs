@@ -11,11 +11,11 @@ use crate::distance::dot;
 use crate::error::Result;
 use crate::filter::{DocAttrs, Filter, TimeRange};
 
-/// A frozen copy of an [`AnnIndex`]'s graph (flat level-0 links, contiguous vectors, our own
-/// search kernel): what the dense index is to serve from once issue 22 lands; for benchmarks.
+/// An [`AnnIndex`]'s frozen segment (flat level-0 links, contiguous vectors, our own search
+/// kernel) on its own, for benchmarks of its walks.
 #[derive(Debug)]
 pub struct FrozenAnn {
-    graph: crate::dense::frozen::FrozenGraph,
+    graph: Arc<crate::dense::frozen::FrozenGraph>,
     /// Point (slot) → id.
     ids: Vec<u64>,
 }
@@ -45,9 +45,6 @@ impl FrozenAnn {
         self.graph.bytes() + self.ids.len() * 8
     }
 }
-
-/// Stored vectors by id (`None` where missing), for the exact scan of selective filters.
-pub type VectorLookup<'a> = dyn Fn(&[u64]) -> Vec<Option<Vec<f32>>> + 'a;
 
 /// HNSW over `(id, unit vector)` pairs; one id is one point (re-inserting an id replaces it).
 #[derive(Debug)]
@@ -89,6 +86,7 @@ impl AnnIndex {
     }
 
     /// Inserts many new vectors in parallel on the global rayon pool (as index rebuilds do).
+    /// Like every insert, they are fresh (exactly scanned by searches) until [`AnnIndex::freeze`].
     pub fn insert_parallel(&self, items: Vec<(u64, Vec<f32>)>) {
         self.insert_parallel_labelled(
             items
@@ -122,27 +120,46 @@ impl AnnIndex {
         self.inner.apply(&id.to_string(), None)
     }
 
+    /// Folds the vectors inserted since the last call into the frozen segment searches walk, as
+    /// the engine's indexer does; returns the vectors it holds. Call it once inserts are done
+    /// (not while another thread inserts).
+    pub fn freeze(&self) -> Result<usize> {
+        Ok(self.inner.freeze()?.unwrap_or(0))
+    }
+
     /// The `k` nearest ids with their cosine similarity, best first.
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<(u64, f32)>> {
-        let none = |_: &[u64]| Ok(Vec::new());
         Ok(self
             .inner
-            .search(query, k, ef, &Filter::default(), &[], &none)?
+            .search(query, k, ef, &Filter::default(), &[])?
             .into_iter()
             .map(|h| (h.chunk_id, h.score))
             .collect())
     }
 
+    /// [`AnnIndex::search`] as hnsw_rs's own search of the same graph answers it (what the
+    /// engine served before the frozen segment), tombstones skipped; for comparison.
+    pub fn search_hnsw_rs(&self, query: &[f32], k: usize, ef: usize) -> Vec<(u64, f32)> {
+        let m = self.inner.read();
+        self.inner
+            .hnsw()
+            .search(query, ef.max(k), ef.max(k))
+            .into_iter()
+            .filter(|n| m.is_live(n.d_id).is_some())
+            .filter_map(|n| Some((*m.slots.get(n.d_id)?, 1.0 - n.distance)))
+            .take(k)
+            .collect()
+    }
+
     /// The `k` nearest ids whose label is below `below`, found the way the engine's dense leg
-    /// serves a filtered search: filtered HNSW when many vectors match, else an exact scan of the
-    /// matching ones, whose vectors `vectors` returns by id (the engine reads them from its store).
+    /// serves a filtered search: a post-filtered walk when many vectors match, else an exact
+    /// scan of the matching ones.
     pub fn search_label_below(
         &self,
         query: &[f32],
         k: usize,
         ef: usize,
         below: i64,
-        vectors: &VectorLookup<'_>,
     ) -> Result<Vec<(u64, f32)>> {
         let filter = Filter {
             updated_at: Some(TimeRange {
@@ -151,20 +168,18 @@ impl AnnIndex {
             }),
             ..Filter::default()
         };
-        let fetch = |ids: &[u64]| Ok(vectors(ids));
         Ok(self
             .inner
-            .search(query, k, ef, &filter, &[], &fetch)?
+            .search(query, k, ef, &filter, &[])?
             .into_iter()
             .map(|h| (h.chunk_id, h.score))
             .collect())
     }
 
-    /// A frozen copy of the built graph, searched by our own kernel (`dense::frozen`); `None`
-    /// when the index is empty. Take it once inserts are done.
+    /// The frozen segment on its own (`None` before the first [`AnnIndex::freeze`]).
     pub fn frozen(&self) -> Option<FrozenAnn> {
-        let graph = crate::dense::frozen::FrozenGraph::freeze(self.inner.hnsw(), self.inner.dim())?;
-        let ids = self.inner.read().slots.clone();
+        let graph = self.inner.frozen()?;
+        let ids = self.inner.read().slots[..graph.len()].to_vec();
         Some(FrozenAnn { graph, ids })
     }
 
@@ -237,6 +252,7 @@ mod tests {
         }
         let query = items[17].1.clone();
         index.insert_parallel(items);
+        assert_eq!(index.freeze().expect("freezes"), 200);
         assert_eq!(index.len(), 200);
         let a: Vec<u64> = index
             .search(&query, 5, 64)
@@ -273,11 +289,7 @@ mod tests {
                 .map(|i| (i, label(i), vectors[i as usize].clone()))
                 .collect(),
         );
-        let fetch = |ids: &[u64]| -> Vec<Option<Vec<f32>>> {
-            ids.iter()
-                .map(|i| vectors.get(*i as usize).cloned())
-                .collect()
-        };
+        assert_eq!(index.freeze().expect("freezes"), n as usize);
         // Below 5: half match (filtered HNSW); below 1: 300 match (the exact scan).
         for below in [5, 1] {
             let mut exact = BruteForce::new(dim);
@@ -286,7 +298,7 @@ mod tests {
             }
             let query = &vectors[1234];
             let got = index
-                .search_label_below(query, 10, 128, below, &fetch)
+                .search_label_below(query, 10, 128, below)
                 .expect("search");
             assert_eq!(got.len(), 10);
             assert!(got.iter().all(|(id, _)| label(*id) < below), "{got:?}");

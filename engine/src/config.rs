@@ -33,6 +33,12 @@ pub struct EngineConfig {
     /// A background rebuild of the dense graph starts once this fraction of its points are
     /// tombstones.
     pub rebuild_tombstone_ratio: f64,
+    /// The dense index's fresh part (points inserted since its frozen segment was made, which
+    /// every search scans exactly) is folded into a new segment once it holds this many
+    /// points...
+    pub dense_freeze_after: usize,
+    /// ...or this long after it was last folded, when the indexer has nothing else to do.
+    pub dense_freeze_interval: Duration,
     /// Longest a search with `min_seq` waits for the indexes.
     pub min_seq_timeout: Duration,
     /// Change-log entries the indexer takes per batch.
@@ -60,6 +66,8 @@ impl EngineConfig {
             dense_dump_interval: Duration::from_secs(300),
             dense_dump_every: 50_000,
             rebuild_tombstone_ratio: 0.2,
+            dense_freeze_after: 4_096,
+            dense_freeze_interval: Duration::from_secs(10),
             min_seq_timeout: Duration::from_secs(10),
             indexer_batch: 256,
             max_attempts: 5,
@@ -79,6 +87,12 @@ impl EngineConfig {
             return Err(bad(format!(
                 "rebuild_tombstone_ratio must be within 0.01..=0.9, got {}",
                 self.rebuild_tombstone_ratio
+            )));
+        }
+        if !(1..=1_000_000).contains(&self.dense_freeze_after) {
+            return Err(bad(format!(
+                "dense_freeze_after must be within 1..=1000000, got {}",
+                self.dense_freeze_after
             )));
         }
         if self.indexer_batch == 0

@@ -77,6 +77,10 @@ pub struct IndexStatus {
     /// Dense only: points that are tombstones.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tombstones: Option<u64>,
+    /// Dense only: points written since its frozen segment was made (scanned exactly until
+    /// they are folded into the next one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fresh: Option<u64>,
     /// While rebuilding: documents done of the total.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rebuild: Option<crate::shared::RebuildProgress>,
@@ -355,12 +359,14 @@ impl Engine {
                     live,
                     tombstones,
                     seq,
+                    fresh,
                 } = d.stats();
                 IndexStatus {
                     state: self.shared.state(true),
                     seq: Some(seq),
                     chunks: Some(live as u64),
                     tombstones: Some(tombstones as u64),
+                    fresh: Some(fresh as u64),
                     rebuild: self.rebuild_progress(true),
                 }
             }
@@ -369,6 +375,7 @@ impl Engine {
                 seq: None,
                 chunks: None,
                 tombstones: None,
+                fresh: None,
                 rebuild: self.rebuild_progress(true),
             },
         };
@@ -378,6 +385,7 @@ impl Engine {
                 seq: Some(k.committed_seq()),
                 chunks: Some(k.num_chunks()),
                 tombstones: None,
+                fresh: None,
                 rebuild: self.rebuild_progress(false),
             },
             None => IndexStatus {
@@ -385,6 +393,7 @@ impl Engine {
                 seq: None,
                 chunks: None,
                 tombstones: None,
+                fresh: None,
                 rebuild: self.rebuild_progress(false),
             },
         };

@@ -239,8 +239,7 @@ pub(crate) fn search_with_vector(
             None => embed_query(shared, &req.query)?,
         };
         let ef = req.ef.unwrap_or(d.params().ef_search);
-        let fetch = |ids: &[u64]| chunk_store::vectors(&shared.store, ids, d.dim());
-        for hit in d.search(&vector, leg_k, ef, &req.filter, &meta_terms, &fetch)? {
+        for hit in d.search(&vector, leg_k, ef, &req.filter, &meta_terms)? {
             chunk_of.insert((true, hit.doc_id.to_string()), hit.chunk_id);
             dense_list.push((hit.doc_id.to_string(), hit.score));
         }

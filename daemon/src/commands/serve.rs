@@ -205,6 +205,9 @@ fn open_primary(
         {
             let mut c = EngineConfig::new(&config.storage.data_dir);
             c.min_free_bytes = config.storage.min_free_bytes;
+            c.dense_freeze_after = config.search.dense_freeze_after;
+            c.dense_freeze_interval =
+                std::time::Duration::from_millis(config.search.dense_freeze_interval_ms);
             c
         },
         Arc::new(embedder),

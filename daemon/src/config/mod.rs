@@ -413,6 +413,11 @@ pub struct Search {
     pub dense_weight: f32,
     /// Weight of the keyword leg.
     pub keyword_weight: f32,
+    /// Chunks written since the dense index's frozen segment was made are scanned exactly by
+    /// every search; once this many are, they are folded into a new segment.
+    pub dense_freeze_after: usize,
+    /// ...or this long after the last fold, when the indexer is idle.
+    pub dense_freeze_interval_ms: u64,
 }
 
 impl Search {
@@ -434,6 +439,8 @@ impl Default for Search {
             rrf_k: 60.0,
             dense_weight: 1.0,
             keyword_weight: 1.0,
+            dense_freeze_after: 4_096,
+            dense_freeze_interval_ms: 10_000,
         }
     }
 }
@@ -685,6 +692,18 @@ impl Config {
             if !(w.is_finite() && w >= 0.0) {
                 return Err(format!("{key} must be a non-negative number, got {w}"));
             }
+        }
+        if !(1..=1_000_000).contains(&self.search.dense_freeze_after) {
+            return Err(format!(
+                "search.dense_freeze_after must be within 1..=1000000, got {}",
+                self.search.dense_freeze_after
+            ));
+        }
+        if !(100..=86_400_000).contains(&self.search.dense_freeze_interval_ms) {
+            return Err(format!(
+                "search.dense_freeze_interval_ms must be within 100..=86400000, got {}",
+                self.search.dense_freeze_interval_ms
+            ));
         }
         if let Some(p) = &self.llm.provider
             && !matches!(p.as_str(), "extractive" | "openai" | "local")

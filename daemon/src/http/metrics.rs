@@ -356,5 +356,13 @@ async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
             t as f64,
         );
     }
+    if let Some(f) = status.dense.fresh {
+        gauge(
+            &mut out,
+            "concierge_dense_fresh_points",
+            "Dense points written since the frozen segment was made (scanned exactly).",
+            f as f64,
+        );
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

@@ -1,13 +1,15 @@
-//! A frozen copy of a built hnsw_rs graph, laid out for searching (issue 22's first step; not
-//! yet serving the daemon's searches): level-0 links as one flat `n × 2M` array of `u32`
-//! (padded with `NONE`), the few upper-level nodes' links in a map per level, the vectors
-//! contiguous by point id, and a search of its own — a greedy descent through the upper
-//! levels, then a beam search at level 0 with an epoch-stamped visited array (no allocation
-//! per search after the first on a thread). Points are hnsw_rs's data ids (our slots).
+//! The frozen segment: a copy of the built hnsw_rs graph laid out for searching, which serves
+//! the dense index's searches (hnsw_rs builds the graph, this walks it). Level-0 links are one
+//! flat `n × 2M` array of `u32` (padded with `NONE`), the few upper-level nodes' links a map per
+//! level, the vectors contiguous by point id; its search is its own — hnsw_rs's greedy descent
+//! through the upper levels, then a beam search at level 0 with an epoch-stamped visited array
+//! (no allocation per search after the first on a thread). Points are hnsw_rs's data ids (our
+//! slots).
 
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::OnceLock;
 
 use hnsw_rs::prelude::Hnsw;
 
@@ -30,10 +32,10 @@ pub(crate) struct FrozenGraph {
     vectors: Vec<f32>,
     /// Where searches start: a node on the highest level.
     entry: u32,
-    /// `n × dim` int8 codes of the vectors: `c = round(x / s_d)`, `s_d = max |x_d| / 127`.
-    codes: Vec<i8>,
-    /// The per-dimension scales `s_d`.
-    scales: Vec<f32>,
+    /// Made on first use (by the int8 walk, which only the benchmark runs): the `n × dim` int8
+    /// codes of the vectors, `c = round(x / s_d)`, and the per-dimension scales
+    /// `s_d = max |x_d| / 127`.
+    codes: OnceLock<(Vec<i8>, Vec<f32>)>,
 }
 
 /// Per-dimension symmetric int8 codes of `n × dim` values.
@@ -109,8 +111,9 @@ thread_local! {
 }
 
 impl FrozenGraph {
-    /// Reads the graph out of `hnsw` (its points' data ids must be `0..n`). Call it when no
-    /// insert runs: each layer is read under hnsw_rs's read lock, one layer at a time.
+    /// Reads the graph out of `hnsw` (its points' data ids must be `0..n`). Call it where no
+    /// insert runs (the graph's owner: the indexer thread, a rebuild); each layer is read under
+    /// hnsw_rs's read lock, one layer at a time. `None` when the graph is empty or not whole.
     pub fn freeze(hnsw: &Hnsw<'static, f32, UnitCosine>, dim: usize) -> Option<FrozenGraph> {
         let points = hnsw.get_point_indexation();
         let n = points.get_nb_point();
@@ -123,6 +126,7 @@ impl FrozenGraph {
         let mut upper: Vec<HashMap<u32, Vec<u32>>> = vec![HashMap::new(); top];
         let mut vectors = vec![0.0f32; n * dim];
         let mut entry = None;
+        let mut seen = 0usize;
         for layer in 0..=top {
             for point in points.get_layer_iterator(layer) {
                 let id = point.get_origin_id();
@@ -130,6 +134,7 @@ impl FrozenGraph {
                 if id >= n || v.len() != dim {
                     return None;
                 }
+                seen += 1;
                 vectors[id * dim..(id + 1) * dim].copy_from_slice(v);
                 // A point's own level is the layer it sits in; it has links up to it.
                 for (level, neighbours) in point.get_neighborhood_id().iter().enumerate() {
@@ -138,6 +143,7 @@ impl FrozenGraph {
                     }
                     let ids = neighbours
                         .iter()
+                        .filter(|nb| nb.d_id < n)
                         .filter_map(|nb| u32::try_from(nb.d_id).ok());
                     if level == 0 {
                         for (slot, nb) in level0[id * width..(id + 1) * width].iter_mut().zip(ids) {
@@ -152,7 +158,10 @@ impl FrozenGraph {
                 }
             }
         }
-        let (codes, scales) = quantise(&vectors, dim);
+        // Every point exactly once (an insert racing the read would break this).
+        if seen != n {
+            return None;
+        }
         Some(FrozenGraph {
             dim,
             width,
@@ -160,14 +169,23 @@ impl FrozenGraph {
             upper,
             vectors,
             entry: entry?,
-            codes,
-            scales,
+            codes: OnceLock::new(),
         })
     }
 
-    fn vector(&self, id: u32) -> &[f32] {
+    /// Points in the segment (slots `0..len`).
+    pub fn len(&self) -> usize {
+        self.vectors.len() / self.dim
+    }
+
+    /// The vector of point `id` (`id < len`).
+    pub fn vector(&self, id: u32) -> &[f32] {
         let at = id as usize * self.dim;
         &self.vectors[at..at + self.dim]
+    }
+
+    fn codes(&self) -> &(Vec<i8>, Vec<f32>) {
+        self.codes.get_or_init(|| quantise(&self.vectors, self.dim))
     }
 
     fn distance(&self, query: &[f32], id: u32) -> f32 {
@@ -188,14 +206,15 @@ impl FrozenGraph {
     /// [`FrozenGraph::search`] walking the graph over the int8 codes (a quarter of the bytes
     /// per distance), then rescoring the `ef` candidates it found with the f32 vectors.
     pub fn search_int8(&self, query: &[f32], k: usize, ef: usize) -> Vec<Found> {
-        if k == 0 || query.len() != self.dim || self.codes.is_empty() {
+        if k == 0 || query.len() != self.dim {
             return Vec::new();
         }
+        let (codes, scales) = self.codes();
         // The query in the codes' scale: q_d · s_d, so q · x ≈ Σ q'_d · c_d.
-        let scaled: Vec<f32> = query.iter().zip(&self.scales).map(|(q, s)| q * s).collect();
+        let scaled: Vec<f32> = query.iter().zip(scales).map(|(q, s)| q * s).collect();
         let mut out = self.walk(ef.max(k), &|id| {
             let at = id as usize * self.dim;
-            1.0 - dot_i8(&scaled, &self.codes[at..at + self.dim])
+            1.0 - dot_i8(&scaled, &codes[at..at + self.dim])
         });
         for f in &mut out {
             f.distance = self.distance(query, f.id);
@@ -281,11 +300,11 @@ impl FrozenGraph {
         })
     }
 
-    /// Bytes the frozen graph holds (links, vectors and their codes).
+    /// Bytes the frozen graph holds (links, vectors, and their codes once made).
     pub fn bytes(&self) -> usize {
         self.level0.len() * 4
             + self.vectors.len() * 4
-            + self.codes.len()
+            + self.codes.get().map_or(0, |(c, s)| c.len() + s.len() * 4)
             + self
                 .upper
                 .iter()

@@ -1,10 +1,17 @@
-//! The dense (vector) index on hnsw_rs, and what hnsw_rs lacks: updates and deletes (slots and
-//! tombstones filtered at search time, here), filters that re-check every hit and fall back to
-//! an exact scan when they are selective (the search policy, [`search`]), and crash-safe
-//! snapshots (`dense_snapshot`).
+//! The dense (vector) index: hnsw_rs builds the graph, a frozen segment of it serves searches
+//! ([`frozen`]), and what hnsw_rs lacks is here: updates and deletes (slots and tombstones
+//! filtered at search time), filters that re-check every hit and fall back to an exact scan when
+//! they are selective (the search policy, [`search`]), and crash-safe snapshots
+//! (`dense_snapshot`).
 //!
 //! hnsw_rs has no delete, and inserting an id twice adds a second point. So every insertion gets
-//! a fresh *slot* (the hnsw_rs `DataId`); a slot is live while the chunk map points at it.
+//! a new *slot* (the hnsw_rs `DataId`); a slot is live while the chunk map points at it.
+//!
+//! Slots `0..f` are in the frozen segment; the slots inserted since it was frozen (the *fresh*
+//! part, their vectors kept here) are exact-scanned by every search, so a write is searchable as
+//! soon as it is applied. [`DenseIndex::freeze`] folds the fresh part into a new segment; the
+//! indexer calls it once the fresh part passes `dense_freeze_after` chunks, or
+//! `dense_freeze_interval` after its first fresh chunk when it has nothing else to do.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -18,6 +25,7 @@ mod search;
 use crate::distance::UnitCosine;
 use crate::error::{Error, Result};
 use crate::filter::DocAttrs;
+use frozen::FrozenGraph;
 
 /// HNSW construction and search parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,9 +69,6 @@ impl HnswParams {
     }
 }
 
-/// Reads stored vectors by chunk id (None where missing), for exact scans.
-pub(crate) type VectorFetch<'a> = dyn Fn(&[u64]) -> Result<Vec<Option<Vec<f32>>>> + 'a;
-
 /// One chunk to index: id, owning document and its vector.
 #[derive(Debug, Clone)]
 pub(crate) struct DenseItem {
@@ -96,17 +101,70 @@ pub(crate) struct DocEntry {
 pub(crate) struct Maps {
     /// slot (hnsw_rs DataId) -> chunk id.
     pub slots: Vec<u64>,
+    /// slot -> its document while the slot is live (`None`: a tombstone, or not yet inserted).
+    slot_doc: Vec<Option<Arc<str>>>,
     live: HashMap<u64, Live>,
     pub docs: HashMap<Arc<str>, DocEntry>,
     /// Highest change-log sequence applied.
     pub seq: u64,
+    /// The segment searches walk: slots `0..frozen.len()`.
+    frozen: Option<Arc<FrozenGraph>>,
+    /// The vectors of the fresh slots (from `frozen.len()` on), `dim` values each.
+    fresh: Vec<f32>,
 }
 
 impl Maps {
-    fn is_live(&self, slot: usize) -> Option<&Arc<str>> {
-        let chunk = self.slots.get(slot)?;
-        let live = self.live.get(chunk)?;
-        (live.slot == slot).then_some(&live.doc)
+    pub(crate) fn is_live(&self, slot: usize) -> Option<&Arc<str>> {
+        self.slot_doc.get(slot)?.as_ref()
+    }
+
+    /// The first fresh slot.
+    fn fresh_start(&self) -> usize {
+        self.frozen.as_ref().map_or(0, |f| f.len())
+    }
+
+    /// The vector of `slot`, from the frozen segment or the fresh part.
+    fn vector(&self, slot: usize, dim: usize) -> Option<&[f32]> {
+        let start = self.fresh_start();
+        if slot < start {
+            let frozen = self.frozen.as_ref()?;
+            return Some(frozen.vector(u32::try_from(slot).ok()?));
+        }
+        let at = (slot - start) * dim;
+        self.fresh.get(at..at + dim)
+    }
+
+    /// Reserves the next slot for `chunk` (not live until [`Maps::make_live`]).
+    fn reserve(&mut self, chunk: u64, vector: &[f32]) -> usize {
+        let slot = self.slots.len();
+        self.slots.push(chunk);
+        self.slot_doc.push(None);
+        self.fresh.extend_from_slice(vector);
+        slot
+    }
+
+    fn make_live(&mut self, chunk: u64, slot: usize, doc: &Arc<str>) {
+        if let Some(old) = self.live.insert(
+            chunk,
+            Live {
+                slot,
+                doc: doc.clone(),
+            },
+        ) && let Some(d) = self.slot_doc.get_mut(old.slot)
+        {
+            *d = None;
+        }
+        if let Some(d) = self.slot_doc.get_mut(slot) {
+            *d = Some(doc.clone());
+        }
+    }
+
+    fn tombstone(&mut self, chunk: u64) {
+        if let Some(old) = self.live.remove(&chunk)
+            && let Some(d) = self.slot_doc.get_mut(old.slot)
+        {
+            *d = None;
+        }
     }
 }
 
@@ -137,6 +195,8 @@ pub struct DenseStats {
     pub tombstones: usize,
     /// Change-log sequence the index includes.
     pub seq: u64,
+    /// Points inserted since the frozen segment was made (exact-scanned by searches).
+    pub fresh: usize,
 }
 
 const MAX_LAYER: usize = 16;
@@ -158,26 +218,30 @@ impl DenseIndex {
         }
     }
 
+    /// An index of a loaded graph and its maps; its points are frozen at once (the maps hold
+    /// no fresh vectors).
     pub(crate) fn from_parts(
         hnsw: Hnsw<'static, f32, UnitCosine>,
         dim: usize,
         params: HnswParams,
         maps: Maps,
-    ) -> Self {
-        DenseIndex {
+    ) -> Result<Self> {
+        let index = DenseIndex {
             hnsw,
             dim,
             params,
             maps: RwLock::new(maps),
+        };
+        if index.freeze()?.is_none() {
+            return Err(Error::Dense(
+                "the graph does not hold every slot the maps list".to_owned(),
+            ));
         }
+        Ok(index)
     }
 
     pub(crate) fn hnsw(&self) -> &Hnsw<'static, f32, UnitCosine> {
         &self.hnsw
-    }
-
-    pub fn dim(&self) -> usize {
-        self.dim
     }
 
     pub fn params(&self) -> HnswParams {
@@ -202,7 +266,42 @@ impl DenseIndex {
             live: m.live.len(),
             tombstones: m.slots.len() - m.live.len(),
             seq: m.seq,
+            fresh: m.slots.len() - m.fresh_start(),
         }
+    }
+
+    /// Points not yet in the frozen segment.
+    pub fn fresh(&self) -> usize {
+        let m = self.read();
+        m.slots.len() - m.fresh_start()
+    }
+
+    /// Folds the fresh part into a new frozen segment read out of the graph, and returns the
+    /// points it holds. Call it where no insert runs: on the indexer thread, or before the
+    /// index is shared. If an insert did run meanwhile, nothing changes (`Ok(None)`).
+    pub fn freeze(&self) -> Result<Option<usize>> {
+        let n = {
+            let m = self.read();
+            if m.slots.len() == m.fresh_start() {
+                return Ok(Some(m.fresh_start()));
+            }
+            m.slots.len()
+        };
+        let Some(graph) = FrozenGraph::freeze(&self.hnsw, self.dim) else {
+            return Ok(None);
+        };
+        let mut m = self.write();
+        if graph.len() != n || m.slots.len() != n {
+            return Ok(None);
+        }
+        m.fresh = Vec::new();
+        m.frozen = Some(Arc::new(graph));
+        Ok(Some(n))
+    }
+
+    /// The current frozen segment, if one was made.
+    pub(crate) fn frozen(&self) -> Option<Arc<FrozenGraph>> {
+        self.read().frozen.clone()
     }
 
     /// Fraction of graph points that are tombstones.
@@ -248,7 +347,7 @@ impl DenseIndex {
             if let Some(old) = m.docs.remove(&doc) {
                 for chunk in old.chunks {
                     if !keep.contains(&chunk) {
-                        m.live.remove(&chunk);
+                        m.tombstone(chunk);
                     }
                 }
             }
@@ -260,9 +359,7 @@ impl DenseIndex {
                 if m.live.contains_key(&item.chunk_id) {
                     continue;
                 }
-                let slot = m.slots.len();
-                m.slots.push(item.chunk_id);
-                out.push((slot, i));
+                out.push((m.reserve(item.chunk_id, &item.vector), i));
             }
             out
         };
@@ -277,13 +374,7 @@ impl DenseIndex {
         {
             let mut m = self.write();
             for (slot, i) in &to_insert {
-                m.live.insert(
-                    items[*i].chunk_id,
-                    Live {
-                        slot: *slot,
-                        doc: doc.clone(),
-                    },
-                );
+                m.make_live(items[*i].chunk_id, *slot, &doc);
             }
             m.docs.insert(
                 doc,
@@ -297,6 +388,7 @@ impl DenseIndex {
     }
 
     /// Bulk insert for rebuilds (parallel on the global rayon pool); `items` must be new chunks.
+    /// The chunks are fresh until [`DenseIndex::freeze`].
     pub fn bulk_insert(&self, docs: Vec<(Arc<str>, DocAttrs, Vec<DenseItem>)>) {
         let mut batch: Vec<(Vec<f32>, usize)> = Vec::new();
         {
@@ -307,15 +399,8 @@ impl DenseIndex {
                     if m.live.contains_key(&item.chunk_id) {
                         continue;
                     }
-                    let slot = m.slots.len();
-                    m.slots.push(item.chunk_id);
-                    m.live.insert(
-                        item.chunk_id,
-                        Live {
-                            slot,
-                            doc: doc.clone(),
-                        },
-                    );
+                    let slot = m.reserve(item.chunk_id, &item.vector);
+                    m.make_live(item.chunk_id, slot, &doc);
                     chunks.push(item.chunk_id);
                     batch.push((item.vector, slot));
                 }
@@ -378,6 +463,7 @@ pub(crate) struct SnapshotDoc {
 impl MapsSnapshot {
     pub(crate) fn into_maps(self, graph_points: usize) -> Result<Maps> {
         let mut maps = Maps {
+            slot_doc: vec![None; self.slots.len()],
             slots: self.slots,
             seq: self.seq,
             ..Maps::default()
@@ -398,13 +484,7 @@ impl MapsSnapshot {
                         "snapshot maps chunk {chunk} to slot {slot}, which holds another chunk"
                     )));
                 }
-                maps.live.insert(
-                    chunk,
-                    Live {
-                        slot,
-                        doc: doc.clone(),
-                    },
-                );
+                maps.make_live(chunk, slot, &doc);
                 chunks.push(chunk);
             }
             let attrs = DocAttrs {
@@ -451,10 +531,6 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn no_vectors(_: &[u64]) -> Result<Vec<Option<Vec<f32>>>> {
-        Ok(vec![])
-    }
-
     #[test]
     fn an_updated_document_is_found_by_its_new_vector_only_and_a_deleted_one_never() {
         let idx = DenseIndex::new(16, HnswParams::default(), 100);
@@ -485,18 +561,18 @@ pub(crate) mod tests {
         .expect("applies");
         idx.apply("t:a:8", None).expect("applies");
         let hits = idx
-            .search(&unit(1000, 16), 1, 64, &Filter::default(), &[], &no_vectors)
+            .search(&unit(1000, 16), 1, 64, &Filter::default(), &[])
             .expect("searches");
         assert_eq!(&*hits[0].doc_id, "t:a:7");
         let old = idx
-            .search(&unit(7, 16), 5, 64, &Filter::default(), &[], &no_vectors)
+            .search(&unit(7, 16), 5, 64, &Filter::default(), &[])
             .expect("searches");
         assert!(
             old.iter().all(|h| h.chunk_id != 7),
             "tombstoned chunk returned"
         );
         let all = idx
-            .search(&unit(8, 16), 60, 64, &Filter::default(), &[], &no_vectors)
+            .search(&unit(8, 16), 60, 64, &Filter::default(), &[])
             .expect("searches");
         assert!(all.iter().all(|h| &*h.doc_id != "t:a:8"));
         assert_eq!(all.len(), 49);
@@ -522,7 +598,8 @@ pub(crate) mod tests {
             DenseStats {
                 live: 1,
                 tombstones: 0,
-                seq: 0
+                seq: 0,
+                fresh: 1,
             }
         );
     }
@@ -543,9 +620,6 @@ pub(crate) mod tests {
             )
             .is_err()
         );
-        assert!(
-            idx.search(&[1.0], 1, 10, &Filter::default(), &[], &no_vectors)
-                .is_err()
-        );
+        assert!(idx.search(&[1.0], 1, 10, &Filter::default(), &[]).is_err());
     }
 }

@@ -1,26 +1,22 @@
-//! How the dense index answers a query: unfiltered, a search whose candidate list survives
-//! tombstones; with a broad filter, a post-filtered search with a candidate list widened by the
-//! filter's sampled share; with a selective one (or too few passing candidates), an exact scan
-//! of the matching chunks. The thresholds are measured (`concierge-bench ann`).
+//! How the dense index answers a query. The fresh part (points not yet frozen) is always scanned
+//! exactly; the frozen segment is walked: unfiltered, with a candidate list that survives
+//! tombstones; with a broad filter, post-filtered with a candidate list widened by the filter's
+//! sampled share; with a selective one (or too few passing candidates), the matching chunks'
+//! vectors are scanned exactly. The thresholds are measured (`concierge-bench ann`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{DenseHit, DenseIndex, Maps, VectorFetch};
+use super::{DenseHit, DenseIndex, Maps};
 use crate::distance::dot;
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 
 /// Filters keeping at most this share of the chunks are served by an exact scan of the matching
-/// chunks; broader ones by the post-filtered search. Measured at 100k MiniLM vectors
-/// (`concierge-bench ann`): the graph's vectors are scattered over the heap, so scanning 10 % of
-/// them in memory cost ~20 ms a query where the post-filtered search took ~3 ms; at 1 % the exact
-/// scan wins.
+/// chunks; broader ones by the post-filtered walk (`concierge-bench ann`, filtered rows: at 1 %
+/// the scan wins, at 10 % the walk).
 const EXACT_SHARE: f64 = 0.03;
-/// Up to this many matching chunks, the exact scan reads their vectors through the caller;
-/// beyond it, one pass over the graph's points scores them from memory.
-const FETCHED_SCAN_MAX: usize = 2_048;
-/// The widest candidate list of the post-filtered search before it falls back to the exact scan.
+/// The widest candidate list of the post-filtered walk before it falls back to the exact scan.
 const MAX_POSTFILTER_CANDIDATES: usize = 8_192;
 /// Live chunks sampled to estimate a filter's share.
 const SHARE_SAMPLE: usize = 1_024;
@@ -46,9 +42,11 @@ fn sampled_share(m: &Maps, filter: &Filter, meta_terms: &[String]) -> f64 {
     kept as f64 / seen as f64
 }
 
+/// A candidate: cosine distance (`1 - dot`) and slot.
+type Candidate = (f32, usize);
+
 impl DenseIndex {
     /// The `k` best documents (each with its best chunk) for a unit-norm `query`.
-    /// `fetch_vectors` reads stored vectors for the exact scan of selective filters.
     pub fn search(
         &self,
         query: &[f32],
@@ -56,7 +54,6 @@ impl DenseIndex {
         ef: usize,
         filter: &Filter,
         meta_terms: &[String],
-        fetch_vectors: &VectorFetch<'_>,
     ) -> Result<Vec<DenseHit>> {
         if query.len() != self.dim {
             return Err(Error::Dense(format!(
@@ -72,144 +69,104 @@ impl DenseIndex {
         if m.live.is_empty() {
             return Ok(Vec::new());
         }
+        let passes = |slot: usize| -> bool {
+            m.is_live(slot).is_some_and(|doc| {
+                filter.is_empty()
+                    || m.docs
+                        .get(doc)
+                        .is_some_and(|e| filter.matches(&e.attrs, meta_terms))
+            })
+        };
+        // The fresh part, exactly: every live point that passes.
+        let start = m.fresh_start();
+        let fresh: Vec<Candidate> = (start..m.slots.len())
+            .filter(|&slot| passes(slot))
+            .filter_map(|slot| Some((1.0 - dot(query, m.vector(slot, self.dim)?), slot)))
+            .collect();
+        let Some(frozen) = &m.frozen else {
+            return Ok(collapse(fresh, &m, k));
+        };
+        let walk = |fetch: usize| -> Vec<Candidate> {
+            let mut found: Vec<Candidate> = frozen
+                .search(query, fetch, fetch)
+                .into_iter()
+                .map(|f| (f.distance, f.id as usize))
+                .filter(|&(_, slot)| passes(slot))
+                .collect();
+            found.extend_from_slice(&fresh);
+            found
+        };
+        let n = frozen.len();
         if filter.is_empty() {
-            // The search costs what its candidate list (ef) costs, so take every candidate: that
-            // survives tombstones and several chunks of one document without a second search,
+            // The walk costs what its candidate list (ef) costs, so take every candidate: that
+            // survives tombstones and several chunks of one document without a second walk,
             // which only happens when too few live documents came back.
-            let mut fetch = ef.max(k).min(m.slots.len());
+            let mut fetch = ef.max(k).min(n);
             loop {
-                let found = self.hnsw.search(query, fetch, fetch);
-                let hits = collapse(
-                    found
-                        .iter()
-                        .filter_map(|n| m.is_live(n.d_id).map(|doc| (n, doc))),
-                    &m,
-                    k,
-                );
-                if hits.len() >= k.min(m.docs.len()) || fetch >= m.slots.len() {
+                let hits = collapse(walk(fetch), &m, k);
+                if hits.len() >= k.min(m.docs.len()) || fetch >= n {
                     return Ok(hits);
                 }
-                fetch = (fetch * 4).min(m.slots.len());
+                fetch = (fetch * 4).min(n);
             }
         }
         // Filtered. A sample of the live chunks estimates the share the filter keeps (checking
-        // every document on every query would cost more than the search).
+        // every document on every query would cost more than the walk).
         let share = sampled_share(&m, filter, meta_terms);
         if share > EXACT_SHARE {
-            // Broad filter: search without it and keep what passes, with a candidate list
-            // widened by 1 / share so about `ef` passing candidates come back. (hnsw_rs's own
-            // filtered search never stops early and visits most of the graph.)
+            // Broad filter: walk without it and keep what passes, with a candidate list widened
+            // by 1 / share so about `ef` passing candidates come back.
             let mut fetch = ((ef.max(k) as f64 / share) * 1.2).ceil() as usize;
-            fetch = fetch.max(k).min(m.slots.len()).max(1);
+            fetch = fetch.max(k).min(n).max(1);
             loop {
-                let found = self.hnsw.search(query, fetch, fetch);
-                let hits = collapse(
-                    found.iter().filter_map(|n| {
-                        m.is_live(n.d_id)
-                            .filter(|doc| {
-                                m.docs
-                                    .get(*doc)
-                                    .is_some_and(|e| filter.matches(&e.attrs, meta_terms))
-                            })
-                            .map(|doc| (n, doc))
-                    }),
-                    &m,
-                    k,
-                );
+                let hits = collapse(walk(fetch), &m, k);
                 if hits.len() >= k {
                     return Ok(hits);
                 }
-                if fetch >= m.slots.len() || fetch >= MAX_POSTFILTER_CANDIDATES {
+                if fetch >= n || fetch >= MAX_POSTFILTER_CANDIDATES {
                     break;
                 }
-                fetch = (fetch * 4).min(m.slots.len());
+                fetch = (fetch * 4).min(n);
             }
         }
-        // Selective filter (or too few passing candidates): exact scan of the matching chunks.
-        let mut candidates: Vec<(usize, u64, Arc<str>)> = Vec::new();
+        // Selective filter (or too few passing candidates): the matching documents' live
+        // chunks, scored from the segment's and the fresh part's vectors.
+        let mut scored: Vec<Candidate> = Vec::new();
         for (doc, entry) in &m.docs {
-            if filter.matches(&entry.attrs, meta_terms) {
-                candidates.extend(entry.chunks.iter().filter_map(|c| {
-                    m.live
-                        .get(c)
-                        .filter(|l| Arc::ptr_eq(&l.doc, doc) || l.doc == *doc)
-                        .map(|l| (l.slot, *c, doc.clone()))
-                }));
+            if !filter.matches(&entry.attrs, meta_terms) {
+                continue;
             }
-        }
-        if candidates.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut scored: Vec<DenseHit> = Vec::with_capacity(candidates.len());
-        if candidates.len() <= FETCHED_SCAN_MAX {
-            // Few: read their vectors (the engine reads its store).
-            drop(m);
-            let ids: Vec<u64> = candidates.iter().map(|(_, c, _)| *c).collect();
-            let vectors = fetch_vectors(&ids)?;
-            scored.extend(candidates.into_iter().zip(vectors).filter_map(
-                |((_, chunk_id, doc_id), v)| {
-                    v.map(|v| DenseHit {
-                        chunk_id,
-                        doc_id,
-                        score: dot(query, &v),
-                    })
-                },
-            ));
-        } else {
-            // Many: score them from the graph's own copy of the vectors, in one pass over it.
-            let mut by_slot: Vec<u32> = vec![u32::MAX; m.slots.len()];
-            for (i, (slot, _, _)) in candidates.iter().enumerate() {
-                if let Some(x) = by_slot.get_mut(*slot) {
-                    *x = u32::try_from(i).unwrap_or(u32::MAX);
-                }
-            }
-            // Layer by layer: each layer's iterator holds one read lock of hnsw_rs's points.
-            // (Its whole-graph iterator takes that lock a second time while holding it, which
-            // deadlocks behind an inserting writer.) A point sits in the layer of its level.
-            let points = self.hnsw.get_point_indexation();
-            for layer in 0..=usize::from(points.get_max_level_observed()) {
-                for point in points.get_layer_iterator(layer) {
-                    let Some(&i) = by_slot.get(point.get_origin_id()) else {
-                        continue;
-                    };
-                    if let Some((_, chunk_id, doc_id)) = candidates.get(i as usize) {
-                        scored.push(DenseHit {
-                            chunk_id: *chunk_id,
-                            doc_id: doc_id.clone(),
-                            score: dot(query, point.get_v()),
-                        });
-                    }
+            for chunk in &entry.chunks {
+                let Some(live) = m.live.get(chunk).filter(|l| l.doc == *doc) else {
+                    continue;
+                };
+                if let Some(v) = m.vector(live.slot, self.dim) {
+                    scored.push((1.0 - dot(query, v), live.slot));
                 }
             }
         }
-        scored.sort_by(|a, b| b.score.total_cmp(&a.score));
-        let mut seen = HashSet::new();
-        scored.retain(|h| seen.insert(h.doc_id.clone()));
-        scored.truncate(k);
-        Ok(scored)
+        Ok(collapse(scored, &m, k))
     }
 }
 
-/// Best chunk per document, in score order, at most `k` documents.
-fn collapse<'a>(
-    found: impl Iterator<Item = (&'a hnsw_rs::prelude::Neighbour, &'a Arc<str>)>,
-    m: &Maps,
-    k: usize,
-) -> Vec<DenseHit> {
-    let mut seen = HashSet::new();
+/// Best chunk per document, in score order, at most `k` documents, from candidates that are
+/// live (and pass the filter).
+fn collapse(mut found: Vec<Candidate>, m: &Maps, k: usize) -> Vec<DenseHit> {
+    found.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut seen: HashSet<&Arc<str>> = HashSet::new();
     let mut out = Vec::new();
-    for (n, doc) in found {
+    for (distance, slot) in found {
         if out.len() >= k {
             break;
         }
-        if seen.insert(doc.clone()) {
-            let Some(chunk_id) = m.slots.get(n.d_id) else {
-                continue;
-            };
+        let (Some(doc), Some(chunk_id)) = (m.is_live(slot), m.slots.get(slot)) else {
+            continue;
+        };
+        if seen.insert(doc) {
             out.push(DenseHit {
                 chunk_id: *chunk_id,
                 doc_id: doc.clone(),
-                score: 1.0 - n.distance,
+                score: 1.0 - distance,
             });
         }
     }
@@ -221,7 +178,6 @@ mod tests {
     use super::super::tests::attrs;
     use super::super::{DenseItem, HnswParams, unit};
     use super::*;
-    use std::collections::HashMap;
 
     /// Document `t:{kind}:{i}` with one 8-dimensional chunk `i`.
     fn put_one(idx: &DenseIndex, kind: &str, i: u64) {
@@ -249,6 +205,7 @@ mod tests {
             let kind = if i % 2 == 0 { "even" } else { "odd" };
             put_one(&idx, kind, i);
         }
+        assert_eq!(idx.freeze().expect("freezes"), Some(5_000));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = {
             let (idx, stop) = (idx.clone(), stop.clone());
@@ -278,10 +235,9 @@ mod tests {
                     kind: vec!["even".into()],
                     ..Filter::default()
                 };
-                let fetch = |_: &[u64]| Ok(Vec::new());
                 for _ in 0..50 {
                     let hits = idx
-                        .search(&unit(3, 8), 3_000, 64, &filter, &[], &fetch)
+                        .search(&unit(3, 8), 3_000, 64, &filter, &[])
                         .expect("searches");
                     assert_eq!(hits.len(), 2_500);
                 }
@@ -300,22 +256,89 @@ mod tests {
     #[test]
     fn a_selective_filter_is_answered_by_an_exact_scan() {
         let idx = DenseIndex::new(8, HnswParams::default(), 100);
-        let mut store = HashMap::new();
         for i in 0..100u64 {
             let kind = if i % 50 == 0 { "rare" } else { "common" };
-            store.insert(i, unit(i, 8));
             put_one(&idx, kind, i);
         }
-        let fetch = |ids: &[u64]| Ok(ids.iter().map(|i| store.get(i).cloned()).collect());
+        idx.freeze().expect("freezes");
+        // One more rare document, fresh.
+        put_one(&idx, "rare", 100);
         let filter = Filter {
             kind: vec!["rare".into()],
             ..Filter::default()
         };
         let hits = idx
-            .search(&unit(3, 8), 10, 64, &filter, &[], &fetch)
+            .search(&unit(3, 8), 10, 64, &filter, &[])
             .expect("searches");
         let mut ids: Vec<&str> = hits.iter().map(|h| &*h.doc_id).collect();
         ids.sort();
-        assert_eq!(ids, ["t:rare:0", "t:rare:50"]);
+        assert_eq!(ids, ["t:rare:0", "t:rare:100", "t:rare:50"]);
+    }
+
+    /// The `k` nearest documents of `query` by brute force over `vectors` (doc id, vector).
+    fn brute_force(vectors: &[(String, Vec<f32>)], query: &[f32], k: usize) -> Vec<String> {
+        let mut all: Vec<(f32, &String)> =
+            vectors.iter().map(|(id, v)| (dot(query, v), id)).collect();
+        all.sort_by(|a, b| b.0.total_cmp(&a.0));
+        all.into_iter().take(k).map(|(_, id)| id.clone()).collect()
+    }
+
+    #[test]
+    fn writes_are_found_before_and_after_they_are_frozen_and_tombstones_never() {
+        let idx = DenseIndex::new(8, HnswParams::default(), 1_000);
+        for i in 0..600u64 {
+            put_one(&idx, "a", i);
+        }
+        // A frozen segment of 600; then 100 replaced (new chunk ids, new vectors), 50 deleted
+        // and 80 new documents, all fresh.
+        assert_eq!(idx.freeze().expect("freezes"), Some(600));
+        assert_eq!(idx.stats().fresh, 0);
+        for i in 0..100u64 {
+            idx.apply(
+                &format!("t:a:{i}"),
+                Some((
+                    attrs("a"),
+                    vec![DenseItem {
+                        chunk_id: 10_000 + i,
+                        vector: unit(10_000 + i, 8),
+                    }],
+                )),
+            )
+            .expect("applies");
+        }
+        for i in 100..150u64 {
+            idx.apply(&format!("t:a:{i}"), None).expect("applies");
+        }
+        for i in 600..680u64 {
+            put_one(&idx, "a", i);
+        }
+        assert_eq!(idx.stats().fresh, 180);
+        let expected: Vec<(String, Vec<f32>)> = (0..100u64)
+            .map(|i| (format!("t:a:{i}"), unit(10_000 + i, 8)))
+            .chain((150..680u64).map(|i| (format!("t:a:{i}"), unit(i, 8))))
+            .collect();
+        let check = |stage: &str| {
+            for q in 0..40u64 {
+                let query = unit(77_000 + q, 8);
+                let hits = idx
+                    .search(&query, 10, 2_000, &Filter::default(), &[])
+                    .expect("searches");
+                let found: Vec<String> = hits.iter().map(|h| h.doc_id.to_string()).collect();
+                assert_eq!(
+                    found,
+                    brute_force(&expected, &query, 10),
+                    "{stage}, query {q}"
+                );
+                // A tombstone's or a replaced chunk's vector finds others, never them.
+                let gone = idx
+                    .search(&unit(120, 8), 5, 64, &Filter::default(), &[])
+                    .expect("searches");
+                assert!(gone.iter().all(|h| h.chunk_id >= 150), "{stage}");
+            }
+        };
+        check("fresh");
+        assert_eq!(idx.freeze().expect("freezes"), Some(780));
+        assert_eq!(idx.stats().fresh, 0);
+        check("frozen");
     }
 }

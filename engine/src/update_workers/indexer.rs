@@ -34,6 +34,8 @@ pub(crate) struct Indexer {
     dense_changes: u64,
     last_commit: Instant,
     last_dump: Instant,
+    /// When the dense index's fresh part was last folded into its segment.
+    last_freeze: Instant,
     cursor: u64,
     dense_rebuild: Option<RebuildHandle<DenseIndex>>,
     keyword_rebuild: Option<RebuildHandle<KeywordIndex>>,
@@ -54,6 +56,7 @@ impl Indexer {
             dense_changes: 0,
             last_commit: Instant::now(),
             last_dump: Instant::now(),
+            last_freeze: Instant::now(),
             cursor,
             dense_rebuild: None,
             keyword_rebuild: None,
@@ -146,6 +149,7 @@ impl Indexer {
             self.shared.config.indexer_batch,
         )?;
         if entries.is_empty() {
+            self.freeze_when_due(true)?;
             self.persist(false)?;
             let wait = self
                 .shared
@@ -159,7 +163,35 @@ impl Indexer {
         self.dense_changes += entries.len() as u64;
         self.shared.notify_progress();
         self.shared.record_error(None);
+        self.freeze_when_due(false)?;
         self.persist(false)
+    }
+
+    /// Folds the dense index's fresh part into a new frozen segment once it holds
+    /// `dense_freeze_after` points, or when `idle` and `dense_freeze_interval` has passed since
+    /// the last fold. Here, on the only thread that inserts, no insert runs meanwhile.
+    fn freeze_when_due(&mut self, idle: bool) -> Result<()> {
+        let Some(d) = self.shared.dense() else {
+            return Ok(());
+        };
+        let config = &self.shared.config;
+        let fresh = d.fresh();
+        if fresh == 0
+            || (fresh < config.dense_freeze_after
+                && !(idle && self.last_freeze.elapsed() >= config.dense_freeze_interval))
+        {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let points = d.freeze()?;
+        self.last_freeze = Instant::now();
+        tracing::debug!(
+            fresh,
+            points,
+            ms = started.elapsed().as_millis() as u64,
+            "dense segment frozen"
+        );
+        Ok(())
     }
 
     /// Times the acknowledged writes both indexes now serve.

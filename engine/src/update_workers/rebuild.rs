@@ -47,6 +47,8 @@ pub(crate) fn start_dense(shared: &Arc<Shared>, reason: &str) -> RebuildHandle<D
         })?;
         index.bulk_insert(pending);
         index.set_seq(seq);
+        // Not shared yet, so no insert runs: its segment is made here, off the indexer.
+        index.freeze()?;
         Ok(Arc::new(index))
     })
 }

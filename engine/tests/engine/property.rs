@@ -186,7 +186,8 @@ fn run(engine: &Engine, ops: &[Op], model: &mut Model) -> Result<(), TestCaseErr
 }
 
 #[test]
-fn dense_search_agrees_with_brute_force_over_random_upserts_deletes_and_filters() {
+fn dense_search_over_segment_and_fresh_part_agrees_with_brute_force_over_random_upserts_deletes_and_filters()
+ {
     let model = std::cell::RefCell::new(Model {
         live: HashMap::new(),
         vectors: HashMap::new(),
@@ -201,8 +202,12 @@ fn dense_search_agrees_with_brute_force_over_random_upserts_deletes_and_filters(
     });
     let result = runner.run(&prop::collection::vec(op(), 40..160), |ops| {
         let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let engine = Engine::open(config(dir.path()), real_embedder())
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        // Freezes all along the way: each search walks a segment and scans a fresh part.
+        let mut c = config(dir.path());
+        c.dense_freeze_after = 8;
+        c.dense_freeze_interval = std::time::Duration::from_millis(20);
+        let engine =
+            Engine::open(c, real_embedder()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let mut model = model.borrow_mut();
         model.live.clear();
         run(&engine, &ops, &mut model)

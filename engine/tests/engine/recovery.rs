@@ -1,7 +1,8 @@
 //! Recovery: deleted or corrupt index directories are rebuilt from the store without
 //! re-embedding (searches degrade to the other leg meanwhile, open never waits); tombstone-heavy
 //! graphs are rebuilt in the background; checkpoints reopen with the same results; the change
-//! log is trimmed below the indexer's cursor.
+//! log is trimmed below the indexer's cursor; the indexer folds the dense index's fresh points into
+//! its frozen segment.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -268,6 +269,67 @@ fn an_operator_reindex_rebuilds_both_indexes_from_stored_vectors() {
     assert_eq!(
         top(&engine, "HMXK4Q", SearchMode::Keyword),
         ["guesty:reservation:code"]
+    );
+    assert_eq!(
+        top(&engine, "the boiler has no hot water", SearchMode::Dense)[0],
+        "aircall:call:8"
+    );
+}
+
+#[test]
+fn the_indexer_folds_fresh_points_into_the_segment_once_enough_or_idle_and_a_reopen_has_none_fresh()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fresh = |engine: &Engine| engine.status().expect("status").dense.fresh;
+    {
+        // Enough: past 5 fresh points the indexer folds them at its next batch. The interval is
+        // long, so only the count can trigger it.
+        let mut c = config(dir.path());
+        c.dense_freeze_after = 5;
+        c.dense_freeze_interval = Duration::from_secs(3_600);
+        let engine = Engine::open(c, super::common::real_embedder()).expect("opens");
+        for (i, s) in SENTENCES.iter().take(3).enumerate() {
+            put(&engine, doc(&format!("aircall:call:{i}"), "", s, 1));
+        }
+        wait_indexed(&engine);
+        assert_eq!(fresh(&engine), Some(3), "3 < 5 points stay fresh");
+        for (i, s) in SENTENCES.iter().enumerate().skip(3) {
+            put(&engine, doc(&format!("aircall:call:{i}"), "", s, 1));
+            wait_indexed(&engine);
+            assert!(
+                fresh(&engine).is_some_and(|f| f < 5),
+                "{:?}",
+                fresh(&engine)
+            );
+        }
+        // Fresh or frozen, every point is found (and the best one first).
+        assert_eq!(
+            top(&engine, "the boiler has no hot water", SearchMode::Dense)[0],
+            "aircall:call:8"
+        );
+        engine.close().expect("close");
+    }
+    // Reopened from its snapshot, the whole graph is the segment.
+    let mut c = config(dir.path());
+    c.dense_freeze_interval = Duration::from_millis(100);
+    let engine = Engine::open(c, super::common::real_embedder()).expect("reopens");
+    wait_indexed(&engine);
+    assert_eq!(fresh(&engine), Some(0));
+    // Idle: a new point is folded once the interval has passed, with no more writes.
+    put(&engine, doc("aircall:call:new", "", SENTENCES[0], 2));
+    wait_indexed(&engine);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fresh(&engine) != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "never folded: {:?}",
+            fresh(&engine)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        engine.status().expect("status").dense.chunks,
+        Some(SENTENCES.len() as u64 + 1)
     );
     assert_eq!(
         top(&engine, "the boiler has no hot water", SearchMode::Dense)[0],
