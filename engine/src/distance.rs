@@ -14,12 +14,26 @@ impl Distance<f32> for UnitCosine {
     }
 }
 
-/// Dot product, vectorised for the CPU it runs on (8 independent accumulators).
+/// Dot product, vectorised for the CPU it runs on: 32 lanes of accumulators, so four
+/// independent 8-wide fused multiply-adds are in flight instead of one chain (an FMA's latency
+/// is four times its throughput), then 8 lanes, then the rest.
 #[multiversion::multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
+    let mut wide = [0.0f32; 32];
+    let mut ca = a.chunks_exact(32);
+    let mut cb = b.chunks_exact(32);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for i in 0..32 {
+            wide[i] = x[i].mul_add(y[i], wide[i]);
+        }
+    }
     let mut acc = [0.0f32; 8];
+    for i in 0..8 {
+        acc[i] = (wide[i] + wide[i + 8]) + (wide[i + 16] + wide[i + 24]);
+    }
+    let (a, b) = (ca.remainder(), cb.remainder());
     let mut ca = a.chunks_exact(8);
     let mut cb = b.chunks_exact(8);
     for (x, y) in (&mut ca).zip(&mut cb) {
@@ -50,10 +64,12 @@ mod tests {
     }
 
     #[test]
-    fn dot_matches_the_plain_sum_on_odd_lengths() {
-        let a: Vec<f32> = (0..21).map(|i| i as f32 * 0.5).collect();
-        let b: Vec<f32> = (0..21).map(|i| 1.0 - i as f32 * 0.1).collect();
-        let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - plain).abs() < 1e-4);
+    fn dot_matches_the_plain_sum_at_every_length_through_each_stage() {
+        for n in [0, 1, 7, 8, 21, 31, 32, 33, 40, 63, 64, 71, 384, 390] {
+            let a: Vec<f32> = (0..n).map(|i| (i % 13) as f32 * 0.25 - 1.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| 1.0 - (i % 7) as f32 * 0.1).collect();
+            let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - plain).abs() < 1e-3, "length {n}");
+        }
     }
 }

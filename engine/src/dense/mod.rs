@@ -86,15 +86,17 @@ pub(crate) struct DenseHit {
 }
 
 #[derive(Debug, Clone)]
-struct Live {
-    slot: usize,
-    doc: Arc<str>,
+pub(crate) struct DocEntry {
+    pub attrs: Arc<DocAttrs>,
+    pub chunks: Vec<u64>,
 }
 
+/// A live slot's document: its id and what filters look at (shared with its [`DocEntry`]), so
+/// a filter check per candidate is an array read, not a lookup by id.
 #[derive(Debug, Clone)]
-pub(crate) struct DocEntry {
-    pub attrs: DocAttrs,
-    pub chunks: Vec<u64>,
+pub(crate) struct SlotDoc {
+    pub id: Arc<str>,
+    pub attrs: Arc<DocAttrs>,
 }
 
 #[derive(Debug, Default)]
@@ -102,8 +104,9 @@ pub(crate) struct Maps {
     /// slot (hnsw_rs DataId) -> chunk id.
     pub slots: Vec<u64>,
     /// slot -> its document while the slot is live (`None`: a tombstone, or not yet inserted).
-    slot_doc: Vec<Option<Arc<str>>>,
-    live: HashMap<u64, Live>,
+    slot_doc: Vec<Option<SlotDoc>>,
+    /// live chunk id -> its slot.
+    live: HashMap<u64, usize>,
     pub docs: HashMap<Arc<str>, DocEntry>,
     /// Highest change-log sequence applied.
     pub seq: u64,
@@ -114,7 +117,8 @@ pub(crate) struct Maps {
 }
 
 impl Maps {
-    pub(crate) fn is_live(&self, slot: usize) -> Option<&Arc<str>> {
+    /// The document of `slot` while the slot is live.
+    pub(crate) fn is_live(&self, slot: usize) -> Option<&SlotDoc> {
         self.slot_doc.get(slot)?.as_ref()
     }
 
@@ -143,14 +147,10 @@ impl Maps {
         slot
     }
 
-    fn make_live(&mut self, chunk: u64, slot: usize, doc: &Arc<str>) {
-        if let Some(old) = self.live.insert(
-            chunk,
-            Live {
-                slot,
-                doc: doc.clone(),
-            },
-        ) && let Some(d) = self.slot_doc.get_mut(old.slot)
+    fn make_live(&mut self, chunk: u64, slot: usize, doc: &SlotDoc) {
+        if let Some(old) = self.live.insert(chunk, slot)
+            && old != slot
+            && let Some(d) = self.slot_doc.get_mut(old)
         {
             *d = None;
         }
@@ -161,7 +161,7 @@ impl Maps {
 
     fn tombstone(&mut self, chunk: u64) {
         if let Some(old) = self.live.remove(&chunk)
-            && let Some(d) = self.slot_doc.get_mut(old.slot)
+            && let Some(d) = self.slot_doc.get_mut(old)
         {
             *d = None;
         }
@@ -370,16 +370,28 @@ impl DenseIndex {
         for (slot, i) in &to_insert {
             self.hnsw.insert_slice((&items[*i].vector, *slot));
         }
-        // Phase 3 (brief write lock): the new chunks become live.
+        // Phase 3 (brief write lock): the new chunks become live, the kept ones take the
+        // document's new attributes.
         {
             let mut m = self.write();
+            let entry = SlotDoc {
+                id: doc.clone(),
+                attrs: Arc::new(attrs),
+            };
             for (slot, i) in &to_insert {
-                m.make_live(items[*i].chunk_id, *slot, &doc);
+                m.make_live(items[*i].chunk_id, *slot, &entry);
+            }
+            for item in &items {
+                if let Some(&slot) = m.live.get(&item.chunk_id)
+                    && let Some(Some(d)) = m.slot_doc.get_mut(slot)
+                {
+                    *d = entry.clone();
+                }
             }
             m.docs.insert(
                 doc,
                 DocEntry {
-                    attrs,
+                    attrs: entry.attrs,
                     chunks: items.iter().map(|i| i.chunk_id).collect(),
                 },
             );
@@ -394,17 +406,27 @@ impl DenseIndex {
         {
             let mut m = self.write();
             for (doc, attrs, items) in docs {
+                let entry = SlotDoc {
+                    id: doc.clone(),
+                    attrs: Arc::new(attrs),
+                };
                 let mut chunks = Vec::with_capacity(items.len());
                 for item in items {
                     if m.live.contains_key(&item.chunk_id) {
                         continue;
                     }
                     let slot = m.reserve(item.chunk_id, &item.vector);
-                    m.make_live(item.chunk_id, slot, &doc);
+                    m.make_live(item.chunk_id, slot, &entry);
                     chunks.push(item.chunk_id);
                     batch.push((item.vector, slot));
                 }
-                m.docs.insert(doc, DocEntry { attrs, chunks });
+                m.docs.insert(
+                    doc,
+                    DocEntry {
+                        attrs: entry.attrs,
+                        chunks,
+                    },
+                );
             }
         }
         let refs: Vec<(&[f32], usize)> = batch.iter().map(|(v, s)| (v.as_slice(), *s)).collect();
@@ -431,7 +453,7 @@ impl DenseIndex {
                     chunks: e
                         .chunks
                         .iter()
-                        .map(|c| (*c, m.live.get(c).map(|l| l.slot).unwrap_or(usize::MAX)))
+                        .map(|c| (*c, m.live.get(c).copied().unwrap_or(usize::MAX)))
                         .collect(),
                 })
                 .collect(),
@@ -476,7 +498,15 @@ impl MapsSnapshot {
             )));
         }
         for d in self.docs {
-            let doc: Arc<str> = Arc::from(d.id.as_str());
+            let entry = SlotDoc {
+                id: Arc::from(d.id.as_str()),
+                attrs: Arc::new(DocAttrs {
+                    source: d.source,
+                    kind: d.kind,
+                    updated_at: d.updated_at,
+                    meta_terms: d.meta_terms,
+                }),
+            };
             let mut chunks = Vec::with_capacity(d.chunks.len());
             for (chunk, slot) in d.chunks {
                 if maps.slots.get(slot) != Some(&chunk) {
@@ -484,16 +514,16 @@ impl MapsSnapshot {
                         "snapshot maps chunk {chunk} to slot {slot}, which holds another chunk"
                     )));
                 }
-                maps.make_live(chunk, slot, &doc);
+                maps.make_live(chunk, slot, &entry);
                 chunks.push(chunk);
             }
-            let attrs = DocAttrs {
-                source: d.source,
-                kind: d.kind,
-                updated_at: d.updated_at,
-                meta_terms: d.meta_terms,
-            };
-            maps.docs.insert(doc, DocEntry { attrs, chunks });
+            maps.docs.insert(
+                entry.id,
+                DocEntry {
+                    attrs: entry.attrs,
+                    chunks,
+                },
+            );
         }
         Ok(maps)
     }
@@ -577,6 +607,34 @@ pub(crate) mod tests {
         assert!(all.iter().all(|h| &*h.doc_id != "t:a:8"));
         assert_eq!(all.len(), 49);
         assert_eq!(idx.stats().tombstones, 2);
+    }
+
+    #[test]
+    fn a_document_updated_with_the_same_chunks_is_filtered_by_its_new_attributes() {
+        let idx = DenseIndex::new(8, HnswParams::default(), 100);
+        let chunk = || {
+            vec![DenseItem {
+                chunk_id: 1,
+                vector: unit(1, 8),
+            }]
+        };
+        idx.apply("t:a:1", Some((attrs("old"), chunk())))
+            .expect("applies");
+        idx.freeze().expect("freezes");
+        idx.apply("t:a:1", Some((attrs("new"), chunk())))
+            .expect("applies");
+        let kind = |k: &str| Filter {
+            kind: vec![k.into()],
+            ..Filter::default()
+        };
+        let found = |f: &Filter| idx.search(&unit(1, 8), 5, 64, f, &[]).expect("searches");
+        assert!(found(&kind("old")).is_empty());
+        assert_eq!(found(&kind("new")).len(), 1);
+        assert_eq!(
+            idx.stats().tombstones,
+            0,
+            "the kept chunk was not reinserted"
+        );
     }
 
     #[test]

@@ -28,10 +28,7 @@ fn sampled_share(m: &Maps, filter: &Filter, meta_terms: &[String]) -> f64 {
     for slot in (0..m.slots.len()).step_by(step) {
         if let Some(doc) = m.is_live(slot) {
             seen += 1;
-            if m.docs
-                .get(doc)
-                .is_some_and(|e| filter.matches(&e.attrs, meta_terms))
-            {
+            if filter.matches(&doc.attrs, meta_terms) {
                 kept += 1;
             }
         }
@@ -70,12 +67,8 @@ impl DenseIndex {
             return Ok(Vec::new());
         }
         let passes = |slot: usize| -> bool {
-            m.is_live(slot).is_some_and(|doc| {
-                filter.is_empty()
-                    || m.docs
-                        .get(doc)
-                        .is_some_and(|e| filter.matches(&e.attrs, meta_terms))
-            })
+            m.is_live(slot)
+                .is_some_and(|doc| filter.is_empty() || filter.matches(&doc.attrs, meta_terms))
         };
         // The fresh part, exactly: every live point that passes.
         let start = m.fresh_start();
@@ -129,22 +122,13 @@ impl DenseIndex {
                 fetch = (fetch * 4).min(n);
             }
         }
-        // Selective filter (or too few passing candidates): the matching documents' live
-        // chunks, scored from the segment's and the fresh part's vectors.
-        let mut scored: Vec<Candidate> = Vec::new();
-        for (doc, entry) in &m.docs {
-            if !filter.matches(&entry.attrs, meta_terms) {
-                continue;
-            }
-            for chunk in &entry.chunks {
-                let Some(live) = m.live.get(chunk).filter(|l| l.doc == *doc) else {
-                    continue;
-                };
-                if let Some(v) = m.vector(live.slot, self.dim) {
-                    scored.push((1.0 - dot(query, v), live.slot));
-                }
-            }
-        }
+        // Selective filter (or too few passing candidates): every live slot that passes, scored
+        // from the segment's and the fresh part's vectors (frozen ones in slot order).
+        let scored: Vec<Candidate> = (0..start)
+            .filter(|&slot| passes(slot))
+            .filter_map(|slot| Some((1.0 - dot(query, m.vector(slot, self.dim)?), slot)))
+            .chain(fresh)
+            .collect();
         Ok(collapse(scored, &m, k))
     }
 }
@@ -162,10 +146,10 @@ fn collapse(mut found: Vec<Candidate>, m: &Maps, k: usize) -> Vec<DenseHit> {
         let (Some(doc), Some(chunk_id)) = (m.is_live(slot), m.slots.get(slot)) else {
             continue;
         };
-        if seen.insert(doc) {
+        if seen.insert(&doc.id) {
             out.push(DenseHit {
                 chunk_id: *chunk_id,
-                doc_id: doc.clone(),
+                doc_id: doc.id.clone(),
                 score: 1.0 - distance,
             });
         }
