@@ -14,6 +14,7 @@
 //!   [`layered_config::Secret`] redacted in `Debug` and durations written as text.
 //! - [`logging`]: how both programs log (stderr, `RUST_LOG`, text coloured only on a terminal, or
 //!   JSON lines).
+//! - [`prefetch`]: the hint that brings a cache line in ahead of a loop that reads it.
 //! - [`retry`]: when to try a request again — exponential backoff with full jitter, a server's
 //!   `Retry-After` honoured, a bounded number of attempts.
 //!
@@ -35,5 +36,6 @@ pub mod backup_status;
 pub mod cli_docs;
 pub mod layered_config;
 pub mod logging;
+pub mod prefetch;
 pub mod retry;
 pub mod utc;

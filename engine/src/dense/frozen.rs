@@ -11,6 +11,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::OnceLock;
 
+use concierge_infra::prefetch::prefetch;
 use hnsw_rs::prelude::Hnsw;
 
 use crate::distance::{UnitCosine, dot};
@@ -80,30 +81,10 @@ fn dot_i8(q: &[f32], c: &[i8]) -> f32 {
     sum
 }
 
-/// Asks the CPU to start loading the first `lines` cache lines of each row `ids` of a table at
-/// `base` with rows of `stride` bytes, so the distances that follow find them in cache (the walk
-/// is bound by memory reads once the vectors outgrow the caches). A hint: it reads nothing.
-fn prefetch_rows(base: *const u8, stride: usize, ids: &[u32], lines: usize) {
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
-    // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has (it is in the target's
-    // baseline); a prefetch never faults and reads nothing the program sees, whatever the
-    // address, so the computed (possibly out-of-bounds) addresses are harmless.
-    unsafe {
-        for &id in ids {
-            let row = base.wrapping_add(id as usize * stride);
-            for line in 0..lines {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    row.wrapping_add(line * 64).cast::<i8>(),
-                );
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (base, stride, ids, lines);
-}
-
-/// Cache lines of a row prefetched ahead of its distance.
+/// Cache lines of a row prefetched ahead of its distance: the walk waits on memory once the
+/// vectors outgrow the caches, and the hardware prefetcher follows a row once it has seen a few
+/// lines (4 lines and all 24 of a 384-d f32 row measured alike, 14 % more queries/s than none:
+/// `concierge-bench ann`, 30 000 clustered vectors, AMD EPYC).
 const PREFETCH_LINES: usize = 4;
 
 /// A point found, with its cosine distance (`1 - dot`) to the query.
@@ -221,11 +202,30 @@ impl FrozenGraph {
     /// The `k` nearest points to a unit-norm `query`, best first, with a candidate list of
     /// `ef` at level 0.
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<Found> {
+        self.search_accepting(query, k, ef, None)
+    }
+
+    /// [`FrozenGraph::search`] returning only points `accept` takes (live ones, those a filter
+    /// keeps): the others are walked through but never returned, and the walk goes on until it
+    /// holds `ef` accepted points (hnswlib's filtered search).
+    pub fn search_accepting(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        accept: Option<&dyn Fn(u32) -> bool>,
+    ) -> Vec<Found> {
         if k == 0 || query.len() != self.dim {
             return Vec::new();
         }
-        let rows = (self.vectors.as_ptr().cast::<u8>(), self.dim * 4);
-        let mut out = self.walk(ef.max(k), rows, &|id| self.distance(query, id));
+        let ahead = |ids: &[u32]| {
+            for &id in ids {
+                for line in 0..PREFETCH_LINES {
+                    prefetch(&self.vectors, id as usize * self.dim + line * 16);
+                }
+            }
+        };
+        let mut out = self.walk(ef.max(k), &ahead, &|id| self.distance(query, id), accept);
         out.truncate(k);
         out
     }
@@ -239,11 +239,20 @@ impl FrozenGraph {
         let (codes, scales) = self.codes();
         // The query in the codes' scale: q_d · s_d, so q · x ≈ Σ q'_d · c_d.
         let scaled: Vec<f32> = query.iter().zip(scales).map(|(q, s)| q * s).collect();
-        let rows = (codes.as_ptr().cast::<u8>(), self.dim);
-        let mut out = self.walk(ef.max(k), rows, &|id| {
-            let at = id as usize * self.dim;
-            1.0 - dot_i8(&scaled, &codes[at..at + self.dim])
-        });
+        let ahead = |ids: &[u32]| {
+            for &id in ids {
+                prefetch(codes, id as usize * self.dim);
+            }
+        };
+        let mut out = self.walk(
+            ef.max(k),
+            &ahead,
+            &|id| {
+                let at = id as usize * self.dim;
+                1.0 - dot_i8(&scaled, &codes[at..at + self.dim])
+            },
+            None,
+        );
         for f in &mut out {
             f.distance = self.distance(query, f.id);
         }
@@ -252,10 +261,17 @@ impl FrozenGraph {
         out
     }
 
-    /// The graph walk with distance `dist` over the rows `dist` reads (start, bytes per row; for
-    /// prefetching): hnsw_rs's descent, then the level-0 beam; the `ef` best points, nearest
-    /// first.
-    fn walk(&self, ef: usize, rows: (*const u8, usize), dist: &dyn Fn(u32) -> f32) -> Vec<Found> {
+    /// The graph walk with distance `dist` (`ahead` prefetches what `dist` will read of some
+    /// points): hnsw_rs's descent, then the level-0 beam; the `ef` best points `accept` takes
+    /// (all when `None`), nearest first.
+    fn walk(
+        &self,
+        ef: usize,
+        ahead: &dyn Fn(&[u32]),
+        dist: &dyn Fn(u32) -> f32,
+        accept: Option<&dyn Fn(u32) -> bool>,
+    ) -> Vec<Found> {
+        let accepted = |id: u32| accept.is_none_or(|f| f(id));
         let n = self.vectors.len() / self.dim;
         // Descent as hnsw_rs makes it (so both walk the same graph the same way): at each upper
         // level, one pass over the current node's neighbours, moving to the closest if closer.
@@ -290,10 +306,15 @@ impl FrozenGraph {
             let mut fresh: Vec<u32> = Vec::with_capacity(self.width);
             marks[current as usize] = epoch;
             candidates.push(Reverse(ByDistance(best, current)));
-            results.push(ByDistance(best, current));
+            if accepted(current) {
+                results.push(ByDistance(best, current));
+            }
             while let Some(Reverse(ByDistance(d, id))) = candidates.pop() {
-                // The nearest candidate is farther than the farthest result: done.
-                if results.peek().is_some_and(|w| d > w.0) {
+                // The nearest candidate is farther than the farthest result: done (when some
+                // points are refused, only once `ef` are accepted).
+                if (accept.is_none() || results.len() >= ef)
+                    && results.peek().is_some_and(|w| d > w.0)
+                {
                     break;
                 }
                 let row = &self.level0[id as usize * self.width..(id as usize + 1) * self.width];
@@ -309,14 +330,16 @@ impl FrozenGraph {
                         fresh.push(nb);
                     }
                 }
-                prefetch_rows(rows.0, rows.1, &fresh, PREFETCH_LINES);
+                ahead(&fresh);
                 for &nb in &fresh {
                     let dn = dist(nb);
                     if results.len() < ef || results.peek().is_some_and(|w| dn < w.0) {
                         candidates.push(Reverse(ByDistance(dn, nb)));
-                        results.push(ByDistance(dn, nb));
-                        if results.len() > ef {
-                            results.pop();
+                        if accepted(nb) {
+                            results.push(ByDistance(dn, nb));
+                            if results.len() > ef {
+                                results.pop();
+                            }
                         }
                     }
                 }

@@ -21,11 +21,13 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) mod frozen;
 mod search;
+mod slot_filter;
 
 use crate::distance::UnitCosine;
 use crate::error::{Error, Result};
 use crate::filter::DocAttrs;
 use frozen::FrozenGraph;
+use slot_filter::{Names, SlotDoc};
 
 /// HNSW construction and search parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,20 +93,14 @@ pub(crate) struct DocEntry {
     pub chunks: Vec<u64>,
 }
 
-/// A live slot's document: its id and what filters look at (shared with its [`DocEntry`]), so
-/// a filter check per candidate is an array read, not a lookup by id.
-#[derive(Debug, Clone)]
-pub(crate) struct SlotDoc {
-    pub id: Arc<str>,
-    pub attrs: Arc<DocAttrs>,
-}
-
 #[derive(Debug, Default)]
 pub(crate) struct Maps {
     /// slot (hnsw_rs DataId) -> chunk id.
     pub slots: Vec<u64>,
     /// slot -> its document while the slot is live (`None`: a tombstone, or not yet inserted).
     slot_doc: Vec<Option<SlotDoc>>,
+    /// The numbers of the source and kind names in `slot_doc`.
+    names: Names,
     /// live chunk id -> its slot.
     live: HashMap<u64, usize>,
     pub docs: HashMap<Arc<str>, DocEntry>,
@@ -374,10 +370,7 @@ impl DenseIndex {
         // document's new attributes.
         {
             let mut m = self.write();
-            let entry = SlotDoc {
-                id: doc.clone(),
-                attrs: Arc::new(attrs),
-            };
+            let entry = SlotDoc::new(doc.clone(), Arc::new(attrs), &mut m.names);
             for (slot, i) in &to_insert {
                 m.make_live(items[*i].chunk_id, *slot, &entry);
             }
@@ -406,10 +399,7 @@ impl DenseIndex {
         {
             let mut m = self.write();
             for (doc, attrs, items) in docs {
-                let entry = SlotDoc {
-                    id: doc.clone(),
-                    attrs: Arc::new(attrs),
-                };
+                let entry = SlotDoc::new(doc.clone(), Arc::new(attrs), &mut m.names);
                 let mut chunks = Vec::with_capacity(items.len());
                 for item in items {
                     if m.live.contains_key(&item.chunk_id) {
@@ -498,15 +488,16 @@ impl MapsSnapshot {
             )));
         }
         for d in self.docs {
-            let entry = SlotDoc {
-                id: Arc::from(d.id.as_str()),
-                attrs: Arc::new(DocAttrs {
+            let entry = SlotDoc::new(
+                Arc::from(d.id.as_str()),
+                Arc::new(DocAttrs {
                     source: d.source,
                     kind: d.kind,
                     updated_at: d.updated_at,
                     meta_terms: d.meta_terms,
                 }),
-            };
+                &mut maps.names,
+            );
             let mut chunks = Vec::with_capacity(d.chunks.len());
             for (chunk, slot) in d.chunks {
                 if maps.slots.get(slot) != Some(&chunk) {

@@ -1,12 +1,13 @@
 //! How the dense index answers a query. The fresh part (points not yet frozen) is always scanned
-//! exactly; the frozen segment is walked: unfiltered, with a candidate list that survives
-//! tombstones; with a broad filter, post-filtered with a candidate list widened by the filter's
-//! sampled share; with a selective one (or too few passing candidates), the matching chunks'
-//! vectors are scanned exactly. The thresholds are measured (`concierge-bench ann`).
+//! exactly; the frozen segment is walked, tombstones and points a filter refuses walked through
+//! but never returned, unfiltered or with a broad filter; with a selective one (or when the walk
+//! comes back short), the matching chunks' vectors are scanned exactly. The thresholds are
+//! measured (`concierge-bench ann`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::slot_filter::SlotFilter;
 use super::{DenseHit, DenseIndex, Maps};
 use crate::distance::dot;
 use crate::error::{Error, Result};
@@ -16,19 +17,19 @@ use crate::filter::Filter;
 /// chunks; broader ones by the post-filtered walk (`concierge-bench ann`, filtered rows: at 1 %
 /// the scan wins, at 10 % the walk).
 const EXACT_SHARE: f64 = 0.03;
-/// The widest candidate list of the post-filtered walk before it falls back to the exact scan.
+/// The widest candidate list of a filtered walk before it falls back to the exact scan.
 const MAX_POSTFILTER_CANDIDATES: usize = 8_192;
 /// Live chunks sampled to estimate a filter's share.
 const SHARE_SAMPLE: usize = 1_024;
 
 /// The share of live chunks `filter` keeps, from an evenly spaced sample of the slots.
-fn sampled_share(m: &Maps, filter: &Filter, meta_terms: &[String]) -> f64 {
+fn sampled_share(m: &Maps, filter: &SlotFilter<'_>) -> f64 {
     let step = (m.slots.len() / SHARE_SAMPLE).max(1);
     let (mut seen, mut kept) = (0usize, 0usize);
     for slot in (0..m.slots.len()).step_by(step) {
         if let Some(doc) = m.is_live(slot) {
             seen += 1;
-            if filter.matches(&doc.attrs, meta_terms) {
+            if filter.matches(doc) {
                 kept += 1;
             }
         }
@@ -66,10 +67,9 @@ impl DenseIndex {
         if m.live.is_empty() {
             return Ok(Vec::new());
         }
-        let passes = |slot: usize| -> bool {
-            m.is_live(slot)
-                .is_some_and(|doc| filter.is_empty() || filter.matches(&doc.attrs, meta_terms))
-        };
+        let filter = SlotFilter::new(filter, meta_terms, &m.names);
+        let passes =
+            |slot: usize| -> bool { m.is_live(slot).is_some_and(|doc| filter.matches(doc)) };
         // The fresh part, exactly: every live point that passes.
         let start = m.fresh_start();
         let fresh: Vec<Candidate> = (start..m.slots.len())
@@ -79,44 +79,40 @@ impl DenseIndex {
         let Some(frozen) = &m.frozen else {
             return Ok(collapse(fresh, &m, k));
         };
-        let walk = |fetch: usize| -> Vec<Candidate> {
+        // The segment's walk keeps only live points that pass: the others are walked through,
+        // never returned. Its `fetch` best and the fresh part's together.
+        let accept = |id: u32| passes(id as usize);
+        let walk = |fetch: usize| -> (Vec<Candidate>, bool) {
             let mut found: Vec<Candidate> = frozen
-                .search(query, fetch, fetch)
+                .search_accepting(query, fetch, fetch, Some(&accept))
                 .into_iter()
                 .map(|f| (f.distance, f.id as usize))
-                .filter(|&(_, slot)| passes(slot))
                 .collect();
+            let exhausted = found.len() < fetch;
             found.extend_from_slice(&fresh);
-            found
+            (found, exhausted)
         };
         let n = frozen.len();
-        if filter.is_empty() {
+        // Unfiltered, or a filter broad enough for the walk (a sample of the live chunks
+        // estimates the share it keeps: checking every document would cost more than the walk).
+        if filter.is_empty() || sampled_share(&m, &filter) > EXACT_SHARE {
             // The walk costs what its candidate list (ef) costs, so take every candidate: that
-            // survives tombstones and several chunks of one document without a second walk,
-            // which only happens when too few live documents came back.
+            // survives several chunks of one document without a second walk, which only
+            // happens when too few documents came back.
+            let enough = if filter.is_empty() {
+                k.min(m.docs.len())
+            } else {
+                k
+            };
             let mut fetch = ef.max(k).min(n);
             loop {
-                let hits = collapse(walk(fetch), &m, k);
-                if hits.len() >= k.min(m.docs.len()) || fetch >= n {
+                let (found, exhausted) = walk(fetch);
+                let hits = collapse(found, &m, k);
+                // Short of documents though every passing point was reached: that is all.
+                if hits.len() >= enough || exhausted || fetch >= n {
                     return Ok(hits);
                 }
-                fetch = (fetch * 4).min(n);
-            }
-        }
-        // Filtered. A sample of the live chunks estimates the share the filter keeps (checking
-        // every document on every query would cost more than the walk).
-        let share = sampled_share(&m, filter, meta_terms);
-        if share > EXACT_SHARE {
-            // Broad filter: walk without it and keep what passes, with a candidate list widened
-            // by 1 / share so about `ef` passing candidates come back.
-            let mut fetch = ((ef.max(k) as f64 / share) * 1.2).ceil() as usize;
-            fetch = fetch.max(k).min(n).max(1);
-            loop {
-                let hits = collapse(walk(fetch), &m, k);
-                if hits.len() >= k {
-                    return Ok(hits);
-                }
-                if fetch >= n || fetch >= MAX_POSTFILTER_CANDIDATES {
+                if !filter.is_empty() && fetch >= MAX_POSTFILTER_CANDIDATES {
                     break;
                 }
                 fetch = (fetch * 4).min(n);

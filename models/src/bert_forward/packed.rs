@@ -16,6 +16,7 @@
 //! (15 rows on AVX2: 5 + 5 + 5, not 6 + 6 + 3), so no tile runs short of accumulators. Each step
 //! prefetches the panel well ahead: without it the kernel waited on every weight load.
 
+use concierge_infra::prefetch::prefetch;
 use multiversion::multiversion;
 use multiversion::target::selected_target;
 use rayon::prelude::*;
@@ -219,23 +220,6 @@ fn tile_product(out: &mut [f32], a: &[f32], panel: &[f32], k: usize) {
 /// Panel rows (cache lines) fetched ahead of the one being multiplied.
 const PREFETCH_AHEAD: usize = 64;
 
-/// Asks the CPU to bring `data[at]` (or, past the panel's end, the start of the next panel,
-/// which lies right after it) into the L1 cache: the hardware prefetcher alone left the kernel
-/// waiting on the weights.
-#[inline(always)]
-fn prefetch(data: &[f32], at: usize) {
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
-    // SAFETY: a prefetch is a hint: it never faults, whatever the address, and changes no
-    // memory. `wrapping_add` computes the address without claiming it is in bounds.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(data.as_ptr().wrapping_add(at).cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (data, at);
-}
-
 /// One step of the inner dimension: `acc[r] += a[r][kk] · panel[kk]` for every row. A function
 /// marked `inline(always)`, not a closure: a closure is compiled for the baseline CPU, where
 /// `mul_add` is a call into libm's software `fmaf`.
@@ -247,6 +231,8 @@ fn step<const R: usize>(
     kk: usize,
     fma: bool,
 ) {
+    // Past the panel's end this is the start of the next panel, which lies right after it: the
+    // hardware prefetcher alone left the kernel waiting on the weights.
     prefetch(panel, (kk + PREFETCH_AHEAD) * PANEL);
     let w = &panel[kk * PANEL..(kk + 1) * PANEL];
     for r in 0..R {
