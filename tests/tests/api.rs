@@ -317,7 +317,9 @@ fn metrics_time_each_acknowledged_write_until_searchable_and_count_embedding_wor
 #[test]
 fn search_hits_leave_the_whole_text_out_unless_asked_and_duplicate_keys_are_refused() {
     let d = start(&[]);
-    let long: String = "The lockbox code for unit 7 changed. ".repeat(2_000);
+    // 19 KB, about 20 chunks: long beside a hit, and embedded well within the search's 10 s
+    // min_seq wait on one thread of a slow CPU (76 KB took 16 s on a 2-core EPYC).
+    let long: String = "The lockbox code for unit 7 changed. ".repeat(500);
     let doc = json!({"id": "guesty:listing:l7", "text": long, "updated_at": 1}).to_string();
     let (s, b) = d.post_json("/v1/documents", &doc);
     assert_eq!(s, 202, "{b}");

@@ -491,6 +491,35 @@ mod tests {
     }
 
     #[test]
+    fn a_walk_returns_only_accepted_points_and_at_a_large_ef_the_nearest_of_them() {
+        let points = data(1_000, 16, true, 21);
+        let hnsw = Hnsw::<f32, UnitCosine>::new(16, 1_000, 16, 200, UnitCosine);
+        let refs: Vec<(&Vec<f32>, usize)> = points.iter().zip(0..).collect();
+        hnsw.parallel_insert(&refs);
+        let frozen = FrozenGraph::freeze(&hnsw, 16).expect("freezes");
+        // One point in ten: the walk goes through the others to reach them.
+        let accept = |id: u32| id % 10 == 3;
+        let kept: Vec<Vec<f32>> = points.iter().skip(3).step_by(10).cloned().collect();
+        for q in data(20, 16, true, 22) {
+            let found = frozen.search_accepting(&q, 10, 1_000, Some(&accept));
+            assert!(found.iter().all(|f| accept(f.id)));
+            let want: Vec<u32> = exact(&kept, &q, 10).iter().map(|i| i * 10 + 3).collect();
+            let got: Vec<u32> = found.iter().map(|f| f.id).collect();
+            assert_eq!(got, want);
+            // A small list still holds only accepted points, and as many as it asks for.
+            let few = frozen.search_accepting(&q, 5, 5, Some(&accept));
+            assert_eq!(few.len(), 5);
+            assert!(few.iter().all(|f| accept(f.id)));
+        }
+        // Nothing accepted: nothing found, after walking the whole graph.
+        assert!(
+            frozen
+                .search_accepting(&points[0], 5, 50, Some(&|_| false))
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn at_a_large_ef_the_frozen_graph_is_exact() {
         let points = data(500, 16, true, 7);
         let hnsw = Hnsw::<f32, UnitCosine>::new(16, 500, 16, 200, UnitCosine);
