@@ -23,18 +23,18 @@ pub struct FrozenAnn {
 impl FrozenAnn {
     /// The `k` nearest ids with their cosine similarity, best first.
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<(u64, f32)> {
-        self.graph
-            .search(query, k, ef)
-            .into_iter()
-            .filter_map(|f| Some((*self.ids.get(f.id as usize)?, 1.0 - f.distance)))
-            .collect()
+        self.with_ids(self.graph.search(query, k, ef))
     }
 
     /// [`FrozenAnn::search`] walking the graph over int8 codes of the vectors, then rescoring
     /// the `ef` candidates with the f32 vectors.
     pub fn search_int8(&self, query: &[f32], k: usize, ef: usize) -> Vec<(u64, f32)> {
-        self.graph
-            .search_int8(query, k, ef)
+        self.with_ids(self.graph.search_int8(query, k, ef))
+    }
+
+    /// The points found as ids with their cosine similarity.
+    fn with_ids(&self, found: Vec<crate::dense::frozen::Found>) -> Vec<(u64, f32)> {
+        found
             .into_iter()
             .filter_map(|f| Some((*self.ids.get(f.id as usize)?, 1.0 - f.distance)))
             .collect()

@@ -11,6 +11,10 @@ use crate::error::InvalidInput;
 /// of this size of store, and for the index snapshots.
 pub const DEFAULT_MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
 
+/// The largest `dense_freeze_after`: a fresh part that every search scans exactly must stay
+/// small beside the segment.
+pub const MAX_DENSE_FREEZE_AFTER: usize = 1_000_000;
+
 /// How an [`Engine`](crate::Engine) is opened.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -89,9 +93,9 @@ impl EngineConfig {
                 self.rebuild_tombstone_ratio
             )));
         }
-        if !(1..=1_000_000).contains(&self.dense_freeze_after) {
+        if !(1..=MAX_DENSE_FREEZE_AFTER).contains(&self.dense_freeze_after) {
             return Err(bad(format!(
-                "dense_freeze_after must be within 1..=1000000, got {}",
+                "dense_freeze_after must be within 1..={MAX_DENSE_FREEZE_AFTER}, got {}",
                 self.dense_freeze_after
             )));
         }

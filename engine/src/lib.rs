@@ -62,7 +62,7 @@ pub use answer::{
 pub use browse::{DocumentCounts, DocumentPage, MAX_PAGE, id_prefix};
 pub use changelog::{ChangeEntry, ChangeKind, DeadLetter};
 pub use chunking::ChunkingConfig;
-pub use config::{DEFAULT_MIN_FREE_BYTES, EngineConfig};
+pub use config::{DEFAULT_MIN_FREE_BYTES, EngineConfig, MAX_DENSE_FREEZE_AFTER};
 pub use dead_letters::LetterKey;
 pub use dense::{DenseStats, HnswParams};
 pub use document::{Document, DocumentId, Operation, Outcome};

@@ -620,6 +620,18 @@ pub const SECRET_KEYS: &[(&str, &str)] = &[
     ("cluster", "primary_token"),
 ];
 
+/// An integer key's value within its range, or the message naming the key.
+fn within(key: &str, value: u64, range: std::ops::RangeInclusive<u64>) -> Result<(), String> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(format!(
+        "{key} must be within {}..={}, got {value}",
+        range.start(),
+        range.end()
+    ))
+}
+
 impl Config {
     /// Checks what types alone cannot; the message names the key.
     pub fn validate(&self) -> Result<(), String> {
@@ -693,18 +705,16 @@ impl Config {
                 return Err(format!("{key} must be a non-negative number, got {w}"));
             }
         }
-        if !(1..=1_000_000).contains(&self.search.dense_freeze_after) {
-            return Err(format!(
-                "search.dense_freeze_after must be within 1..=1000000, got {}",
-                self.search.dense_freeze_after
-            ));
-        }
-        if !(100..=86_400_000).contains(&self.search.dense_freeze_interval_ms) {
-            return Err(format!(
-                "search.dense_freeze_interval_ms must be within 100..=86400000, got {}",
-                self.search.dense_freeze_interval_ms
-            ));
-        }
+        within(
+            "search.dense_freeze_after",
+            self.search.dense_freeze_after as u64,
+            1..=concierge_engine::MAX_DENSE_FREEZE_AFTER as u64,
+        )?;
+        within(
+            "search.dense_freeze_interval_ms",
+            self.search.dense_freeze_interval_ms,
+            100..=86_400_000,
+        )?;
         if let Some(p) = &self.llm.provider
             && !matches!(p.as_str(), "extractive" | "openai" | "local")
         {
@@ -712,13 +722,11 @@ impl Config {
                 "llm.provider must be \"extractive\", \"openai\" or \"local\", got {p:?}"
             ));
         }
-        if !(1..=concierge_engine::MAX_PASSAGES).contains(&self.answers.passages) {
-            return Err(format!(
-                "answers.passages must be within 1..={}, got {}",
-                concierge_engine::MAX_PASSAGES,
-                self.answers.passages
-            ));
-        }
+        within(
+            "answers.passages",
+            self.answers.passages as u64,
+            1..=concierge_engine::MAX_PASSAGES as u64,
+        )?;
         if !(self.answers.min_similarity.is_finite()
             && (-1.0..=1.0).contains(&self.answers.min_similarity))
         {
@@ -727,12 +735,11 @@ impl Config {
                 self.answers.min_similarity
             ));
         }
-        if !(1..=8192).contains(&self.answers.max_tokens) {
-            return Err(format!(
-                "answers.max_tokens must be within 1..=8192, got {}",
-                self.answers.max_tokens
-            ));
-        }
+        within(
+            "answers.max_tokens",
+            u64::from(self.answers.max_tokens),
+            1..=8192,
+        )?;
         if self.llm_provider() == "openai"
             && self
                 .llm

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use concierge_infra::prefetch::prefetch;
 use hnsw_rs::prelude::Hnsw;
 
-use crate::distance::{UnitCosine, dot};
+use crate::distance::{UnitCosine, dot, dot_i8};
 
 /// No neighbour (padding of a level-0 row).
 const NONE: u32 = u32::MAX;
@@ -59,26 +59,6 @@ fn quantise(vectors: &[f32], dim: usize) -> (Vec<i8>, Vec<f32>) {
         })
         .collect();
     (codes, scales)
-}
-
-/// `Σ q_d · c_d` of an f32 query and int8 codes (vectorised for the CPU it runs on).
-#[multiversion::multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-fn dot_i8(q: &[f32], c: &[i8]) -> f32 {
-    let n = q.len().min(c.len());
-    let (q, c) = (&q[..n], &c[..n]);
-    let mut acc = [0.0f32; 8];
-    let mut cq = q.chunks_exact(8);
-    let mut cc = c.chunks_exact(8);
-    for (x, y) in (&mut cq).zip(&mut cc) {
-        for i in 0..8 {
-            acc[i] = x[i].mul_add(f32::from(y[i]), acc[i]);
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for (x, y) in cq.remainder().iter().zip(cc.remainder()) {
-        sum += x * f32::from(*y);
-    }
-    sum
 }
 
 /// Cache lines of a row prefetched ahead of its distance: the walk waits on memory once the
@@ -401,6 +381,14 @@ mod tests {
             .collect()
     }
 
+    /// hnsw_rs's graph of `points` (M 16, ef_construction 200), built in parallel.
+    fn graph(points: &[Vec<f32>]) -> Hnsw<'static, f32, UnitCosine> {
+        let hnsw = Hnsw::<f32, UnitCosine>::new(16, points.len(), 16, 200, UnitCosine);
+        let refs: Vec<(&Vec<f32>, usize)> = points.iter().zip(0..).collect();
+        hnsw.parallel_insert(&refs);
+        hnsw
+    }
+
     fn exact(points: &[Vec<f32>], q: &[f32], k: usize) -> Vec<u32> {
         let mut all: Vec<(f32, u32)> = points
             .iter()
@@ -419,9 +407,7 @@ mod tests {
     fn recalls(n: usize, dim: usize, clustered: bool, seed: u64) -> Vec<(usize, f64, f64)> {
         let points = data(n, dim, clustered, seed);
         let queries = data(60, dim, clustered, seed ^ 0x5eed);
-        let hnsw = Hnsw::<f32, UnitCosine>::new(16, n, 16, 200, UnitCosine);
-        let refs: Vec<(&Vec<f32>, usize)> = points.iter().zip(0..).collect();
-        hnsw.parallel_insert(&refs);
+        let hnsw = graph(&points);
         let frozen = FrozenGraph::freeze(&hnsw, dim).expect("freezes");
         [10, 20, 40, 80, 160]
             .into_iter()
@@ -466,9 +452,7 @@ mod tests {
         for clustered in [false, true] {
             let points = data(2_000, 24, clustered, 11);
             let queries = data(60, 24, clustered, 12);
-            let hnsw = Hnsw::<f32, UnitCosine>::new(16, 2_000, 16, 200, UnitCosine);
-            let refs: Vec<(&Vec<f32>, usize)> = points.iter().zip(0..).collect();
-            hnsw.parallel_insert(&refs);
+            let hnsw = graph(&points);
             let frozen = FrozenGraph::freeze(&hnsw, 24).expect("freezes");
             for ef in [20, 40, 80, 160] {
                 let (mut full, mut int8) = (0.0, 0.0);
@@ -493,9 +477,7 @@ mod tests {
     #[test]
     fn a_walk_returns_only_accepted_points_and_at_a_large_ef_the_nearest_of_them() {
         let points = data(1_000, 16, true, 21);
-        let hnsw = Hnsw::<f32, UnitCosine>::new(16, 1_000, 16, 200, UnitCosine);
-        let refs: Vec<(&Vec<f32>, usize)> = points.iter().zip(0..).collect();
-        hnsw.parallel_insert(&refs);
+        let hnsw = graph(&points);
         let frozen = FrozenGraph::freeze(&hnsw, 16).expect("freezes");
         // One point in ten: the walk goes through the others to reach them.
         let accept = |id: u32| id % 10 == 3;
@@ -522,9 +504,7 @@ mod tests {
     #[test]
     fn at_a_large_ef_the_frozen_graph_is_exact() {
         let points = data(500, 16, true, 7);
-        let hnsw = Hnsw::<f32, UnitCosine>::new(16, 500, 16, 200, UnitCosine);
-        let refs: Vec<(&Vec<f32>, usize)> = points.iter().zip(0..).collect();
-        hnsw.parallel_insert(&refs);
+        let hnsw = graph(&points);
         let frozen = FrozenGraph::freeze(&hnsw, 16).expect("freezes");
         for q in data(20, 16, true, 8) {
             let found: Vec<u32> = frozen.search(&q, 10, 500).iter().map(|f| f.id).collect();
