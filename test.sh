@@ -12,8 +12,9 @@ models/fetch.sh SmolLM2-135M-Instruct
 # restic and moto_server for the backup tests.
 scripts/test-tools.sh
 cargo build --workspace --bins
-# A short run of every fuzz target over its committed corpus (scripts/fuzz.sh SECONDS for more).
-scripts/fuzz.sh 10
+# A short run of every fuzz target over its committed corpus, built unoptimised (the build is
+# most of a short run; scripts/fuzz.sh SECONDS fuzzes longer, optimised).
+scripts/fuzz.sh --dev 10
 # Doc tests first, so the run ends with the main runner's summary.
 cargo test --workspace --doc
 if cargo nextest --version >/dev/null 2>&1; then

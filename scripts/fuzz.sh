@@ -4,10 +4,17 @@
 # prints each target's executions. New inputs found go to fuzz/target/corpus-new/<target>,
 # never into the committed corpus; a crash fails the run with the input saved under
 # fuzz/artifacts/<target>/ and the command to reproduce it.
-#   scripts/fuzz.sh [SECONDS] [TARGET...]
+# With --dev the targets build without optimisation (fuzz/target/<triple>/debug): half the build
+# time of the optimised one, for the short run ./test.sh makes, where the build is most of it.
+#   scripts/fuzz.sh [--dev] [SECONDS] [TARGET...]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root/fuzz"
+profile=()
+if [ "${1:-}" = "--dev" ]; then
+  profile=(--dev)
+  shift
+fi
 seconds=${1:-10}
 shift || true
 targets=("$@")
@@ -16,7 +23,7 @@ if [ "${#targets[@]}" -eq 0 ]; then
 fi
 # No sanitizer: the project's code has no unsafe (the lint denies it); coverage guidance and
 # Rust's own checks (overflow, bounds, debug assertions) are what finds bugs here.
-flags=(--sanitizer none --debug-assertions)
+flags=(--sanitizer none --debug-assertions "${profile[@]}")
 cargo +nightly fuzz build "${flags[@]}" >&2
 for target in "${targets[@]}"; do
   fresh="$root/fuzz/target/corpus-new/$target"

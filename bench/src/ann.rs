@@ -1,4 +1,4 @@
-//! `concierge-bench ann`: the dense index (hnsw_rs plus the engine's wrapper) on a file of vectors,
+//! `concierge-bench ann`: the dense index (the engine's segments and their walk) on a file of vectors,
 //! beside the exact scan and the peers (hnswlib, FAISS HNSW and flat) on the same files, in the
 //! same run: build time, memory per vector, and single-thread queries/s against recall@k over an
 //! ef_search sweep; then the same with filters matching 50 %, 10 % and 1 % of the vectors, with
@@ -156,10 +156,8 @@ struct Report {
     peers: Vec<PeerStatus>,
 }
 
-/// Our dense index as the engine serves it: hnsw_rs builds, the frozen segment is walked.
+/// Our dense index as the engine serves it: its builder makes the segment its walk searches.
 const OURS: &str = "concierge";
-/// The same graph searched by hnsw_rs itself (what the engine served before the frozen segment).
-const HNSW_RS: &str = "concierge-hnsw_rs";
 /// The frozen segment walked over int8 codes, its candidates rescored with the f32 vectors
 /// (its bytes: the segment's own structure).
 const INT8: &str = "concierge-int8";
@@ -399,8 +397,7 @@ pub fn run(args: &AnnArgs) -> anyhow::Result<()> {
         }
         pb.finish();
     }
-    // Unfiltered, at the same ef values: the same graph as hnsw_rs searches it, and the
-    // segment walked over int8 codes.
+    // Unfiltered, at the same ef values: the segment walked over int8 codes.
     if let (Some(frozen), Some(set)) = (
         index.frozen(),
         truth.sets.iter().find(|s| s.selectivity.is_none()),
@@ -409,37 +406,30 @@ pub fn run(args: &AnnArgs) -> anyhow::Result<()> {
         if let Some(q) = queries.first() {
             frozen.search_int8(q, args.k, args.k);
         }
-        let pb = Progress::new(args.efs.len() * 2, "hnsw_rs and int8 walks");
-        for library in [HNSW_RS, INT8] {
-            for &ef in &args.efs {
-                let started = Instant::now();
-                let found: Vec<Vec<u64>> = queries
-                    .iter()
-                    .map(|q| {
-                        let hits = if library == INT8 {
-                            frozen.search_int8(q, args.k, ef)
-                        } else {
-                            index.search_hnsw_rs(q, args.k, ef)
-                        };
-                        hits.into_iter().map(|(id, _)| id).collect()
-                    })
-                    .collect();
-                let qps = queries.len() as f64 / started.elapsed().as_secs_f64();
-                rows.push(Row {
-                    library: library.into(),
-                    selectivity: None,
-                    ef_search: Some(ef),
-                    recall_at_10: recall(&found, &set.truth),
-                    qps,
-                    build_s,
-                    bytes_per_vector: if library == INT8 {
-                        frozen.bytes() as f64 / base.len() as f64
-                    } else {
-                        bytes_per_vector
-                    },
-                });
-                pb.inc(1);
-            }
+        let pb = Progress::new(args.efs.len(), "int8 walk");
+        for &ef in &args.efs {
+            let started = Instant::now();
+            let found: Vec<Vec<u64>> = queries
+                .iter()
+                .map(|q| {
+                    frozen
+                        .search_int8(q, args.k, ef)
+                        .into_iter()
+                        .map(|(id, _)| id)
+                        .collect()
+                })
+                .collect();
+            let qps = queries.len() as f64 / started.elapsed().as_secs_f64();
+            rows.push(Row {
+                library: INT8.into(),
+                selectivity: None,
+                ef_search: Some(ef),
+                recall_at_10: recall(&found, &set.truth),
+                qps,
+                build_s,
+                bytes_per_vector: frozen.bytes() as f64 / base.len() as f64,
+            });
+            pb.inc(1);
         }
         pb.finish();
     }
@@ -496,7 +486,7 @@ fn sweep_label(selectivity: Option<f64>) -> String {
 }
 
 fn rayon_threads(n: usize) {
-    // The global pool is what hnsw_rs's parallel insert uses.
+    // The global pool is what the segment builder inserts on.
     if let Err(e) = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build_global()

@@ -1,5 +1,5 @@
 //! A bare approximate-nearest-neighbour index over ids and unit vectors: the dense index the
-//! engine uses (hnsw_rs plus our slots, tombstones and distance) without documents, with an
+//! engine uses (its segments, slots, tombstones and distance) without documents, with an
 //! optional integer label per vector to filter on the way the engine filters, and the exact scan
 //! it is measured against. For benchmarks and tools; the engine itself goes through documents and
 //! the change log.
@@ -33,7 +33,7 @@ impl FrozenAnn {
     }
 
     /// The points found as ids with their cosine similarity.
-    fn with_ids(&self, found: Vec<crate::dense::frozen::Found>) -> Vec<(u64, f32)> {
+    fn with_ids(&self, found: Vec<crate::dense::walk::Found>) -> Vec<(u64, f32)> {
         found
             .into_iter()
             .filter_map(|f| Some((*self.ids.get(f.id as usize)?, 1.0 - f.distance)))
@@ -85,8 +85,9 @@ impl AnnIndex {
         )
     }
 
-    /// Inserts many new vectors in parallel on the global rayon pool (as index rebuilds do).
-    /// Like every insert, they are fresh (exactly scanned by searches) until [`AnnIndex::freeze`].
+    /// Inserts many new vectors (as index rebuilds do). Like every insert, they are fresh
+    /// (exactly scanned by searches) until [`AnnIndex::freeze`] builds them a segment, in
+    /// parallel on the global rayon pool.
     pub fn insert_parallel(&self, items: Vec<(u64, Vec<f32>)>) {
         self.insert_parallel_labelled(
             items
@@ -135,20 +136,6 @@ impl AnnIndex {
             .into_iter()
             .map(|h| (h.chunk_id, h.score))
             .collect())
-    }
-
-    /// [`AnnIndex::search`] as hnsw_rs's own search of the same graph answers it (what the
-    /// engine served before the frozen segment), tombstones skipped; for comparison.
-    pub fn search_hnsw_rs(&self, query: &[f32], k: usize, ef: usize) -> Vec<(u64, f32)> {
-        let m = self.inner.read();
-        self.inner
-            .hnsw()
-            .search(query, ef.max(k), ef.max(k))
-            .into_iter()
-            .filter(|n| m.is_live(n.d_id).is_some())
-            .filter_map(|n| Some((*m.slots.get(n.d_id)?, 1.0 - n.distance)))
-            .take(k)
-            .collect()
     }
 
     /// The `k` nearest ids whose label is below `below`, found the way the engine's dense leg

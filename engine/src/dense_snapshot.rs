@@ -1,8 +1,9 @@
-//! Crash-safe snapshots of the dense index. hnsw_rs's own dump is neither atomic nor synced, so a
-//! snapshot is written into a fresh directory, every file is checksummed and fsynced, the
-//! directory is renamed into place and `CURRENT` is switched atomically (write, fsync, rename).
-//! Loading verifies the checksums before hnsw_rs reads a byte (it panics on garbage), and a
-//! panic inside hnsw_rs is still caught and reported as a corrupt snapshot.
+//! Crash-safe snapshots of the dense index: the segment file (graph and fresh vectors,
+//! [`crate::dense::segment_file`]) and the maps, written into a fresh directory, every file
+//! checksummed and fsynced, the directory renamed into place and `CURRENT` switched atomically
+//! (write, fsync, rename). Loading verifies the checksums before a byte is parsed and reads the
+//! graph as it was written (nothing is rebuilt); a snapshot that fails any check, or one of an
+//! older format, is refused, and the engine rebuilds the index from the store.
 
 use concierge_infra::atomic_file;
 use std::fs::{self, File};
@@ -11,15 +12,14 @@ use std::path::Path;
 #[cfg(test)]
 use std::path::PathBuf;
 
-use hnsw_rs::prelude::{AnnT, HnswIo, ReloadOptions};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::dense::segment_file::{self, SegmentFile};
 use crate::dense::{DenseIndex, MapsSnapshot};
-use crate::distance::UnitCosine;
 use crate::error::{Error, Result};
 
-const BASENAME: &str = "dense";
+const SEGMENT: &str = "segment.bin";
 const MAPS: &str = "maps.json";
 const CHECKSUMS: &str = "checksums.json";
 const CURRENT: &str = "CURRENT";
@@ -32,7 +32,7 @@ struct Checksums {
 /// Writes a snapshot of `index` under `root` and makes it the current one. Returns its seq.
 pub(crate) fn dump(index: &DenseIndex, root: &Path) -> Result<u64> {
     fs::create_dir_all(root).map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
-    let maps = index.export_maps();
+    let (maps, graph, fresh) = index.export();
     let seq = maps.seq;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -42,7 +42,7 @@ pub(crate) fn dump(index: &DenseIndex, root: &Path) -> Result<u64> {
     let tmp = root.join(format!("{name}.tmp"));
     fs::create_dir(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
     // A dump that fails (a full disk) leaves nothing behind to fill the disk further.
-    if let Err(e) = write_snapshot(index, &maps, &tmp) {
+    if let Err(e) = write_snapshot(index.dim(), &maps, graph.as_deref(), &fresh, &tmp) {
         let _ = fs::remove_dir_all(&tmp);
         return Err(e);
     }
@@ -65,14 +65,15 @@ pub(crate) fn dump(index: &DenseIndex, root: &Path) -> Result<u64> {
     Ok(seq)
 }
 
-/// The snapshot's files in `tmp`: the graph (hnsw_rs's dump), the maps, the checksums, synced.
-fn write_snapshot(index: &DenseIndex, maps: &MapsSnapshot, tmp: &Path) -> Result<()> {
-    if !maps.slots.is_empty() {
-        index
-            .hnsw()
-            .file_dump(tmp, BASENAME)
-            .map_err(|e| Error::Dense(format!("hnsw_rs dump into {}: {e}", tmp.display())))?;
-    }
+/// The snapshot's files in `tmp`: the segment file, the maps, the checksums, synced.
+fn write_snapshot(
+    dim: usize,
+    maps: &MapsSnapshot,
+    graph: Option<&crate::dense::frozen::FrozenGraph>,
+    fresh: &[f32],
+    tmp: &Path,
+) -> Result<()> {
+    segment_file::write(&tmp.join(SEGMENT), dim, graph, fresh)?;
     let maps_bytes =
         serde_json::to_vec(maps).map_err(|e| Error::Dense(format!("encoding maps: {e}")))?;
     write_synced(&tmp.join(MAPS), &maps_bytes)?;
@@ -114,44 +115,19 @@ pub(crate) fn load(root: &Path) -> Result<Option<DenseIndex>> {
     let maps: MapsSnapshot = serde_json::from_slice(&maps_bytes)
         .map_err(|e| Error::Dense(format!("snapshot maps: {e}")))?;
     maps.params.validate().map_err(Error::Dense)?;
-    let (dim, params) = (maps.dim, maps.params);
-    if maps.slots.is_empty() {
-        let index = DenseIndex::new(dim, params, 1024);
-        let empty = maps.into_maps(0)?;
-        index.set_seq(empty.seq);
-        return Ok(Some(index));
-    }
-    let graph_dir = dir.clone();
-    let loaded = std::panic::catch_unwind(move || {
-        // hnsw_rs ties the loaded graph's lifetime to its loader; the loader is a few paths and
-        // options, leaked once per load (at open or after a rebuild), to get a 'static graph.
-        // The vectors stay in the snapshot's data file, memory-mapped (read-only page cache the
-        // kernel can reclaim) instead of copied to the heap: 1.5 KB per chunk.
-        let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new_with_options(
-            &graph_dir,
-            BASENAME,
-            ReloadOptions::default().set_mmap(true),
+    if maps.format != segment_file::VERSION {
+        return Err(Error::Dense(format!(
+            "snapshot {} is of format {} (0: hnsw_rs's dump, before the segment file); this \
+             version reads format {}",
+            dir.display(),
+            maps.format,
+            segment_file::VERSION
         )));
-        io.load_hnsw::<f32, UnitCosine>().map_err(|e| e.to_string())
-    });
-    let hnsw = match loaded {
-        Ok(Ok(h)) => h,
-        Ok(Err(e)) => {
-            return Err(Error::Dense(format!(
-                "hnsw_rs could not load {}: {e}",
-                dir.display()
-            )));
-        }
-        Err(_) => {
-            return Err(Error::Dense(format!(
-                "hnsw_rs panicked loading {}",
-                dir.display()
-            )));
-        }
-    };
-    let points = hnsw.get_nb_point();
-    let maps = maps.into_maps(points)?;
-    Ok(Some(DenseIndex::from_parts(hnsw, dim, params, maps)?))
+    }
+    let (dim, params) = (maps.dim, maps.params);
+    let segment: SegmentFile = segment_file::read(&dir.join(SEGMENT), dim)?;
+    let maps = maps.into_maps(segment)?;
+    Ok(Some(DenseIndex::from_parts(dim, params, maps)))
 }
 
 /// Checks every file of a snapshot against its recorded SHA-256.
@@ -262,24 +238,51 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_reloads_with_its_tombstones_attributes_and_sequence() {
+    fn a_snapshot_reloads_with_its_tombstones_attributes_sequence_segment_and_fresh_part() {
         let dir = tempfile::tempdir().expect("tempdir");
         let idx = sample();
+        // 39 live points in the segment, 10 fresh.
+        idx.freeze().expect("freezes");
+        for i in 40..50u64 {
+            idx.apply(
+                &format!("t:a:{i}"),
+                Some((
+                    DocAttrs {
+                        source: "t".into(),
+                        kind: "a".into(),
+                        updated_at: 3,
+                        meta_terms: vec![],
+                    },
+                    vec![DenseItem {
+                        chunk_id: i,
+                        vector: unit(i),
+                    }],
+                )),
+            )
+            .expect("applies");
+        }
         assert_eq!(dump(&idx, dir.path()).expect("dumps"), 41);
         let back = load(dir.path()).expect("loads").expect("present");
-        // Loaded, every point is in the frozen segment (none fresh).
-        let (mut was, now) = (idx.stats(), back.stats());
-        assert_eq!(now.fresh, 0);
-        was.fresh = 0;
-        assert_eq!(now, was);
-        let a = idx
-            .search(&unit(5), 5, 64, &Filter::default(), &[])
-            .expect("searches");
-        let b = back
-            .search(&unit(5), 5, 64, &Filter::default(), &[])
-            .expect("searches");
-        assert_eq!(a, b);
-        // The reloaded graph accepts inserts.
+        assert_eq!(back.stats(), idx.stats());
+        assert_eq!(back.stats().fresh, 10);
+        for q in [5, 45, 77] {
+            let a = idx
+                .search(&unit(q), 5, 64, &Filter::default(), &[])
+                .expect("searches");
+            let b = back
+                .search(&unit(q), 5, 64, &Filter::default(), &[])
+                .expect("searches");
+            assert_eq!(a, b);
+        }
+        // The loaded segment is the one written, link for link.
+        let (was, now) = (
+            idx.frozen().expect("a segment"),
+            back.frozen().expect("a segment"),
+        );
+        assert_eq!(was.parts().level0, now.parts().level0);
+        assert_eq!(was.parts().upper, now.parts().upper);
+        assert_eq!(was.parts().vectors, now.parts().vectors);
+        // It takes inserts and folds them in.
         back.apply(
             "t:a:100",
             Some((
@@ -296,20 +299,87 @@ mod tests {
             )),
         )
         .expect("applies");
-        assert_eq!(back.stats().live, 40);
+        assert_eq!(back.freeze().expect("freezes"), Some(51));
+        assert_eq!(back.stats().live, 50);
+    }
+
+    /// Rewrites a snapshot's checksums to match its files (as a bug in a writer would).
+    fn rehash(snap: &Path, names: &[&str]) {
+        let mut files = Vec::new();
+        for name in names {
+            files.push((
+                (*name).to_owned(),
+                sha256_file(&snap.join(name)).expect("hashes"),
+            ));
+        }
+        files.sort();
+        fs::write(
+            snap.join(CHECKSUMS),
+            serde_json::to_vec(&Checksums { files }).expect("encodes"),
+        )
+        .expect("writes");
+    }
+
+    /// Dumps a frozen sample, lets `spoil` change the segment file and rehashes it: the file's
+    /// own checks must refuse it.
+    fn spoiled(spoil: impl FnOnce(&mut Vec<u8>)) -> Error {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let idx = sample();
+        idx.freeze().expect("freezes");
+        dump(&idx, dir.path()).expect("dumps");
+        let current = current_dir(dir.path()).expect("current");
+        let path = current.join(SEGMENT);
+        let mut bytes = fs::read(&path).expect("reads");
+        spoil(&mut bytes);
+        fs::write(&path, &bytes).expect("writes");
+        rehash(&current, &[SEGMENT, MAPS]);
+        load(dir.path()).expect_err("refused")
     }
 
     #[test]
-    fn a_corrupted_snapshot_is_an_error_not_a_panic() {
+    fn corrupt_truncated_and_foreign_segment_files_are_refused_by_their_own_checks() {
+        let message = |e: Error| e.to_string();
+        assert!(message(spoiled(|b| b.truncate(b.len() - 4))).contains("truncated"));
+        assert!(message(spoiled(|b| b.extend_from_slice(&[0; 8]))).contains("after the segment"));
+        assert!(message(spoiled(|b| b[0] = b'X')).contains("magic"));
+        assert!(message(spoiled(|b| b[8] = 9)).contains("format version 9"));
+        // A level-0 link to a point that does not exist (the first link of point 0).
+        let far = 1_000_000u32.to_le_bytes();
+        assert!(
+            message(spoiled(|b| b[64..68].copy_from_slice(&far))).contains("link to point 1000000")
+        );
+    }
+
+    #[test]
+    fn a_changed_byte_is_refused_by_the_checksums() {
         let dir = tempfile::tempdir().expect("tempdir");
-        dump(&sample(), dir.path()).expect("dumps");
-        let current = current_dir(dir.path()).expect("current");
-        let graph = current.join("dense.hnsw.graph");
-        let mut bytes = fs::read(&graph).expect("reads");
+        let idx = sample();
+        idx.freeze().expect("freezes");
+        dump(&idx, dir.path()).expect("dumps");
+        let path = current_dir(dir.path()).expect("current").join(SEGMENT);
+        let mut bytes = fs::read(&path).expect("reads");
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0xff;
-        fs::write(&graph, bytes).expect("writes");
-        assert!(matches!(load(dir.path()), Err(Error::Dense(_))));
+        fs::write(&path, bytes).expect("writes");
+        let err = load(dir.path()).expect_err("refused");
+        assert!(err.to_string().contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn a_snapshot_of_the_hnsw_rs_format_is_refused_so_the_index_is_rebuilt() {
+        // What an earlier version wrote: hnsw_rs's dump files and maps without a format.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let name = "snap-00000000000000000041-1";
+        let snap = dir.path().join(name);
+        fs::create_dir_all(&snap).expect("mkdir");
+        let maps = br#"{"seq":41,"dim":8,"params":{"m":16,"ef_construction":200,"ef_search":64},"slots":[1],"docs":[]}"#;
+        fs::write(snap.join(MAPS), maps).expect("writes");
+        fs::write(snap.join("dense.hnsw.graph"), b"graph").expect("writes");
+        fs::write(snap.join("dense.hnsw.data"), b"data").expect("writes");
+        rehash(&snap, &[MAPS, "dense.hnsw.data", "dense.hnsw.graph"]);
+        fs::write(dir.path().join(CURRENT), name).expect("writes");
+        let err = load(dir.path()).expect_err("refused");
+        assert!(err.to_string().contains("format 0"), "{err}");
     }
 
     #[test]

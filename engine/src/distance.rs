@@ -1,16 +1,23 @@
 //! The distance the dense index uses: cosine distance of unit vectors computed as `1 - dot`,
-//! clamped to `[0, 2]`. hnsw_rs asserts distances are non-negative, and `1 - dot` of two unit
-//! vectors can come out at `-1e-7` by rounding (the `DistDot` panic, DESIGN.md §4).
-
-use hnsw_rs::prelude::Distance;
+//! clamped to `[0, 2]` (`1 - dot` of two unit vectors can come out at `-1e-7` by rounding; the
+//! `DistDot` panic of hnsw_rs, DESIGN.md §4), and the vectorised products behind it.
 
 /// `1 - a·b`, clamped to `[0, 2]`, for L2-normalised vectors.
+#[inline]
+pub(crate) fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
+    (1.0 - dot(a, b)).clamp(0.0, 2.0)
+}
+
+/// [`cosine_distance`] as hnsw_rs takes it: the graph our segments are measured against in
+/// tests.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct UnitCosine;
 
-impl Distance<f32> for UnitCosine {
+#[cfg(test)]
+impl hnsw_rs::prelude::Distance<f32> for UnitCosine {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        (1.0 - dot(a, b)).clamp(0.0, 2.0)
+        cosine_distance(a, b)
     }
 }
 
@@ -77,10 +84,10 @@ mod tests {
         let v: Vec<f32> = (0..384).map(|i| ((i * 7919) % 101) as f32 - 50.0).collect();
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         let u: Vec<f32> = v.iter().map(|x| x / norm).collect();
-        let d = UnitCosine.eval(&u, &u);
+        let d = cosine_distance(&u, &u);
         assert!((0.0..1e-5).contains(&d), "{d}");
         let neg: Vec<f32> = u.iter().map(|x| -x).collect();
-        assert!((UnitCosine.eval(&u, &neg) - 2.0).abs() < 1e-5);
+        assert!((cosine_distance(&u, &neg) - 2.0).abs() < 1e-5);
     }
 
     #[test]

@@ -26,10 +26,7 @@ pub struct FirestoreEmulator {
 impl FirestoreEmulator {
     /// Starts the emulator on a free port and waits until it answers.
     pub fn start() -> FirestoreEmulator {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = crate::free_port();
         FirestoreEmulator::start_on(port)
     }
 

@@ -70,6 +70,30 @@ pub fn run(name: &str, args: &[&str], cwd: &Path) -> Output {
         .unwrap_or_else(|err| panic!("cannot start {name}: {err}"))
 }
 
+/// A loopback port nothing listens on, for a server a test starts itself or starts later on
+/// purpose. Picked at random below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`, 32768–60999 by default), where no other test's
+/// `bind(127.0.0.1:0)` and no outgoing connection can take it between this pick and the
+/// server's own bind (a Qdrant stand-in once lost its port to a daemon that way).
+pub fn free_port() -> u16 {
+    use std::hash::BuildHasher;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let low = 10_000.min(ephemeral_low / 2);
+    let span = u64::from(ephemeral_low.saturating_sub(low).max(1));
+    for _ in 0..1000 {
+        // Each `RandomState` has its own keys: a fresh random number per call.
+        let r = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+        let port = low + u16::try_from(r % span).expect("span fits u16");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below {ephemeral_low} in 1000 tries");
+}
+
 /// A fresh temporary directory, removed when dropped.
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("create a temporary directory")

@@ -1,7 +1,6 @@
 //! `moto_server` (pip `moto[server]`, installed by `scripts/test-tools.sh` into `tests/.venv`),
 //! the S3-compatible server the backup tests and benchmark start on loopback; killed on drop.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,10 +31,7 @@ pub struct Moto {
 impl Moto {
     /// Starts it on a free port and waits until it listens.
     pub fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = crate::free_port();
         let child = Command::new(moto_server())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())

@@ -41,10 +41,7 @@ impl RealIssuer {
                 .is_file(),
             "oidc-provider is not installed in tests/oidc: run scripts/test-tools.sh (./test.sh does)"
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = crate::free_port();
         let mut child = Command::new("node")
             .arg(dir.join("issuer.mjs"))
             .arg(port.to_string())

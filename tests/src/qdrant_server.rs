@@ -22,10 +22,7 @@ pub struct QdrantServer {
 impl QdrantServer {
     /// Starts it on a free port; returns once it listens.
     pub fn start() -> QdrantServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = crate::free_port();
         QdrantServer::start_on(port)
     }
 

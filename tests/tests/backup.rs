@@ -353,10 +353,7 @@ fn a_wrong_password_fails_with_its_exit_code_records_the_failure_and_alerts_with
 
 #[test]
 fn an_unreachable_endpoint_fails_with_exit_code_4_and_leaves_a_failed_status() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = concierge_tests::free_port();
     let mut s = setup("s3://backups/repo");
     s.set(
         "CONCIERGE_SIDECAR_REPOSITORY_S3__ENDPOINT",

@@ -179,10 +179,7 @@ fn the_console_signs_in_shows_health_searches_answers_and_browses() {
 
 #[test]
 fn single_sign_on_through_the_issuer_signs_the_console_in_with_the_persons_roles() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = concierge_tests::free_port();
     let base = format!("http://127.0.0.1:{port}/");
     let issuer = concierge_tests::RealIssuer::start_for_console("concierge", &base);
     let dir = concierge_tests::temp_dir();

@@ -209,10 +209,7 @@ fn a_sigkill_during_a_stream_loses_nothing_acknowledged_in_firestore() {
 #[test]
 fn ingest_keeps_acknowledging_while_firestore_is_down_and_everything_arrives_once_it_is_back() {
     // An address with nothing listening yet: the emulator comes later, on the same port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = concierge_tests::free_port();
     let host = format!("127.0.0.1:{port}");
     let dir = temp_dir();
     let d = start(&host, &dir.path().join("data"));

@@ -249,10 +249,7 @@ fn a_flood_of_unknown_kids_fetches_the_key_set_at_most_once_per_interval() {
 
 #[test]
 fn the_issuer_down_at_start_leaves_static_tokens_working_and_is_picked_up_when_it_comes() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = concierge_tests::free_port();
     let issuer_url = format!("http://127.0.0.1:{port}/realms/ops");
     let (d, _dir) = start(&issuer_url, &[]);
     assert_eq!(status(&d, "static-admin").0, 200, "static tokens work");

@@ -367,10 +367,7 @@ fn qdrant_faults_are_retried_while_ingest_keeps_acknowledging() {
 #[test]
 fn qdrant_down_at_start_delays_the_sync_and_never_the_daemon() {
     // Nothing listens on the port yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = concierge_tests::free_port();
     let dir = temp_dir();
     let url = format!("http://127.0.0.1:{port}");
     let d = start_with(url.as_str(), &dir.path().join("data"), &[]);

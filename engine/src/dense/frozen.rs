@@ -1,23 +1,20 @@
-//! The frozen segment: a copy of the built hnsw_rs graph laid out for searching, which serves
-//! the dense index's searches (hnsw_rs builds the graph, this walks it). Level-0 links are one
-//! flat `n × 2M` array of `u32` (padded with `NONE`), the few upper-level nodes' links a map per
-//! level, the vectors contiguous by point id; its search is its own — hnsw_rs's greedy descent
-//! through the upper levels, then a beam search at level 0 with an epoch-stamped visited array
-//! (no allocation per search after the first on a thread). Points are hnsw_rs's data ids (our
-//! slots).
+//! The frozen segment: an HNSW graph laid out for searching, which serves the dense index's
+//! searches. Level-0 links are one flat `n × 2M` array of `u32` (padded with `NONE`), the few
+//! upper-level nodes' links a map per level, the vectors contiguous by point id. The segment is
+//! immutable: [`super::build`] makes it (from scratch, or an old segment plus the points written
+//! since), the snapshot writes and reads it ([`super::segment_file`]), and its searches are the
+//! shared walk ([`super::walk`]). Points are the index's slots.
 
-use std::cell::RefCell;
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use concierge_infra::prefetch::prefetch;
-use hnsw_rs::prelude::Hnsw;
 
-use crate::distance::{UnitCosine, dot, dot_i8};
+use super::walk::{Found, Links, beam, descend, sort_nearest_first};
+use crate::distance::{cosine_distance, dot_i8};
 
 /// No neighbour (padding of a level-0 row).
-const NONE: u32 = u32::MAX;
+pub(crate) const NONE: u32 = u32::MAX;
 
 /// The frozen graph.
 #[derive(Debug)]
@@ -37,6 +34,27 @@ pub(crate) struct FrozenGraph {
     /// codes of the vectors, `c = round(x / s_d)`, and the per-dimension scales
     /// `s_d = max |x_d| / 127`.
     codes: OnceLock<(Vec<i8>, Vec<f32>)>,
+}
+
+/// The parts of a segment, as the builder makes them and the snapshot stores them.
+#[derive(Debug)]
+pub(crate) struct SegmentParts {
+    pub dim: usize,
+    pub width: usize,
+    pub level0: Vec<u32>,
+    pub upper: Vec<HashMap<u32, Vec<u32>>>,
+    pub vectors: Vec<f32>,
+    pub entry: u32,
+}
+
+/// A segment's parts, borrowed (see [`SegmentParts`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SegmentView<'a> {
+    pub width: usize,
+    pub level0: &'a [u32],
+    pub upper: &'a [HashMap<u32, Vec<u32>>],
+    pub vectors: &'a [f32],
+    pub entry: u32,
 }
 
 /// Per-dimension symmetric int8 codes of `n × dim` values.
@@ -65,104 +83,109 @@ fn quantise(vectors: &[f32], dim: usize) -> (Vec<i8>, Vec<f32>) {
 /// vectors outgrow the caches, and the hardware prefetcher follows a row once it has seen a few
 /// lines (4 lines and all 24 of a 384-d f32 row measured alike, 14 % more queries/s than none:
 /// `concierge-bench ann`, 30 000 clustered vectors, AMD EPYC).
-const PREFETCH_LINES: usize = 4;
+pub(crate) const PREFETCH_LINES: usize = 4;
 
-/// A point found, with its cosine distance (`1 - dot`) to the query.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Found {
-    pub id: u32,
-    pub distance: f32,
-}
-
-/// Ordered by distance (then id), for the heaps.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct ByDistance(f32, u32);
-
-impl Eq for ByDistance {}
-
-impl PartialOrd for ByDistance {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+impl Links for FrozenGraph {
+    fn read_soon(&self, id: u32, level: usize) {
+        if level == 0 {
+            prefetch(&self.level0, id as usize * self.width);
+        }
     }
-}
 
-impl Ord for ByDistance {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    fn each_neighbour(&self, id: u32, level: usize, mut f: impl FnMut(u32)) {
+        if level == 0 {
+            let at = id as usize * self.width;
+            if let Some(row) = self.level0.get(at..at + self.width) {
+                for &nb in row.iter().take_while(|&&nb| nb != NONE) {
+                    f(nb);
+                }
+            }
+        } else if let Some(row) = self.upper.get(level - 1).and_then(|l| l.get(&id)) {
+            for &nb in row {
+                f(nb);
+            }
+        }
     }
-}
-
-thread_local! {
-    /// This thread's visited marks: `marks[id] == epoch` means visited in this search.
-    static VISITED: RefCell<(Vec<u32>, u32)> = const { RefCell::new((Vec::new(), 0)) };
 }
 
 impl FrozenGraph {
-    /// Reads the graph out of `hnsw` (its points' data ids must be `0..n`). Call it where no
-    /// insert runs (the graph's owner: the indexer thread, a rebuild); each layer is read under
-    /// hnsw_rs's read lock, one layer at a time. `None` when the graph is empty or not whole.
-    pub fn freeze(hnsw: &Hnsw<'static, f32, UnitCosine>, dim: usize) -> Option<FrozenGraph> {
-        let points = hnsw.get_point_indexation();
-        let n = points.get_nb_point();
-        if n == 0 {
-            return None;
-        }
-        let width = usize::from(hnsw.get_max_nb_connection()) * 2;
-        let top = usize::from(points.get_max_level_observed());
-        let mut level0 = vec![NONE; n * width];
-        let mut upper: Vec<HashMap<u32, Vec<u32>>> = vec![HashMap::new(); top];
-        let mut vectors = vec![0.0f32; n * dim];
-        let mut entry = None;
-        let mut seen = 0usize;
-        for layer in 0..=top {
-            for point in points.get_layer_iterator(layer) {
-                let id = point.get_origin_id();
-                let v = point.get_v();
-                if id >= n || v.len() != dim {
-                    return None;
-                }
-                seen += 1;
-                vectors[id * dim..(id + 1) * dim].copy_from_slice(v);
-                // A point's own level is the layer it sits in; it has links up to it.
-                for (level, neighbours) in point.get_neighborhood_id().iter().enumerate() {
-                    if level > layer {
-                        break;
-                    }
-                    let ids = neighbours
-                        .iter()
-                        .filter(|nb| nb.d_id < n)
-                        .filter_map(|nb| u32::try_from(nb.d_id).ok());
-                    if level == 0 {
-                        for (slot, nb) in level0[id * width..(id + 1) * width].iter_mut().zip(ids) {
-                            *slot = nb;
-                        }
-                    } else {
-                        upper[level - 1].insert(u32::try_from(id).ok()?, ids.collect());
-                    }
-                }
-                if layer == top && entry.is_none() {
-                    entry = u32::try_from(id).ok();
-                }
-            }
-        }
-        // Every point exactly once (an insert racing the read would break this).
-        if seen != n {
-            return None;
-        }
-        Some(FrozenGraph {
+    /// A segment of checked parts: every row `width` wide, every neighbour and the entry a
+    /// point of it, the entry on the top level. `Err` says what is wrong (a corrupt snapshot).
+    pub fn from_parts(parts: SegmentParts) -> Result<FrozenGraph, String> {
+        let SegmentParts {
             dim,
             width,
             level0,
             upper,
             vectors,
-            entry: entry?,
+            entry,
+        } = parts;
+        if dim == 0 || width == 0 {
+            return Err(format!("a segment of dim {dim} and width {width}"));
+        }
+        if vectors.len() % dim != 0 {
+            return Err(format!(
+                "{} values are not whole {dim}-d vectors",
+                vectors.len()
+            ));
+        }
+        let n = vectors.len() / dim;
+        if n == 0 || level0.len() != n * width {
+            return Err(format!(
+                "{} level-0 links for {n} points of width {width}",
+                level0.len()
+            ));
+        }
+        let point = |id: u32| (id as usize) < n;
+        if let Some(bad) = level0.iter().find(|&&nb| nb != NONE && !point(nb)) {
+            return Err(format!("a level-0 link to point {bad} of {n}"));
+        }
+        for (l, level) in upper.iter().enumerate() {
+            for (node, row) in level {
+                if !point(*node) || row.iter().any(|&nb| !point(nb)) || row.len() > width {
+                    return Err(format!("level {} of point {node} is out of range", l + 1));
+                }
+            }
+        }
+        let on_top = upper.last().is_none_or(|top| top.contains_key(&entry));
+        if !point(entry) || !on_top {
+            return Err(format!("entry point {entry} is not on the top level"));
+        }
+        Ok(FrozenGraph {
+            dim,
+            width,
+            level0,
+            upper,
+            vectors,
+            entry,
             codes: OnceLock::new(),
         })
+    }
+
+    /// Its parts (what the snapshot writes and a new segment starts from), borrowed.
+    pub fn parts(&self) -> SegmentView<'_> {
+        SegmentView {
+            width: self.width,
+            level0: &self.level0,
+            upper: &self.upper,
+            vectors: &self.vectors,
+            entry: self.entry,
+        }
+    }
+
+    /// Values per vector.
+    pub fn dim(&self) -> usize {
+        self.dim
     }
 
     /// Points in the segment (slots `0..len`).
     pub fn len(&self) -> usize {
         self.vectors.len() / self.dim
+    }
+
+    /// The highest level (0 when the graph has one).
+    pub fn top(&self) -> usize {
+        self.upper.len()
     }
 
     /// The vector of point `id` (`id < len`).
@@ -176,24 +199,24 @@ impl FrozenGraph {
     }
 
     fn distance(&self, query: &[f32], id: u32) -> f32 {
-        (1.0 - dot(query, self.vector(id))).clamp(0.0, 2.0)
+        cosine_distance(query, self.vector(id))
     }
 
     /// The `k` nearest points to a unit-norm `query`, best first, with a candidate list of
     /// `ef` at level 0.
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<Found> {
-        self.search_accepting(query, k, ef, None)
+        self.search_accepting::<fn(u32) -> bool>(query, k, ef, None)
     }
 
     /// [`FrozenGraph::search`] returning only points `accept` takes (live ones, those a filter
     /// keeps): the others are walked through but never returned, and the walk goes on until it
     /// holds `ef` accepted points (hnswlib's filtered search).
-    pub fn search_accepting(
+    pub fn search_accepting<P: Fn(u32) -> bool + ?Sized>(
         &self,
         query: &[f32],
         k: usize,
         ef: usize,
-        accept: Option<&dyn Fn(u32) -> bool>,
+        accept: Option<&P>,
     ) -> Vec<Found> {
         if k == 0 || query.len() != self.dim {
             return Vec::new();
@@ -224,7 +247,7 @@ impl FrozenGraph {
                 prefetch(codes, id as usize * self.dim);
             }
         };
-        let mut out = self.walk(
+        let mut out = self.walk::<_, _, fn(u32) -> bool>(
             ef.max(k),
             &ahead,
             &|id| {
@@ -236,101 +259,24 @@ impl FrozenGraph {
         for f in &mut out {
             f.distance = self.distance(query, f.id);
         }
-        out.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+        sort_nearest_first(&mut out);
         out.truncate(k);
         out
     }
 
-    /// The graph walk with distance `dist` (`ahead` prefetches what `dist` will read of some
-    /// points): hnsw_rs's descent, then the level-0 beam; the `ef` best points `accept` takes
-    /// (all when `None`), nearest first.
-    fn walk(
-        &self,
-        ef: usize,
-        ahead: &dyn Fn(&[u32]),
-        dist: &dyn Fn(u32) -> f32,
-        accept: Option<&dyn Fn(u32) -> bool>,
-    ) -> Vec<Found> {
-        let accepted = |id: u32| accept.is_none_or(|f| f(id));
-        let n = self.vectors.len() / self.dim;
-        // Descent as hnsw_rs makes it (so both walk the same graph the same way): at each upper
-        // level, one pass over the current node's neighbours, moving to the closest if closer.
-        let mut current = self.entry;
-        let mut best = dist(current);
-        for level in self.upper.iter().rev() {
-            let mut next = current;
-            for &nb in level.get(&current).into_iter().flatten() {
-                let d = dist(nb);
-                if d < best {
-                    best = d;
-                    next = nb;
-                }
-            }
-            current = next;
-        }
-        VISITED.with(|cell| {
-            let mut guard = cell.borrow_mut();
-            let (marks, epoch) = &mut *guard;
-            if marks.len() < n {
-                marks.resize(n, 0);
-            }
-            *epoch = epoch.wrapping_add(1);
-            if *epoch == 0 {
-                marks.fill(0);
-                *epoch = 1;
-            }
-            let epoch = *epoch;
-            // candidates: nearest first; results: the ef best so far, farthest on top.
-            let mut candidates = BinaryHeap::with_capacity(ef * 2);
-            let mut results = BinaryHeap::with_capacity(ef + 1);
-            let mut fresh: Vec<u32> = Vec::with_capacity(self.width);
-            marks[current as usize] = epoch;
-            candidates.push(Reverse(ByDistance(best, current)));
-            if accepted(current) {
-                results.push(ByDistance(best, current));
-            }
-            while let Some(Reverse(ByDistance(d, id))) = candidates.pop() {
-                // The nearest candidate is farther than the farthest result: done (when some
-                // points are refused, only once `ef` are accepted).
-                if (accept.is_none() || results.len() >= ef)
-                    && results.peek().is_some_and(|w| d > w.0)
-                {
-                    break;
-                }
-                let row = &self.level0[id as usize * self.width..(id as usize + 1) * self.width];
-                // The unvisited neighbours first, then their distances in one run (the
-                // vectors' loads overlap instead of waiting on the marks in between).
-                fresh.clear();
-                for &nb in row.iter().take_while(|&&nb| nb != NONE) {
-                    let Some(mark) = marks.get_mut(nb as usize) else {
-                        continue;
-                    };
-                    if *mark != epoch {
-                        *mark = epoch;
-                        fresh.push(nb);
-                    }
-                }
-                ahead(&fresh);
-                for &nb in &fresh {
-                    let dn = dist(nb);
-                    if results.len() < ef || results.peek().is_some_and(|w| dn < w.0) {
-                        candidates.push(Reverse(ByDistance(dn, nb)));
-                        if accepted(nb) {
-                            results.push(ByDistance(dn, nb));
-                            if results.len() > ef {
-                                results.pop();
-                            }
-                        }
-                    }
-                }
-            }
-            let mut out: Vec<Found> = results
-                .into_iter()
-                .map(|ByDistance(distance, id)| Found { id, distance })
-                .collect();
-            out.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
-            out
-        })
+    /// The graph walk with distance `dist`: the descent, then the level-0 beam.
+    fn walk<A, D, P>(&self, ef: usize, ahead: &A, dist: &D, accept: Option<&P>) -> Vec<Found>
+    where
+        A: Fn(&[u32]),
+        D: Fn(u32) -> f32,
+        P: Fn(u32) -> bool + ?Sized,
+    {
+        let start = Found {
+            id: self.entry,
+            distance: dist(self.entry),
+        };
+        let start = descend(self, start, self.top(), 1, dist);
+        beam(self, 0, start, self.len(), ef, ahead, dist, accept)
     }
 
     /// Bytes the frozen graph holds (links, vectors, and their codes once made).
@@ -350,6 +296,10 @@ impl FrozenGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dense::HnswParams;
+    use crate::dense::build::{build, extend};
+    use crate::distance::{UnitCosine, dot};
+    use hnsw_rs::prelude::Hnsw;
     use proptest::prelude::*;
 
     fn normalised(mut v: Vec<f32>) -> Vec<f32> {
@@ -381,8 +331,13 @@ mod tests {
             .collect()
     }
 
+    /// Our segment of `points` (M 16, ef_construction 200).
+    fn segment(points: &[Vec<f32>]) -> FrozenGraph {
+        build(points[0].len(), HnswParams::default(), points.concat()).expect("builds")
+    }
+
     /// hnsw_rs's graph of `points` (M 16, ef_construction 200), built in parallel.
-    fn graph(points: &[Vec<f32>]) -> Hnsw<'static, f32, UnitCosine> {
+    fn hnsw_rs_graph(points: &[Vec<f32>]) -> Hnsw<'static, f32, UnitCosine> {
         let hnsw = Hnsw::<f32, UnitCosine>::new(16, points.len(), 16, 200, UnitCosine);
         let refs: Vec<(&Vec<f32>, usize)> = points.iter().zip(0..).collect();
         hnsw.parallel_insert(&refs);
@@ -403,46 +358,64 @@ mod tests {
         found.iter().filter(|f| truth.contains(f)).count() as f64 / truth.len() as f64
     }
 
-    /// Recall@10 of hnsw_rs and of its frozen copy at each ef, over `queries`.
-    fn recalls(n: usize, dim: usize, clustered: bool, seed: u64) -> Vec<(usize, f64, f64)> {
+    /// Recall@10 at each ef of the sweep, over 60 queries: of hnsw_rs's graph of the points,
+    /// of our segment built whole, and of ours built in two steps (a segment of the first half
+    /// extended by the second).
+    fn recalls(n: usize, dim: usize, clustered: bool, seed: u64) -> Vec<(usize, [f64; 3])> {
         let points = data(n, dim, clustered, seed);
         let queries = data(60, dim, clustered, seed ^ 0x5eed);
-        let hnsw = graph(&points);
-        let frozen = FrozenGraph::freeze(&hnsw, dim).expect("freezes");
+        let hnsw = hnsw_rs_graph(&points);
+        let whole = segment(&points);
+        let first = segment(&points[..n / 2]);
+        let extended =
+            extend(&first, HnswParams::default(), &points[n / 2..].concat()).expect("extends");
         [10, 20, 40, 80, 160]
             .into_iter()
             .map(|ef| {
-                let (mut theirs, mut ours) = (0.0, 0.0);
+                let mut sums = [0.0; 3];
                 for q in &queries {
                     let truth = exact(&points, q, 10);
-                    let h: Vec<u32> = hnsw
+                    let theirs: Vec<u32> = hnsw
                         .search(q, 10, ef)
                         .iter()
                         .map(|nb| nb.d_id as u32)
                         .collect();
-                    let f: Vec<u32> = frozen.search(q, 10, ef).iter().map(|f| f.id).collect();
-                    theirs += recall(&h, &truth);
-                    ours += recall(&f, &truth);
+                    sums[0] += recall(&theirs, &truth);
+                    for (sum, graph) in sums[1..].iter_mut().zip([&whole, &extended]) {
+                        let ours: Vec<u32> = graph.search(q, 10, ef).iter().map(|f| f.id).collect();
+                        *sum += recall(&ours, &truth);
+                    }
                 }
-                let m = queries.len() as f64;
-                (ef, theirs / m, ours / m)
+                (ef, sums.map(|s| s / queries.len() as f64))
             })
             .collect()
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(4))]
+        #![proptest_config(ProptestConfig::with_cases(8))]
 
+        /// Our graph is hnswlib's: M links chosen for a new point at level 0 by the heuristic,
+        /// where hnsw_rs keeps the 2M nearest. So at a short list hnsw_rs's denser graph
+        /// reaches more per ef on these synthetic sets (4 points in 100 at ef 10 on average,
+        /// over 10 on some clustered sets whose queries fall between the clusters), paid for
+        /// in distances per hop; at ef 160 ours is within 0.03 (0.015 the most seen), whether
+        /// built whole or extended by half its points. On real vectors our recall per ef is
+        /// hnswlib's (`concierge-bench ann`).
         #[test]
-        fn the_frozen_graph_finds_what_the_hnsw_rs_graph_finds_at_every_ef(
+        fn our_segment_whole_or_extended_finds_what_the_hnsw_rs_graph_finds_at_ef_160(
             seed in 0u64..1_000_000,
             clustered in any::<bool>(),
         ) {
-            for (ef, theirs, ours) in recalls(2_000, 24, clustered, seed) {
-                prop_assert!(
-                    ours >= theirs - 0.003,
-                    "ef {ef}: frozen recall {ours:.4} < hnsw_rs {theirs:.4} - 0.003"
-                );
+            for (ef, [theirs, whole, extended]) in recalls(2_000, 24, clustered, seed) {
+                for (name, ours) in [("whole", whole), ("extended", extended)] {
+                    if ef == 160 {
+                        prop_assert!(
+                            ours >= theirs - 0.03 && ours >= 0.95,
+                            "ef 160: {name} segment's recall {ours:.4}, hnsw_rs's {theirs:.4}"
+                        );
+                    }
+                    prop_assert!(ours >= 0.5, "ef {ef}: {name} segment's recall {ours:.4}");
+                }
             }
         }
     }
@@ -452,8 +425,7 @@ mod tests {
         for clustered in [false, true] {
             let points = data(2_000, 24, clustered, 11);
             let queries = data(60, 24, clustered, 12);
-            let hnsw = graph(&points);
-            let frozen = FrozenGraph::freeze(&hnsw, 24).expect("freezes");
+            let frozen = segment(&points);
             for ef in [20, 40, 80, 160] {
                 let (mut full, mut int8) = (0.0, 0.0);
                 for q in &queries {
@@ -477,8 +449,7 @@ mod tests {
     #[test]
     fn a_walk_returns_only_accepted_points_and_at_a_large_ef_the_nearest_of_them() {
         let points = data(1_000, 16, true, 21);
-        let hnsw = graph(&points);
-        let frozen = FrozenGraph::freeze(&hnsw, 16).expect("freezes");
+        let frozen = segment(&points);
         // One point in ten: the walk goes through the others to reach them.
         let accept = |id: u32| id % 10 == 3;
         let kept: Vec<Vec<f32>> = points.iter().skip(3).step_by(10).cloned().collect();
@@ -502,10 +473,39 @@ mod tests {
     }
 
     #[test]
+    fn every_point_is_reached_by_a_wide_walk_even_in_three_dimensions_with_duplicates() {
+        // Few dimensions and many equal vectors: where the heuristic leaves points without an
+        // in-link. Each point, searched for with a list as long as the segment, comes back.
+        let mut points = data(1_500, 3, true, 31);
+        points.extend(points[..300].to_vec());
+        let frozen = segment(&points);
+        let n = points.len();
+        for (id, p) in points.iter().enumerate() {
+            let found = frozen.search_accepting(p, n, n, Some(&|f| f as usize == id));
+            assert_eq!(found.len(), 1, "point {id} is not reached");
+        }
+        let extended =
+            extend(&frozen, HnswParams::default(), &points[..500].concat()).expect("extends");
+        assert_eq!(extended.len(), n + 500);
+        for id in (0..extended.len() as u32).step_by(7) {
+            let found = extended.search_accepting(
+                extended.vector(id),
+                1,
+                extended.len(),
+                Some(&|f| f == id),
+            );
+            assert_eq!(
+                found.len(),
+                1,
+                "point {id} of the extended segment is not reached"
+            );
+        }
+    }
+
+    #[test]
     fn at_a_large_ef_the_frozen_graph_is_exact() {
         let points = data(500, 16, true, 7);
-        let hnsw = graph(&points);
-        let frozen = FrozenGraph::freeze(&hnsw, 16).expect("freezes");
+        let frozen = segment(&points);
         for q in data(20, 16, true, 8) {
             let found: Vec<u32> = frozen.search(&q, 10, 500).iter().map(|f| f.id).collect();
             assert_eq!(found, exact(&points, &q, 10));

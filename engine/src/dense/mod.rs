@@ -1,11 +1,11 @@
-//! The dense (vector) index: hnsw_rs builds the graph, a frozen segment of it serves searches
-//! ([`frozen`]), and what hnsw_rs lacks is here: updates and deletes (slots and tombstones
-//! filtered at search time), filters that re-check every hit and fall back to an exact scan when
-//! they are selective (the search policy, [`search`]), and crash-safe snapshots
-//! (`dense_snapshot`).
+//! The dense (vector) index: an immutable HNSW segment serves searches ([`frozen`]), built by
+//! our own builder ([`build`]) from scratch or as the old segment plus the points written since;
+//! around it, updates and deletes (slots and tombstones filtered at search time), filters that
+//! re-check every hit and fall back to an exact scan when they are selective (the search policy,
+//! [`search`]), and crash-safe snapshots (`dense_snapshot`, [`segment_file`]).
 //!
-//! hnsw_rs has no delete, and inserting an id twice adds a second point. So every insertion gets
-//! a new *slot* (the hnsw_rs `DataId`); a slot is live while the chunk map points at it.
+//! A segment never changes a point, so every insertion gets a new *slot* (its point id); a slot
+//! is live while the chunk map points at it, a tombstone after.
 //!
 //! Slots `0..f` are in the frozen segment; the slots inserted since it was frozen (the *fresh*
 //! part, their vectors kept here) are exact-scanned by every search, so a write is searchable as
@@ -16,14 +16,15 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use hnsw_rs::prelude::Hnsw;
 use serde::{Deserialize, Serialize};
 
+mod build;
 pub(crate) mod frozen;
 mod search;
+pub(crate) mod segment_file;
 mod slot_filter;
+pub(crate) mod walk;
 
-use crate::distance::UnitCosine;
 use crate::error::{Error, Result};
 use crate::filter::DocAttrs;
 use frozen::FrozenGraph;
@@ -32,7 +33,7 @@ use slot_filter::{Names, SlotDoc};
 /// HNSW construction and search parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HnswParams {
-    /// Links per node (hnsw_rs `max_nb_connection`), 4..=128.
+    /// Links per node and level (2M at level 0), 4..=128.
     pub m: usize,
     /// Candidate list size while building.
     pub ef_construction: usize,
@@ -95,7 +96,7 @@ pub(crate) struct DocEntry {
 
 #[derive(Debug, Default)]
 pub(crate) struct Maps {
-    /// slot (hnsw_rs DataId) -> chunk id.
+    /// slot (point id) -> chunk id.
     pub slots: Vec<u64>,
     /// slot -> its document while the slot is live (`None`: a tombstone, or not yet inserted).
     slot_doc: Vec<Option<SlotDoc>>,
@@ -164,10 +165,9 @@ impl Maps {
     }
 }
 
-/// The dense index. Searches and the (single) indexer thread run concurrently: the graph is
-/// internally locked, the maps are behind a `RwLock` held briefly by writers.
+/// The dense index. Searches and the (single) indexer thread run concurrently: the maps are
+/// behind a `RwLock` held briefly by writers, and a segment is built outside it.
 pub(crate) struct DenseIndex {
-    hnsw: Hnsw<'static, f32, UnitCosine>,
     dim: usize,
     params: HnswParams,
     maps: RwLock<Maps>,
@@ -195,49 +195,31 @@ pub struct DenseStats {
     pub fresh: usize,
 }
 
-const MAX_LAYER: usize = 16;
-
 impl DenseIndex {
+    /// An empty index; `capacity` chunks are reserved for the fresh part.
     pub fn new(dim: usize, params: HnswParams, capacity: usize) -> Self {
-        let hnsw = Hnsw::new(
-            params.m,
-            capacity.max(1024),
-            MAX_LAYER,
-            params.ef_construction,
-            UnitCosine,
-        );
+        let maps = Maps {
+            fresh: Vec::with_capacity(capacity.min(1 << 16) * dim),
+            ..Maps::default()
+        };
         DenseIndex {
-            hnsw,
-            dim,
-            params,
-            maps: RwLock::new(Maps::default()),
-        }
-    }
-
-    /// An index of a loaded graph and its maps; its points are frozen at once (the maps hold
-    /// no fresh vectors).
-    pub(crate) fn from_parts(
-        hnsw: Hnsw<'static, f32, UnitCosine>,
-        dim: usize,
-        params: HnswParams,
-        maps: Maps,
-    ) -> Result<Self> {
-        let index = DenseIndex {
-            hnsw,
             dim,
             params,
             maps: RwLock::new(maps),
-        };
-        if index.freeze()?.is_none() {
-            return Err(Error::Dense(
-                "the graph does not hold every slot the maps list".to_owned(),
-            ));
         }
-        Ok(index)
     }
 
-    pub(crate) fn hnsw(&self) -> &Hnsw<'static, f32, UnitCosine> {
-        &self.hnsw
+    /// An index of loaded maps (their segment and fresh vectors with them).
+    pub(crate) fn from_parts(dim: usize, params: HnswParams, maps: Maps) -> Self {
+        DenseIndex {
+            dim,
+            params,
+            maps: RwLock::new(maps),
+        }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
     }
 
     pub fn params(&self) -> HnswParams {
@@ -272,27 +254,36 @@ impl DenseIndex {
         m.slots.len() - m.fresh_start()
     }
 
-    /// Folds the fresh part into a new frozen segment read out of the graph, and returns the
-    /// points it holds. Call it where no insert runs: on the indexer thread, or before the
-    /// index is shared. If an insert did run meanwhile, nothing changes (`Ok(None)`).
+    /// Folds the fresh part into a new frozen segment (the old one plus the fresh points, or a
+    /// new one built from them) and returns the points it holds. The build runs outside the
+    /// maps' lock, searches go on against the old segment and the fresh part; points written
+    /// meanwhile stay fresh. Call it from one thread at a time (the indexer, a rebuild); if
+    /// another fold won the race, nothing changes (`Ok(None)`).
     pub fn freeze(&self) -> Result<Option<usize>> {
-        let n = {
+        let (old, fresh) = {
             let m = self.read();
             if m.slots.len() == m.fresh_start() {
                 return Ok(Some(m.fresh_start()));
             }
-            m.slots.len()
+            let count = m.slots.len() - m.fresh_start();
+            (m.frozen.clone(), m.fresh[..count * self.dim].to_vec())
         };
-        let Some(graph) = FrozenGraph::freeze(&self.hnsw, self.dim) else {
-            return Ok(None);
-        };
+        let old_len = old.as_ref().map_or(0, |g| g.len());
+        let graph = match &old {
+            Some(old) => build::extend(old, self.params, &fresh),
+            None => build::build(self.dim, self.params, fresh),
+        }
+        .ok_or_else(|| Error::Dense("building the dense segment gave no graph".to_owned()))?;
         let mut m = self.write();
-        if graph.len() != n || m.slots.len() != n {
+        if m.fresh_start() != old_len {
             return Ok(None);
         }
-        m.fresh = Vec::new();
+        let folded = graph.len() - old_len;
+        // A new vector of what is left (often nothing): draining would keep the whole
+        // allocation, and a rebuild's fresh part is every vector.
+        m.fresh = m.fresh.split_off(folded * self.dim);
         m.frozen = Some(Arc::new(graph));
-        Ok(Some(n))
+        Ok(Some(m.fresh_start()))
     }
 
     /// The current frozen segment, if one was made.
@@ -333,69 +324,49 @@ impl DenseIndex {
             )));
         }
         let doc: Arc<str> = Arc::from(doc_id);
-        // Phase 1 (brief write lock): tombstone what goes, reserve slots for what comes.
-        let to_insert: Vec<(usize, usize)> = {
-            let mut m = self.write();
-            let keep: HashSet<u64> = state
-                .as_ref()
-                .map(|(_, items)| items.iter().map(|i| i.chunk_id).collect())
-                .unwrap_or_default();
-            if let Some(old) = m.docs.remove(&doc) {
-                for chunk in old.chunks {
-                    if !keep.contains(&chunk) {
-                        m.tombstone(chunk);
-                    }
+        let mut m = self.write();
+        let keep: HashSet<u64> = state
+            .as_ref()
+            .map(|(_, items)| items.iter().map(|i| i.chunk_id).collect())
+            .unwrap_or_default();
+        if let Some(old) = m.docs.remove(&doc) {
+            for chunk in old.chunks {
+                if !keep.contains(&chunk) {
+                    m.tombstone(chunk);
                 }
             }
-            let Some((_, items)) = &state else {
-                return Ok(());
-            };
-            let mut out = Vec::new();
-            for (i, item) in items.iter().enumerate() {
-                if m.live.contains_key(&item.chunk_id) {
-                    continue;
-                }
-                out.push((m.reserve(item.chunk_id, &item.vector), i));
-            }
-            out
-        };
-        // Phase 2 (no lock of ours): insert into the graph; searches go on.
+        }
         let Some((attrs, items)) = state else {
             return Ok(());
         };
-        for (slot, i) in &to_insert {
-            self.hnsw.insert_slice((&items[*i].vector, *slot));
-        }
-        // Phase 3 (brief write lock): the new chunks become live, the kept ones take the
-        // document's new attributes.
-        {
-            let mut m = self.write();
-            let entry = SlotDoc::new(doc.clone(), Arc::new(attrs), &mut m.names);
-            for (slot, i) in &to_insert {
-                m.make_live(items[*i].chunk_id, *slot, &entry);
-            }
-            for item in &items {
-                if let Some(&slot) = m.live.get(&item.chunk_id)
-                    && let Some(Some(d)) = m.slot_doc.get_mut(slot)
-                {
-                    *d = entry.clone();
+        // New chunks get fresh slots; kept ones take the document's new attributes.
+        let entry = SlotDoc::new(doc.clone(), Arc::new(attrs), &mut m.names);
+        for item in &items {
+            match m.live.get(&item.chunk_id).copied() {
+                Some(slot) => {
+                    if let Some(Some(d)) = m.slot_doc.get_mut(slot) {
+                        *d = entry.clone();
+                    }
+                }
+                None => {
+                    let slot = m.reserve(item.chunk_id, &item.vector);
+                    m.make_live(item.chunk_id, slot, &entry);
                 }
             }
-            m.docs.insert(
-                doc,
-                DocEntry {
-                    attrs: entry.attrs,
-                    chunks: items.iter().map(|i| i.chunk_id).collect(),
-                },
-            );
         }
+        m.docs.insert(
+            doc,
+            DocEntry {
+                attrs: entry.attrs,
+                chunks: items.iter().map(|i| i.chunk_id).collect(),
+            },
+        );
         Ok(())
     }
 
-    /// Bulk insert for rebuilds (parallel on the global rayon pool); `items` must be new chunks.
-    /// The chunks are fresh until [`DenseIndex::freeze`].
+    /// Bulk insert for rebuilds; `items` must be new chunks. The chunks are fresh until
+    /// [`DenseIndex::freeze`] builds them a segment (in parallel on the global rayon pool).
     pub fn bulk_insert(&self, docs: Vec<(Arc<str>, DocAttrs, Vec<DenseItem>)>) {
-        let mut batch: Vec<(Vec<f32>, usize)> = Vec::new();
         {
             let mut m = self.write();
             for (doc, attrs, items) in docs {
@@ -408,7 +379,6 @@ impl DenseIndex {
                     let slot = m.reserve(item.chunk_id, &item.vector);
                     m.make_live(item.chunk_id, slot, &entry);
                     chunks.push(item.chunk_id);
-                    batch.push((item.vector, slot));
                 }
                 m.docs.insert(
                     doc,
@@ -419,14 +389,14 @@ impl DenseIndex {
                 );
             }
         }
-        let refs: Vec<(&[f32], usize)> = batch.iter().map(|(v, s)| (v.as_slice(), *s)).collect();
-        self.hnsw.parallel_insert_slice(&refs);
     }
 
-    /// Everything the snapshot needs besides the graph.
-    pub(crate) fn export_maps(&self) -> MapsSnapshot {
+    /// Everything a snapshot holds, read at one instant: the maps, the segment and the fresh
+    /// part's vectors.
+    pub(crate) fn export(&self) -> (MapsSnapshot, Option<Arc<FrozenGraph>>, Vec<f32>) {
         let m = self.read();
-        MapsSnapshot {
+        let maps = MapsSnapshot {
+            format: segment_file::VERSION,
             seq: m.seq,
             dim: self.dim,
             params: self.params,
@@ -447,13 +417,18 @@ impl DenseIndex {
                         .collect(),
                 })
                 .collect(),
-        }
+        };
+        (maps, m.frozen.clone(), m.fresh.clone())
     }
 }
 
-/// The maps as written next to the hnsw_rs dump.
+/// The maps as written next to the segment file.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct MapsSnapshot {
+    /// The segment file's format version ([`segment_file::VERSION`]); absent (0) in the
+    /// snapshots of earlier versions, which held hnsw_rs's dump instead.
+    #[serde(default)]
+    pub format: u32,
     pub seq: u64,
     pub dim: usize,
     pub params: HnswParams,
@@ -473,18 +448,22 @@ pub(crate) struct SnapshotDoc {
 }
 
 impl MapsSnapshot {
-    pub(crate) fn into_maps(self, graph_points: usize) -> Result<Maps> {
+    /// The maps of a loaded snapshot, with its segment and fresh vectors.
+    pub(crate) fn into_maps(self, segment: segment_file::SegmentFile) -> Result<Maps> {
+        let points = segment.graph.as_ref().map_or(0, FrozenGraph::len)
+            + segment.fresh.len() / self.dim.max(1);
         let mut maps = Maps {
             slot_doc: vec![None; self.slots.len()],
             slots: self.slots,
             seq: self.seq,
+            frozen: segment.graph.map(Arc::new),
+            fresh: segment.fresh,
             ..Maps::default()
         };
-        if maps.slots.len() != graph_points {
+        if maps.slots.len() != points {
             return Err(Error::Dense(format!(
-                "snapshot maps list {} slots but the graph has {} points",
+                "snapshot maps list {} slots but the segment file holds {points} points",
                 maps.slots.len(),
-                graph_points
             )));
         }
         for d in self.docs {

@@ -108,11 +108,16 @@ impl DenseIndex {
             loop {
                 let (found, exhausted) = walk(fetch);
                 let hits = collapse(found, &m, k);
-                // Short of documents though every passing point was reached: that is all.
-                if hits.len() >= enough || exhausted || fetch >= n {
+                if hits.len() >= enough {
                     return Ok(hits);
                 }
-                if !filter.is_empty() && fetch >= MAX_POSTFILTER_CANDIDATES {
+                // Short of documents though the walk reached all it could: the graph may not
+                // reach every point (the heuristic can leave a point no in-link), so the exact
+                // scan answers.
+                if exhausted
+                    || fetch >= n
+                    || (!filter.is_empty() && fetch >= MAX_POSTFILTER_CANDIDATES)
+                {
                     break;
                 }
                 fetch = (fetch * 4).min(n);
@@ -176,10 +181,10 @@ mod tests {
 
     #[test]
     fn an_exact_scan_of_the_graph_completes_while_the_indexer_inserts() {
-        // hnsw_rs's point iterator takes its read lock a second time while holding it; with
-        // parking_lot that waits behind an inserting writer that waits for the first: a
-        // deadlock. The scan (more than FETCHED_SCAN_MAX candidates: k above the matching
-        // documents sends the search there) must finish however inserts interleave.
+        // Once, hnsw_rs's point iterator took its read lock a second time while holding it;
+        // with parking_lot that waited behind an inserting writer waiting for the first: a
+        // deadlock. The scan (k above the matching documents sends the search there) must
+        // finish however inserts and folds into new segments interleave with it.
         let idx = std::sync::Arc::new(DenseIndex::new(8, HnswParams::default(), 200_000));
         for i in 0..5_000u64 {
             let kind = if i % 2 == 0 { "even" } else { "odd" };
@@ -190,8 +195,8 @@ mod tests {
         let writer = {
             let (idx, stop) = (idx.clone(), stop.clone());
             std::thread::spawn(move || {
-                // Documents of many chunks, as a long call transcript: their graph inserts
-                // (no lock of ours held) run while searches come and go.
+                // Documents of many chunks, as a long call transcript, folded into a new
+                // segment every fourth (outside the maps' lock) while searches come and go.
                 let mut next = 5_000u64;
                 let mut doc = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -204,6 +209,9 @@ mod tests {
                     next += 300;
                     let _ = idx.apply(&format!("t:new:{doc}"), Some((attrs("new"), chunks)));
                     doc += 1;
+                    if doc % 4 == 0 {
+                        let _ = idx.freeze();
+                    }
                 }
             })
         };

@@ -169,17 +169,26 @@ impl Indexer {
 
     /// Folds the dense index's fresh part into a new frozen segment once it holds
     /// `dense_freeze_after` points, or when `idle` and `dense_freeze_interval` has passed since
-    /// the last fold. Here, on the only thread that inserts, no insert runs meanwhile.
+    /// the last fold.
     fn freeze_when_due(&mut self, idle: bool) -> Result<()> {
         let Some(d) = self.shared.dense() else {
             return Ok(());
         };
         let config = &self.shared.config;
         let fresh = d.fresh();
-        if fresh == 0
-            || (fresh < config.dense_freeze_after
-                && !(idle && self.last_freeze.elapsed() >= config.dense_freeze_interval))
+        if fresh < config.dense_freeze_after
+            && !(idle && self.last_freeze.elapsed() >= config.dense_freeze_interval)
         {
+            return Ok(());
+        }
+        self.fold(&d)
+    }
+
+    /// Folds the dense index's fresh part into a new segment now (the build runs here, on the
+    /// only thread that folds; searches go on meanwhile).
+    fn fold(&mut self, d: &DenseIndex) -> Result<()> {
+        let fresh = d.fresh();
+        if fresh == 0 {
             return Ok(());
         }
         let started = Instant::now();
@@ -326,7 +335,11 @@ impl Indexer {
             // what it would hold).
             && self.shared.disk.check().is_ok()
         {
-            self.dense_dumped = dense_snapshot::dump(&d, &config.dense_dir())?;
+            // The snapshot holds a whole segment: a restart then searches it at once, with
+            // nothing fresh to scan or fold.
+            let dir = config.dense_dir();
+            self.fold(&d)?;
+            self.dense_dumped = dense_snapshot::dump(&d, &dir)?;
             self.dense_changes = 0;
             self.last_dump = Instant::now();
         }

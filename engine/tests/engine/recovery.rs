@@ -67,8 +67,8 @@ fn deleted_index_directories_are_rebuilt_from_the_store_without_re_embedding() {
 fn corrupt_dense_snapshot(data: &Path) {
     let root = data.join("index/dense");
     let current = std::fs::read_to_string(root.join("CURRENT")).expect("a snapshot exists");
-    let graph = root.join(current.trim()).join("dense.hnsw.graph");
-    let mut bytes = std::fs::read(&graph).expect("graph file");
+    let graph = root.join(current.trim()).join("segment.bin");
+    let mut bytes = std::fs::read(&graph).expect("segment file");
     for b in bytes.iter_mut().skip(64).step_by(7) {
         *b ^= 0x5a;
     }
@@ -76,7 +76,7 @@ fn corrupt_dense_snapshot(data: &Path) {
 }
 
 #[test]
-fn a_corrupt_hnsw_snapshot_degrades_search_to_keywords_until_the_background_rebuild_ends() {
+fn a_corrupt_dense_snapshot_degrades_search_to_keywords_until_the_background_rebuild_ends() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let engine = open(dir.path());
