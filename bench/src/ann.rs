@@ -342,7 +342,7 @@ pub fn run(args: &AnnArgs) -> anyhow::Result<()> {
     };
     let before = rss_bytes();
     let index = AnnIndex::new(dim, params, base.len());
-    let pb = Progress::new(base.len(), "building hnsw");
+    let pb = Progress::new(base.len(), "inserting");
     let started = Instant::now();
     for (c, chunk) in base.chunks(5_000).enumerate() {
         index.insert_parallel_labelled(
@@ -360,10 +360,12 @@ pub fn run(args: &AnnArgs) -> anyhow::Result<()> {
     pb.finish();
     // The build ends with the frozen segment the searches walk (as the indexer makes it).
     let frozen_at = Instant::now();
-    index.freeze()?;
+    let pb = Progress::new(base.len(), "building the segment");
+    index.freeze_reporting(&|n| pb.inc(n as u64))?;
+    pb.finish();
     let freeze_s = frozen_at.elapsed().as_secs_f64();
     let build_s = started.elapsed().as_secs_f64();
-    eprintln!("ann: built in {build_s:.1} s, of which {freeze_s:.2} s freezing the segment");
+    eprintln!("ann: built in {build_s:.1} s, of which {freeze_s:.2} s building the segment");
     let bytes_per_vector = (rss_bytes() - before) / base.len() as f64;
     for set in &truth.sets {
         let efs = if set.selectivity.is_none() {

@@ -125,7 +125,13 @@ impl AnnIndex {
     /// the engine's indexer does; returns the vectors it holds. Call it once inserts are done
     /// (not while another thread inserts).
     pub fn freeze(&self) -> Result<usize> {
-        Ok(self.inner.freeze()?.unwrap_or(0))
+        self.freeze_reporting(&|_| {})
+    }
+
+    /// [`AnnIndex::freeze`], telling `progress` how many more vectors the build has inserted
+    /// (called from the build's threads).
+    pub fn freeze_reporting(&self, progress: &(dyn Fn(usize) + Sync)) -> Result<usize> {
+        Ok(self.inner.freeze_reporting(progress)?.unwrap_or(0))
     }
 
     /// The `k` nearest ids with their cosine similarity, best first.

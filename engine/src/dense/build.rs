@@ -205,17 +205,20 @@ impl Builder {
     }
 
     /// Inserts points `from..len` on the global rayon pool (the first alone when the graph is
-    /// empty, so that one point is the entry the others start from).
-    fn insert_from(&self, from: usize) {
+    /// empty, so that one point is the entry the others start from), telling `progress` of
+    /// each point inserted.
+    fn insert_from(&self, from: usize, progress: &(dyn Fn(usize) + Sync)) {
         let n = self.len();
         let mut from = from;
         if from < n && self.entry_point().is_none() {
             self.insert(from as u32);
+            progress(1);
             from += 1;
         }
-        (from..n)
-            .into_par_iter()
-            .for_each(|id| self.insert(id as u32));
+        (from..n).into_par_iter().for_each(|id| {
+            self.insert(id as u32);
+            progress(1);
+        });
     }
 
     fn entry_point(&self) -> Option<(u32, usize)> {
@@ -347,21 +350,31 @@ fn connect(rows: &mut [Vec<u32>], width: usize, entry: u32) {
     }
 }
 
-/// A segment of `vectors` (`n × dim`, unit norm), point `i` the `i`-th vector. `None` when
-/// there are none.
-pub(crate) fn build(dim: usize, params: HnswParams, vectors: Vec<f32>) -> Option<FrozenGraph> {
+/// A segment of `vectors` (`n × dim`, unit norm), point `i` the `i`-th vector; `progress` is
+/// told how many more points are in (from the builder's threads). `None` when there are none.
+pub(crate) fn build(
+    dim: usize,
+    params: HnswParams,
+    vectors: Vec<f32>,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Option<FrozenGraph> {
     if dim == 0 {
         return None;
     }
     let builder = Builder::new(dim, params, vectors);
-    builder.insert_from(0);
+    builder.insert_from(0, progress);
     builder.finish()
 }
 
 /// A new segment holding `old`'s points, links unchanged but for the back-links to new points,
 /// and then the points of `fresh` (`dim` values each) as points `old.len()..`. `old` keeps
 /// serving meanwhile.
-pub(crate) fn extend(old: &FrozenGraph, params: HnswParams, fresh: &[f32]) -> Option<FrozenGraph> {
+pub(crate) fn extend(
+    old: &FrozenGraph,
+    params: HnswParams,
+    fresh: &[f32],
+    progress: &(dyn Fn(usize) + Sync),
+) -> Option<FrozenGraph> {
     let dim = old.dim();
     let super::frozen::SegmentView {
         width,
@@ -395,7 +408,7 @@ pub(crate) fn extend(old: &FrozenGraph, params: HnswParams, fresh: &[f32]) -> Op
         *node = levels;
     }
     builder.entry = RwLock::new(Some((entry, upper.len())));
-    builder.insert_from(old_n);
+    builder.insert_from(old_n, progress);
     builder.finish()
 }
 

@@ -333,7 +333,13 @@ mod tests {
 
     /// Our segment of `points` (M 16, ef_construction 200).
     fn segment(points: &[Vec<f32>]) -> FrozenGraph {
-        build(points[0].len(), HnswParams::default(), points.concat()).expect("builds")
+        build(
+            points[0].len(),
+            HnswParams::default(),
+            points.concat(),
+            &|_| {},
+        )
+        .expect("builds")
     }
 
     /// hnsw_rs's graph of `points` (M 16, ef_construction 200), built in parallel.
@@ -367,8 +373,13 @@ mod tests {
         let hnsw = hnsw_rs_graph(&points);
         let whole = segment(&points);
         let first = segment(&points[..n / 2]);
-        let extended =
-            extend(&first, HnswParams::default(), &points[n / 2..].concat()).expect("extends");
+        let extended = extend(
+            &first,
+            HnswParams::default(),
+            &points[n / 2..].concat(),
+            &|_| {},
+        )
+        .expect("extends");
         [10, 20, 40, 80, 160]
             .into_iter()
             .map(|ef| {
@@ -484,8 +495,13 @@ mod tests {
             let found = frozen.search_accepting(p, n, n, Some(&|f| f as usize == id));
             assert_eq!(found.len(), 1, "point {id} is not reached");
         }
-        let extended =
-            extend(&frozen, HnswParams::default(), &points[..500].concat()).expect("extends");
+        let extended = extend(
+            &frozen,
+            HnswParams::default(),
+            &points[..500].concat(),
+            &|_| {},
+        )
+        .expect("extends");
         assert_eq!(extended.len(), n + 500);
         for id in (0..extended.len() as u32).step_by(7) {
             let found = extended.search_accepting(

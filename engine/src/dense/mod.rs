@@ -260,6 +260,12 @@ impl DenseIndex {
     /// meanwhile stay fresh. Call it from one thread at a time (the indexer, a rebuild); if
     /// another fold won the race, nothing changes (`Ok(None)`).
     pub fn freeze(&self) -> Result<Option<usize>> {
+        self.freeze_reporting(&|_| {})
+    }
+
+    /// [`DenseIndex::freeze`], telling `progress` of each point the build inserts (it is
+    /// called from the builder's threads).
+    pub fn freeze_reporting(&self, progress: &(dyn Fn(usize) + Sync)) -> Result<Option<usize>> {
         let (old, fresh) = {
             let m = self.read();
             if m.slots.len() == m.fresh_start() {
@@ -270,8 +276,8 @@ impl DenseIndex {
         };
         let old_len = old.as_ref().map_or(0, |g| g.len());
         let graph = match &old {
-            Some(old) => build::extend(old, self.params, &fresh),
-            None => build::build(self.dim, self.params, fresh),
+            Some(old) => build::extend(old, self.params, &fresh, progress),
+            None => build::build(self.dim, self.params, fresh, progress),
         }
         .ok_or_else(|| Error::Dense("building the dense segment gave no graph".to_owned()))?;
         let mut m = self.write();
