@@ -90,11 +90,9 @@ impl Builder {
         };
         let q = self.vector(id);
         let dist = |other: u32| distance(q, self.vector(other));
-        let ahead = |ids: &[u32]| {
-            for &nb in ids {
-                for line in 0..PREFETCH_LINES {
-                    prefetch(&self.vectors, nb as usize * self.dim + line * 16);
-                }
+        let ahead = |nb: u32| {
+            for line in 0..PREFETCH_LINES {
+                prefetch(&self.vectors, nb as usize * self.dim + line * 16);
             }
         };
         let mut current = Found {

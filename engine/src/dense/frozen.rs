@@ -221,11 +221,9 @@ impl FrozenGraph {
         if k == 0 || query.len() != self.dim {
             return Vec::new();
         }
-        let ahead = |ids: &[u32]| {
-            for &id in ids {
-                for line in 0..PREFETCH_LINES {
-                    prefetch(&self.vectors, id as usize * self.dim + line * 16);
-                }
+        let ahead = |id: u32| {
+            for line in 0..PREFETCH_LINES {
+                prefetch(&self.vectors, id as usize * self.dim + line * 16);
             }
         };
         let mut out = self.walk(ef.max(k), &ahead, &|id| self.distance(query, id), accept);
@@ -242,11 +240,7 @@ impl FrozenGraph {
         let (codes, scales) = self.codes();
         // The query in the codes' scale: q_d · s_d, so q · x ≈ Σ q'_d · c_d.
         let scaled: Vec<f32> = query.iter().zip(scales).map(|(q, s)| q * s).collect();
-        let ahead = |ids: &[u32]| {
-            for &id in ids {
-                prefetch(codes, id as usize * self.dim);
-            }
-        };
+        let ahead = |id: u32| prefetch(codes, id as usize * self.dim);
         let mut out = self.walk::<_, _, fn(u32) -> bool>(
             ef.max(k),
             &ahead,
@@ -267,7 +261,7 @@ impl FrozenGraph {
     /// The graph walk with distance `dist`: the descent, then the level-0 beam.
     fn walk<A, D, P>(&self, ef: usize, ahead: &A, dist: &D, accept: Option<&P>) -> Vec<Found>
     where
-        A: Fn(&[u32]),
+        A: Fn(u32),
         D: Fn(u32) -> f32,
         P: Fn(u32) -> bool + ?Sized,
     {

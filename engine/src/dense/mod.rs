@@ -104,6 +104,9 @@ pub(crate) struct Maps {
     names: Names,
     /// live chunk id -> its slot.
     live: HashMap<u64, usize>,
+    /// One bit per slot, set while it is live: what an unfiltered walk checks per candidate
+    /// (12.5 KB per 100 000 slots stays in cache, where `slot_doc` is 48 bytes a slot).
+    live_bits: Vec<u64>,
     pub docs: HashMap<Arc<str>, DocEntry>,
     /// Highest change-log sequence applied.
     pub seq: u64,
@@ -117,6 +120,25 @@ impl Maps {
     /// The document of `slot` while the slot is live.
     pub(crate) fn is_live(&self, slot: usize) -> Option<&SlotDoc> {
         self.slot_doc.get(slot)?.as_ref()
+    }
+
+    /// Is `slot` live? (The bit of [`Maps::is_live`].)
+    pub(crate) fn live_bit(&self, slot: usize) -> bool {
+        self.live_bits
+            .get(slot / 64)
+            .is_some_and(|w| w >> (slot % 64) & 1 == 1)
+    }
+
+    fn set_live_bit(&mut self, slot: usize, live: bool) {
+        if self.live_bits.len() <= slot / 64 {
+            self.live_bits.resize(slot / 64 + 1, 0);
+        }
+        let (word, bit) = (slot / 64, 1u64 << (slot % 64));
+        if live {
+            self.live_bits[word] |= bit;
+        } else {
+            self.live_bits[word] &= !bit;
+        }
     }
 
     /// The first fresh slot.
@@ -150,9 +172,11 @@ impl Maps {
             && let Some(d) = self.slot_doc.get_mut(old)
         {
             *d = None;
+            self.set_live_bit(old, false);
         }
         if let Some(d) = self.slot_doc.get_mut(slot) {
             *d = Some(doc.clone());
+            self.set_live_bit(slot, true);
         }
     }
 
@@ -161,6 +185,7 @@ impl Maps {
             && let Some(d) = self.slot_doc.get_mut(old)
         {
             *d = None;
+            self.set_live_bit(old, false);
         }
     }
 }

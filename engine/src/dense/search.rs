@@ -81,10 +81,16 @@ impl DenseIndex {
         };
         // The segment's walk keeps only live points that pass: the others are walked through,
         // never returned. Its `fetch` best and the fresh part's together.
+        // Unfiltered, a candidate's check is one bit of the live set.
         let accept = |id: u32| passes(id as usize);
+        let live = |id: u32| m.live_bit(id as usize);
         let walk = |fetch: usize| -> (Vec<Candidate>, bool) {
-            let mut found: Vec<Candidate> = frozen
-                .search_accepting(query, fetch, fetch, Some(&accept))
+            let found = if filter.is_empty() {
+                frozen.search_accepting(query, fetch, fetch, Some(&live))
+            } else {
+                frozen.search_accepting(query, fetch, fetch, Some(&accept))
+            };
+            let mut found: Vec<Candidate> = found
                 .into_iter()
                 .map(|f| (f.distance, f.id as usize))
                 .collect();
