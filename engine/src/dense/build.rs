@@ -55,9 +55,7 @@ impl Links for Builder {
         let Some(node) = self.nodes.get(id as usize) else {
             return;
         };
-        let node = node
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let node = self.lock(node);
         for &nb in node.get(level).into_iter().flatten() {
             f(nb);
         }
@@ -80,11 +78,7 @@ impl Builder {
             .nodes
             .get(id as usize)
             .map_or(0, |n| self.lock(n).len().saturating_sub(1));
-        let entry = *self
-            .entry
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some((entry, top)) = entry else {
+        let Some((entry, top)) = self.entry_point() else {
             self.become_entry(id, level);
             return;
         };
@@ -373,14 +367,14 @@ pub(crate) fn extend(
     fresh: &[f32],
     progress: &(dyn Fn(usize) + Sync),
 ) -> Option<FrozenGraph> {
-    let dim = old.dim();
-    let super::frozen::SegmentView {
+    let SegmentParts {
+        dim,
         width,
-        level0,
-        upper,
-        vectors,
+        ref level0,
+        ref upper,
+        ref vectors,
         entry,
-    } = old.parts();
+    } = *old.parts();
     let old_n = old.len();
     let mut all = Vec::with_capacity(vectors.len() + fresh.len());
     all.extend_from_slice(vectors);

@@ -65,7 +65,7 @@ pub(crate) fn write(
     header.resize(HEADER, 0);
     out.write_all(&header).map_err(io)?;
     let (level0, vectors, upper) = view.map_or((&[][..], &[][..], &[][..]), |v| {
-        (v.level0, v.vectors, v.upper)
+        (&v.level0[..], &v.vectors[..], &v.upper[..])
     });
     for nb in level0 {
         out.write_all(&nb.to_le_bytes()).map_err(io)?;
