@@ -115,13 +115,13 @@ pub(crate) fn load(root: &Path) -> Result<Option<DenseIndex>> {
     let maps: MapsSnapshot = serde_json::from_slice(&maps_bytes)
         .map_err(|e| Error::Dense(format!("snapshot maps: {e}")))?;
     maps.params.validate().map_err(Error::Dense)?;
-    if maps.format != segment_file::VERSION {
+    if !segment_file::READS.contains(&maps.format) {
         return Err(Error::Dense(format!(
             "snapshot {} is of format {} (0: hnsw_rs's dump, before the segment file); this \
-             version reads format {}",
+             version reads formats {:?}",
             dir.display(),
             maps.format,
-            segment_file::VERSION
+            segment_file::READS
         )));
     }
     let (dim, params) = (maps.dim, maps.params);
@@ -211,14 +211,19 @@ mod tests {
         v.into_iter().map(|a| a / n).collect()
     }
 
-    fn sample() -> DenseIndex {
-        let idx = DenseIndex::new(8, HnswParams::default(), 64);
-        let attrs = DocAttrs {
+    /// The sample's documents' attributes.
+    fn attrs() -> DocAttrs {
+        DocAttrs {
             source: "t".into(),
             kind: "a".into(),
             updated_at: 3,
             meta_terms: vec!["k\u{1}v".into()],
-        };
+        }
+    }
+
+    fn sample() -> DenseIndex {
+        let idx = DenseIndex::new(8, HnswParams::default(), 64);
+        let attrs = attrs();
         for i in 0..40u64 {
             idx.apply(
                 &format!("t:a:{i}"),
@@ -348,6 +353,69 @@ mod tests {
         assert!(
             message(spoiled(|b| b[64..68].copy_from_slice(&far))).contains("link to point 1000000")
         );
+    }
+
+    #[test]
+    fn a_snapshot_of_format_1_with_f32_segment_vectors_loads_without_a_rebuild() {
+        // Format 1 held the segment's vectors in f32: rewrite a dump that way (each f16 widened
+        // exactly), then load it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let idx = sample();
+        idx.freeze().expect("freezes");
+        idx.apply(
+            "t:a:60",
+            Some((
+                attrs(),
+                vec![DenseItem {
+                    chunk_id: 60,
+                    vector: unit(60),
+                }],
+            )),
+        )
+        .expect("applies");
+        dump(&idx, dir.path()).expect("dumps");
+        let current = current_dir(dir.path()).expect("current");
+        let bytes = fs::read(current.join(SEGMENT)).expect("reads");
+        let word =
+            |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let (dim, width, frozen, fresh) = (word(12), word(16), word(24), word(32));
+        assert_eq!((frozen, fresh), (40, 1));
+        let links_end = 64 + frozen * width * 4;
+        let halves_end = links_end + frozen * dim * 2;
+        let mut old = bytes[..links_end].to_vec();
+        old[8..12].copy_from_slice(&1u32.to_le_bytes());
+        for h in bytes[links_end..halves_end].chunks_exact(2) {
+            let x = half::f16::from_le_bytes([h[0], h[1]]).to_f32();
+            old.extend_from_slice(&x.to_le_bytes());
+        }
+        old.extend_from_slice(&bytes[halves_end..]);
+        fs::write(current.join(SEGMENT), &old).expect("writes");
+        let mut maps: serde_json::Value =
+            serde_json::from_slice(&fs::read(current.join(MAPS)).expect("reads")).expect("json");
+        maps["format"] = 1.into();
+        fs::write(
+            current.join(MAPS),
+            serde_json::to_vec(&maps).expect("encodes"),
+        )
+        .expect("writes");
+        rehash(&current, &[SEGMENT, MAPS]);
+
+        let back = load(dir.path()).expect("loads").expect("present");
+        assert_eq!(back.stats(), idx.stats());
+        let (was, now) = (
+            idx.frozen().expect("a segment"),
+            back.frozen().expect("a segment"),
+        );
+        assert_eq!(was.parts().level0, now.parts().level0);
+        assert_eq!(was.parts().vectors, now.parts().vectors);
+        for q in [5, 60, 77] {
+            assert_eq!(
+                idx.search(&unit(q), 5, 64, &Filter::default(), &[])
+                    .expect("searches"),
+                back.search(&unit(q), 5, 64, &Filter::default(), &[])
+                    .expect("searches"),
+            );
+        }
     }
 
     #[test]

@@ -16,7 +16,9 @@ use std::sync::{Mutex, RwLock};
 use rayon::prelude::*;
 
 use super::HnswParams;
-use super::frozen::{FrozenGraph, NONE, PREFETCH_LINES, SegmentParts};
+use super::frozen::{
+    FrozenGraph, LINE_F32, NONE, PREFETCH_LINES, SegmentParts, to_floats, to_halves,
+};
 use super::walk::{Found, Links, beam, descend};
 use crate::distance::cosine_distance as distance;
 use concierge_infra::prefetch::prefetch;
@@ -86,7 +88,7 @@ impl Builder {
         let dist = |other: u32| distance(q, self.vector(other));
         let ahead = |nb: u32| {
             for line in 0..PREFETCH_LINES {
-                prefetch(&self.vectors, nb as usize * self.dim + line * 16);
+                prefetch(&self.vectors, nb as usize * self.dim + line * LINE_F32);
             }
         };
         let mut current = Found {
@@ -249,7 +251,7 @@ impl Builder {
             width,
             level0,
             upper,
-            vectors: self.vectors,
+            vectors: to_halves(&self.vectors),
             entry,
         })
         .ok()
@@ -376,8 +378,8 @@ pub(crate) fn extend(
         entry,
     } = *old.parts();
     let old_n = old.len();
-    let mut all = Vec::with_capacity(vectors.len() + fresh.len());
-    all.extend_from_slice(vectors);
+    // Built in f32 (the old points' halves widen exactly, so they round back to the same).
+    let mut all = to_floats(vectors);
     all.extend_from_slice(fresh);
     let mut builder = Builder::new(dim, params, all);
     for (id, node) in builder.nodes.iter_mut().take(old_n).enumerate() {

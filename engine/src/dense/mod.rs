@@ -25,6 +25,7 @@ pub(crate) mod segment_file;
 mod slot_filter;
 pub(crate) mod walk;
 
+use crate::distance::cosine_distance;
 use crate::error::{Error, Result};
 use crate::filter::DocAttrs;
 use frozen::FrozenGraph;
@@ -146,15 +147,16 @@ impl Maps {
         self.frozen.as_ref().map_or(0, |f| f.len())
     }
 
-    /// The vector of `slot`, from the frozen segment or the fresh part.
-    fn vector(&self, slot: usize, dim: usize) -> Option<&[f32]> {
+    /// The cosine distance of a unit-norm `query` to `slot`'s vector, in the frozen segment
+    /// (f16) or the fresh part (f32); `None` for a slot with no vector.
+    fn distance(&self, query: &[f32], slot: usize, dim: usize) -> Option<f32> {
         let start = self.fresh_start();
         if slot < start {
             let frozen = self.frozen.as_ref()?;
-            return Some(frozen.vector(u32::try_from(slot).ok()?));
+            return frozen.distance(query, u32::try_from(slot).ok()?);
         }
         let at = (slot - start) * dim;
-        self.fresh.get(at..at + dim)
+        Some(cosine_distance(query, self.fresh.get(at..at + dim)?))
     }
 
     /// Reserves the next slot for `chunk` (not live until [`Maps::make_live`]).

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use super::slot_filter::SlotFilter;
 use super::{DenseHit, DenseIndex, Maps};
-use crate::distance::dot;
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 
@@ -74,7 +73,7 @@ impl DenseIndex {
         let start = m.fresh_start();
         let fresh: Vec<Candidate> = (start..m.slots.len())
             .filter(|&slot| passes(slot))
-            .filter_map(|slot| Some((1.0 - dot(query, m.vector(slot, self.dim)?), slot)))
+            .filter_map(|slot| Some((m.distance(query, slot, self.dim)?, slot)))
             .collect();
         let Some(frozen) = &m.frozen else {
             return Ok(collapse(fresh, &m, k));
@@ -133,7 +132,7 @@ impl DenseIndex {
         // from the segment's and the fresh part's vectors (frozen ones in slot order).
         let scored: Vec<Candidate> = (0..start)
             .filter(|&slot| passes(slot))
-            .filter_map(|slot| Some((1.0 - dot(query, m.vector(slot, self.dim)?), slot)))
+            .filter_map(|slot| Some((m.distance(query, slot, self.dim)?, slot)))
             .chain(fresh)
             .collect();
         Ok(collapse(scored, &m, k))
@@ -169,6 +168,8 @@ mod tests {
     use super::super::tests::attrs;
     use super::super::{DenseItem, HnswParams, unit};
     use super::*;
+    use crate::dense::frozen::{to_floats, to_halves};
+    use crate::distance::dot;
 
     /// Document `t:{kind}:{i}` with one 8-dimensional chunk `i`.
     fn put_one(idx: &DenseIndex, kind: &str, i: u64) {
@@ -307,11 +308,19 @@ mod tests {
             put_one(&idx, "a", i);
         }
         assert_eq!(idx.stats().fresh, 180);
-        let expected: Vec<(String, Vec<f32>)> = (0..100u64)
-            .map(|i| (format!("t:a:{i}"), unit(10_000 + i, 8)))
-            .chain((150..680u64).map(|i| (format!("t:a:{i}"), unit(i, 8))))
-            .collect();
+        // The documents' vectors as the index holds them: f16 in a segment, f32 while fresh.
+        let held = |v: Vec<f32>, frozen: bool| if frozen { to_floats(&to_halves(&v)) } else { v };
+        let expected = |all_frozen: bool| -> Vec<(String, Vec<f32>)> {
+            (0..100u64)
+                .map(|i| (format!("t:a:{i}"), held(unit(10_000 + i, 8), all_frozen)))
+                .chain(
+                    (150..680u64)
+                        .map(|i| (format!("t:a:{i}"), held(unit(i, 8), all_frozen || i < 600))),
+                )
+                .collect()
+        };
         let check = |stage: &str| {
+            let expected = expected(stage == "frozen");
             for q in 0..40u64 {
                 let query = unit(77_000 + q, 8);
                 let hits = idx

@@ -9,20 +9,28 @@
 //! header   "CONCSEG\0" · version u32 · dim u32 · width u32 · top u32 · frozen u64 · fresh u64
 //!          · entry u32 · zero padding to 64 bytes
 //! level0   frozen × width u32 (u32::MAX pads a row)
-//! vectors  (frozen + fresh) × dim f32, by slot
+//! vectors  frozen × dim f16, then fresh × dim f32, by slot
 //! upper    per level 1..=top: nodes u32, then per node: id u32 · links u32 · links × u32
 //! ```
+//!
+//! Version 1 (before the segment's vectors were f16) held `(frozen + fresh) × dim f32`; it is
+//! still read, its frozen vectors rounded to f16 as a fold would, so an upgrade restarts without
+//! a rebuild.
 
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-use super::frozen::{FrozenGraph, SegmentParts};
+use half::f16;
+
+use super::frozen::{FrozenGraph, SegmentParts, to_halves};
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"CONCSEG\0";
-/// The format this version writes and reads.
-pub(crate) const VERSION: u32 = 1;
+/// The format this version writes.
+pub(crate) const VERSION: u32 = 2;
+/// The formats this version reads.
+pub(crate) const READS: [u32; 2] = [1, VERSION];
 const HEADER: usize = 64;
 
 /// What a segment file holds: the graph (none before the first fold) and the fresh vectors.
@@ -70,7 +78,10 @@ pub(crate) fn write(
     for nb in level0 {
         out.write_all(&nb.to_le_bytes()).map_err(io)?;
     }
-    for x in vectors.iter().chain(fresh) {
+    for x in vectors {
+        out.write_all(&x.to_le_bytes()).map_err(io)?;
+    }
+    for x in fresh {
         out.write_all(&x.to_le_bytes()).map_err(io)?;
     }
     for level in upper {
@@ -117,22 +128,22 @@ impl<R: Read> Values<'_, R> {
         Ok(u32::from_le_bytes(b))
     }
 
-    /// `count` four-byte values, each made by `from`.
-    fn many<T>(&mut self, count: u64, from: fn([u8; 4]) -> T) -> Result<Vec<T>> {
-        if count.saturating_mul(4) > self.left {
+    /// `count` values of `W` bytes each, each made by `from`.
+    fn many<const W: usize, T>(&mut self, count: u64, from: fn([u8; W]) -> T) -> Result<Vec<T>> {
+        if count.saturating_mul(W as u64) > self.left {
             return Err(bad(self.path, "truncated"));
         }
         let count = usize::try_from(count).map_err(|_| bad(self.path, "too large"))?;
         let mut out = Vec::with_capacity(count);
         let mut buf = vec![0u8; 1 << 16];
         while out.len() < count {
-            let take = ((count - out.len()) * 4).min(buf.len());
+            let take = ((count - out.len()) * W).min(buf.len() / W * W);
             self.bytes(&mut buf[..take])?;
-            out.extend(
-                buf[..take]
-                    .chunks_exact(4)
-                    .map(|c| from([c[0], c[1], c[2], c[3]])),
-            );
+            out.extend(buf[..take].chunks_exact(W).map(|c| {
+                let mut value = [0u8; W];
+                value.copy_from_slice(c);
+                from(value)
+            }));
         }
         Ok(out)
     }
@@ -161,10 +172,10 @@ pub(crate) fn read(path: &Path, dim: usize) -> Result<SegmentFile> {
     };
     let long = |at: usize| u64::from(word(at)) | (u64::from(word(at + 4)) << 32);
     let version = word(8);
-    if version != VERSION {
+    if !READS.contains(&version) {
         return Err(bad(
             path,
-            format!("format version {version}; this version reads {VERSION}"),
+            format!("format version {version}; this version reads {READS:?}"),
         ));
     }
     let (file_dim, width, top) = (word(12) as usize, word(16) as usize, word(20) as usize);
@@ -179,10 +190,21 @@ pub(crate) fn read(path: &Path, dim: usize) -> Result<SegmentFile> {
         ));
     }
     let level0 = v.many(frozen.saturating_mul(width as u64), u32::from_le_bytes)?;
-    let mut vectors = v.many(
-        frozen.saturating_add(fresh).saturating_mul(dim as u64),
-        f32::from_le_bytes,
-    )?;
+    let (vectors, fresh) = if version == 1 {
+        let mut all = v.many(
+            frozen.saturating_add(fresh).saturating_mul(dim as u64),
+            f32::from_le_bytes,
+        )?;
+        let fresh = usize::try_from(fresh.saturating_mul(dim as u64))
+            .map_err(|_| bad(path, "too large"))?;
+        let fresh = all.split_off(all.len() - fresh);
+        (to_halves(&all), fresh)
+    } else {
+        (
+            v.many(frozen.saturating_mul(dim as u64), f16::from_le_bytes)?,
+            v.many(fresh.saturating_mul(dim as u64), f32::from_le_bytes)?,
+        )
+    };
     let mut upper = Vec::with_capacity(top.min(64));
     for _ in 0..top {
         let nodes = v.u32()?;
@@ -197,9 +219,6 @@ pub(crate) fn read(path: &Path, dim: usize) -> Result<SegmentFile> {
     if v.left != 0 {
         return Err(bad(path, format!("{} bytes after the segment", v.left)));
     }
-    let fresh =
-        usize::try_from(fresh.saturating_mul(dim as u64)).map_err(|_| bad(path, "too large"))?;
-    let fresh = vectors.split_off(vectors.len() - fresh);
     let graph = if frozen == 0 {
         None
     } else {
