@@ -96,7 +96,7 @@ impl Builder {
             distance: dist(entry),
         };
         if top > level {
-            current = descend(self, current, top, level + 1, &dist);
+            current = descend(self, current, top, level + 1, &ahead, &dist);
         }
         for l in (0..=level.min(top)).rev() {
             let mut found = beam::<_, _, _, fn(u32) -> bool>(

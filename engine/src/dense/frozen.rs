@@ -285,7 +285,7 @@ impl FrozenGraph {
             id: self.parts.entry,
             distance: dist(self.parts.entry),
         };
-        let start = descend(self, start, self.top(), 1, dist);
+        let start = descend(self, start, self.top(), 1, ahead, dist);
         beam(self, 0, start, self.len(), ef, ahead, dist, accept)
     }
 

@@ -51,20 +51,37 @@ thread_local! {
 }
 
 /// Greedy descent from `start` through the levels `top` down to `down_to` (inclusive): at each
-/// level, move to the nearest neighbour while one is nearer (hnswlib's descent). Returns the
+/// level, move to the nearest neighbour while one is nearer (hnswlib's descent). Each
+/// neighbour's vector is prefetched (`ahead`) while the one before it is scored, as in the
+/// beam: the upper levels' few points are spread over the whole vector array. Returns the
 /// point reached, the beam's start on the level below.
-pub(crate) fn descend<L: Links + ?Sized, D: Fn(u32) -> f32>(
+pub(crate) fn descend<L, A, D>(
     links: &L,
     start: Found,
     top: usize,
     down_to: usize,
+    ahead: &A,
     dist: &D,
-) -> Found {
+) -> Found
+where
+    L: Links + ?Sized,
+    A: Fn(u32),
+    D: Fn(u32) -> f32,
+{
     let mut current = start;
+    let mut row: Vec<u32> = Vec::new();
     for level in (down_to..=top).rev() {
         loop {
             let mut next = current;
-            links.each_neighbour(current.id, level, |nb| {
+            row.clear();
+            links.each_neighbour(current.id, level, |nb| row.push(nb));
+            if let Some(&first) = row.first() {
+                ahead(first);
+            }
+            for (i, &nb) in row.iter().enumerate() {
+                if let Some(&following) = row.get(i + 1) {
+                    ahead(following);
+                }
                 let d = dist(nb);
                 if d < next.distance {
                     next = Found {
@@ -72,7 +89,7 @@ pub(crate) fn descend<L: Links + ?Sized, D: Fn(u32) -> f32>(
                         distance: d,
                     };
                 }
-            });
+            }
             if next.id == current.id {
                 break;
             }
