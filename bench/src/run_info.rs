@@ -86,7 +86,7 @@ impl Machine {
                 .map(|(_, v)| v.trim().to_owned())
         };
         let flags = field("flags").unwrap_or_default();
-        let simd = ["avx2", "fma", "avx512f"]
+        let simd = ["avx2", "fma", "f16c", "avx512f"]
             .into_iter()
             .filter(|f| flags.split_whitespace().any(|x| x == *f))
             .map(str::to_owned)
