@@ -19,6 +19,7 @@ use super::HnswParams;
 use super::frozen::{
     FrozenGraph, LINE_F32, NONE, PREFETCH_LINES, SegmentParts, to_floats, to_halves,
 };
+use super::huge_array::HugeArray;
 use super::walk::{Found, Links, beam, descend};
 use crate::distance::cosine_distance as distance;
 use concierge_infra::prefetch::prefetch;
@@ -45,7 +46,8 @@ struct Builder {
     dim: usize,
     m: usize,
     ef_construction: usize,
-    vectors: Vec<f32>,
+    /// On huge pages, as the segment's: its inserts walk them as searches do.
+    vectors: HugeArray<f32>,
     /// Per point: its links at levels `0..=level`.
     nodes: Vec<Mutex<Vec<Vec<u32>>>>,
     /// The entry point and the top level, once there is a point.
@@ -249,9 +251,9 @@ impl Builder {
         FrozenGraph::from_parts(SegmentParts {
             dim: self.dim,
             width,
-            level0,
+            level0: HugeArray::from_vec(level0),
             upper,
-            vectors: to_halves(&self.vectors),
+            vectors: HugeArray::from_vec(to_halves(&self.vectors)),
             entry,
         })
         .ok()
@@ -267,7 +269,7 @@ impl Builder {
             dim,
             m: params.m,
             ef_construction: params.ef_construction,
-            vectors,
+            vectors: HugeArray::from_vec(vectors),
             nodes,
             entry: RwLock::new(None),
         }

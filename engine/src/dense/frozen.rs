@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use concierge_infra::prefetch::prefetch;
 
+use super::huge_array::HugeArray;
 use super::walk::{Found, Links, beam, descend, sort_nearest_first};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -36,11 +37,11 @@ pub(crate) struct SegmentParts {
     /// Slots per level-0 row: 2M.
     pub width: usize,
     /// `n × width` neighbour ids, `NONE`-padded.
-    pub level0: Vec<u32>,
+    pub level0: HugeArray<u32>,
     /// For each level above 0 (index 0 is level 1): node → its neighbours there.
     pub upper: Vec<HashMap<u32, Vec<u32>>>,
     /// `n × dim` values, by point id, in half precision.
-    pub vectors: Vec<f16>,
+    pub vectors: HugeArray<f16>,
     /// Where searches start: a node on the highest level.
     pub entry: u32,
 }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 mod build;
 pub(crate) mod frozen;
+mod huge_array;
 mod search;
 pub(crate) mod segment_file;
 mod slot_filter;

@@ -24,6 +24,7 @@ use std::path::Path;
 use half::f16;
 
 use super::frozen::{FrozenGraph, SegmentParts, to_halves};
+use super::huge_array::HugeArray;
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"CONCSEG\0";
@@ -226,9 +227,9 @@ pub(crate) fn read(path: &Path, dim: usize) -> Result<SegmentFile> {
             FrozenGraph::from_parts(SegmentParts {
                 dim,
                 width,
-                level0,
+                level0: HugeArray::from_vec(level0),
                 upper,
-                vectors,
+                vectors: HugeArray::from_vec(vectors),
                 entry,
             })
             .map_err(|e| bad(path, e))?,
