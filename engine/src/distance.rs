@@ -5,7 +5,19 @@
 /// `1 - a·b`, clamped to `[0, 2]`, for L2-normalised vectors.
 #[inline]
 pub(crate) fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
-    (1.0 - dot(a, b)).clamp(0.0, 2.0)
+    distance_of_dot(dot(a, b))
+}
+
+/// [`cosine_distance`] of an f32 query and a vector held in half precision.
+#[inline]
+pub(crate) fn cosine_distance_f16(q: &[f32], h: &[half::f16]) -> f32 {
+    distance_of_dot(dot_f16(q, h))
+}
+
+/// `1 - dot`, clamped to `[0, 2]`.
+#[inline(always)]
+fn distance_of_dot(dot: f32) -> f32 {
+    (1.0 - dot).clamp(0.0, 2.0)
 }
 
 /// [`cosine_distance`] as hnsw_rs takes it: the graph our segments are measured against in
@@ -65,7 +77,7 @@ impl pulp::WithSimd for Dot<'_> {
 /// `Σ q_d · h_d` of an f32 query and half-precision values: the walk over a segment stored in
 /// f16 reads half the bytes per distance. AVX2 + FMA + F16C when the CPU has them (checked at run
 /// time: 8 halves widened per instruction, four accumulators), else one value at a time.
-pub(crate) fn dot_f16(q: &[f32], h: &[half::f16]) -> f32 {
+fn dot_f16(q: &[f32], h: &[half::f16]) -> f32 {
     let n = q.len().min(h.len());
     let (q, h) = (&q[..n], &h[..n]);
     #[cfg(target_arch = "x86_64")]

@@ -14,7 +14,8 @@
 //!   [`layered_config::Secret`] redacted in `Debug` and durations written as text.
 //! - [`logging`]: how both programs log (stderr, `RUST_LOG`, text coloured only on a terminal, or
 //!   JSON lines).
-//! - [`prefetch`]: the hint that brings a cache line in ahead of a loop that reads it.
+//! - [`prefetch`]: the hint that brings a cache line (or a row's lines) in ahead of a loop that
+//!   reads it.
 //! - [`retry`]: when to try a request again — exponential backoff with full jitter, a server's
 //!   `Retry-After` honoured, a bounded number of attempts.
 //!

@@ -20,6 +20,24 @@ pub fn prefetch<T>(data: &[T], at: usize) {
     let _ = (data, at);
 }
 
+/// Bytes of a cache line.
+const LINE: usize = 64;
+
+/// [`prefetch`] of `lines` cache lines from `data[at]` on: the first lines of a row, or all of
+/// it.
+#[inline(always)]
+pub fn prefetch_lines<T>(data: &[T], at: usize, lines: usize) {
+    let per_line = (LINE / std::mem::size_of::<T>().max(1)).max(1);
+    for line in 0..lines {
+        prefetch(data, at + line * per_line);
+    }
+}
+
+/// Cache lines `count` values of `T` span.
+pub fn lines_of<T>(count: usize) -> usize {
+    (count * std::mem::size_of::<T>()).div_ceil(LINE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,5 +50,10 @@ mod tests {
         }
         assert!(data.iter().all(|x| *x == 1.5));
         prefetch::<u8>(&[], 0);
+        prefetch_lines(&data, 60, lines_of::<f32>(64));
+        assert_eq!(lines_of::<f32>(384), 24);
+        assert_eq!(lines_of::<u16>(384), 12);
+        assert_eq!(lines_of::<u8>(65), 2);
+        assert!(data.iter().all(|x| *x == 1.5));
     }
 }

@@ -16,13 +16,11 @@ use std::sync::{Mutex, RwLock};
 use rayon::prelude::*;
 
 use super::HnswParams;
-use super::frozen::{
-    FrozenGraph, LINE_F32, NONE, PREFETCH_LINES, SegmentParts, to_floats, to_halves,
-};
+use super::frozen::{FrozenGraph, NONE, PREFETCH_LINES, SegmentParts, to_floats, to_halves};
 use super::huge_array::HugeArray;
 use super::walk::{Found, Links, beam, descend};
 use crate::distance::cosine_distance as distance;
-use concierge_infra::prefetch::prefetch;
+use concierge_infra::prefetch::prefetch_lines;
 
 /// Levels above 0 a point may get (hnsw_rs's and our graphs' bound).
 const MAX_LEVEL: usize = 15;
@@ -88,11 +86,7 @@ impl Builder {
         };
         let q = self.vector(id);
         let dist = |other: u32| distance(q, self.vector(other));
-        let ahead = |nb: u32| {
-            for line in 0..PREFETCH_LINES {
-                prefetch(&self.vectors, nb as usize * self.dim + line * LINE_F32);
-            }
-        };
+        let ahead = |nb: u32| prefetch_lines(&self.vectors, nb as usize * self.dim, PREFETCH_LINES);
         let mut current = Found {
             id: entry,
             distance: dist(entry),

@@ -9,14 +9,14 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use concierge_infra::prefetch::prefetch;
+use concierge_infra::prefetch::{lines_of, prefetch, prefetch_lines};
 
 use super::huge_array::HugeArray;
 use super::walk::{Found, Links, beam, descend, sort_nearest_first};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
-use crate::distance::{dot_f16, dot_i8};
+use crate::distance::{cosine_distance_f16, dot_i8};
 
 /// No neighbour (padding of a level-0 row).
 pub(crate) const NONE: u32 = u32::MAX;
@@ -89,10 +89,6 @@ fn quantise(vectors: &[f16], dim: usize) -> (Vec<i8>, Vec<f32>) {
 /// segment's walk prefetches its whole f16 row (12 lines at 384-d): 8–12 % more queries/s
 /// than its first 4 lines at ef 24–96, in the same run (WordNet, AMD EPYC).
 pub(crate) const PREFETCH_LINES: usize = 4;
-
-/// Values of a cache line.
-pub(crate) const LINE_F32: usize = 16;
-const LINE_F16: usize = 32;
 
 impl Links for FrozenGraph {
     /// Both cache lines of a level-0 row (32 links): 3–8 % more queries/s than the first only.
@@ -196,12 +192,11 @@ impl FrozenGraph {
             .get_or_init(|| quantise(&self.parts.vectors, self.parts.dim))
     }
 
-    /// The cosine distance (`1 - dot`, clamped to `[0, 2]` as [`crate::distance::cosine_distance`])
-    /// of a unit-norm `query` to point `id`; `None` past the segment's end.
+    /// The cosine distance of a unit-norm `query` to point `id`; `None` past the segment's end.
     pub fn distance(&self, query: &[f32], id: u32) -> Option<f32> {
         let at = id as usize * self.parts.dim;
         let v = self.parts.vectors.get(at..at + self.parts.dim)?;
-        Some((1.0 - dot_f16(query, v)).clamp(0.0, 2.0))
+        Some(cosine_distance_f16(query, v))
     }
 
     /// [`FrozenGraph::distance`] of a point of the walk (its ids are points of the segment).
@@ -229,15 +224,9 @@ impl FrozenGraph {
             return Vec::new();
         }
         // The whole row: 12 lines of a 384-d f16 vector.
-        let lines = self.parts.dim.div_ceil(LINE_F16);
-        let ahead = |id: u32| {
-            for line in 0..lines {
-                prefetch(
-                    &self.parts.vectors,
-                    id as usize * self.parts.dim + line * LINE_F16,
-                );
-            }
-        };
+        let lines = lines_of::<f16>(self.parts.dim);
+        let ahead =
+            |id: u32| prefetch_lines(&self.parts.vectors, id as usize * self.parts.dim, lines);
         let mut out = self.walk(
             ef.max(k),
             &ahead,
@@ -306,13 +295,18 @@ impl FrozenGraph {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::dense::HnswParams;
     use crate::dense::build::{build, extend};
     use crate::distance::{UnitCosine, dot};
     use hnsw_rs::prelude::Hnsw;
     use proptest::prelude::*;
+
+    /// `values` as a segment holds them: each rounded to f16.
+    pub(crate) fn as_stored(values: &[f32]) -> Vec<f32> {
+        to_floats(&to_halves(values))
+    }
 
     fn normalised(mut v: Vec<f32>) -> Vec<f32> {
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
@@ -403,7 +397,7 @@ mod tests {
         });
         // Each graph against the exact answer over the values it holds: hnsw_rs's f32, our
         // segments' f16 (on clustered sets this tight, rounding alone reorders near ties).
-        let stored: Vec<Vec<f32>> = points.iter().map(|p| to_floats(&to_halves(p))).collect();
+        let stored: Vec<Vec<f32>> = points.iter().map(|p| as_stored(p)).collect();
         [10, 20, 40, 80, 160]
             .into_iter()
             .map(|ef| {
@@ -553,7 +547,7 @@ mod tests {
         let points = data(500, 16, true, 7);
         let frozen = segment(&points);
         // The segment holds each vector rounded to f16: brute force over those values.
-        let stored: Vec<Vec<f32>> = points.iter().map(|p| to_floats(&to_halves(p))).collect();
+        let stored: Vec<Vec<f32>> = points.iter().map(|p| as_stored(p)).collect();
         for q in data(20, 16, true, 8) {
             let found: Vec<u32> = frozen.search(&q, 10, 500).iter().map(|f| f.id).collect();
             assert_eq!(found, exact(&stored, &q, 10));

@@ -168,7 +168,7 @@ mod tests {
     use super::super::tests::attrs;
     use super::super::{DenseItem, HnswParams, unit};
     use super::*;
-    use crate::dense::frozen::{to_floats, to_halves};
+    use crate::dense::frozen::tests::as_stored;
     use crate::distance::dot;
 
     /// Document `t:{kind}:{i}` with one 8-dimensional chunk `i`.
@@ -309,7 +309,7 @@ mod tests {
         }
         assert_eq!(idx.stats().fresh, 180);
         // The documents' vectors as the index holds them: f16 in a segment, f32 while fresh.
-        let held = |v: Vec<f32>, frozen: bool| if frozen { to_floats(&to_halves(&v)) } else { v };
+        let held = |v: Vec<f32>, frozen: bool| if frozen { as_stored(&v) } else { v };
         let expected = |all_frozen: bool| -> Vec<(String, Vec<f32>)> {
             (0..100u64)
                 .map(|i| (format!("t:a:{i}"), held(unit(10_000 + i, 8), all_frozen)))
